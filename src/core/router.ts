@@ -1,0 +1,400 @@
+/**
+ * The Router decides who gets which copy and applies it. Its decisions are
+ * the pure functions in routing.ts; what is here is the thin I/O around them:
+ * resolving sessions, running the hooks, waiting for archive commits, sending.
+ *
+ * Ordering: each session's inbound stanzas are delivered in the order
+ * received. The synchronous hook phase of stanza N+1 may run before stanza N
+ * is delivered (so both join the same archive group commit), but delivery
+ * of N+1 waits for delivery of N (Session.inboundTail).
+ */
+import { JID, tryParseJID } from '../jid/jid.js';
+import { Element, x } from '../xml/element.js';
+import { StanzaError, errorReply } from './errors.js';
+import type { StanzaEvent, HookEvents } from './events.js';
+import type { Hooks } from './hooks.js';
+import { NS } from './namespaces.js';
+import type { SessionRegistry } from './registry.js';
+import { decideIncoming, decideOutgoing, normalizeType, type CopyShape } from './routing.js';
+import { carbonsEligible } from './eligibility.js';
+import type { Session } from './session.js';
+import type { Logger } from './logger.js';
+import type { Metrics, Counter } from '../metrics/metrics.js';
+
+export type IqTarget = 'server' | 'account';
+export interface IqContext {
+  stanza: Element;
+  type: 'get' | 'set';
+  /** The payload element. */
+  payload: Element;
+  from: JID;
+  to: JID;
+  origin: Session | undefined;
+  /** Addressed to the sender's own account (no `to`, or own bare JID). */
+  self: boolean;
+}
+/** Returns the result payload (or undefined for an empty result); throws StanzaError for an error. */
+export type IqHandler = (ctx: IqContext) => Element | undefined | void | Promise<Element | undefined | void>;
+
+export interface UserExists {
+  (username: string): Promise<boolean>;
+}
+
+export class Router {
+  private readonly iqHandlers = new Map<string, IqHandler>();
+  private readonly pendingIq = new Map<string, { resolve: (el: Element) => void; timer: NodeJS.Timeout }>();
+  private iqCounter = 0;
+  readonly domainJid: JID;
+  private readonly routed: Counter;
+  userExists: UserExists = async () => false;
+
+  constructor(
+    readonly domain: string,
+    private readonly hooks: Hooks<HookEvents>,
+    private readonly registry: SessionRegistry,
+    private readonly log: Logger,
+    metrics: Metrics,
+  ) {
+    this.domainJid = new JID('', domain);
+    this.routed = metrics.counter('verona_copies_delivered_total', 'Message copies delivered to sessions, by decision reason');
+  }
+
+  registerIq(target: IqTarget, type: 'get' | 'set', ns: string, handler: IqHandler): void {
+    const k = `${target}:${type}:${ns}`;
+    if (this.iqHandlers.has(k)) throw new Error(`IQ handler for ${k} registered twice`);
+    this.iqHandlers.set(k, handler);
+  }
+
+  isLocal(jid: JID): boolean {
+    return jid.domain === this.domain;
+  }
+
+  /**
+   * Entry point for a stanza from a bound client session. `from` is already
+   * stamped. Resolves when the stanza is handled: archived (when it is
+   * archivable) and routed. SM counts `h` on this.
+   */
+  fromClient(session: Session, stanza: Element): Promise<void> {
+    const to = stanza.attrs.to === undefined ? undefined : tryParseJID(stanza.attrs.to);
+    if (stanza.attrs.to !== undefined && to === undefined) {
+      this.bounce(stanza, new StanzaError('jid-malformed', 'Invalid JID in to'), session);
+      return this.chain(session, []);
+    }
+    const from = session.jid;
+    switch (stanza.name) {
+      case 'message': {
+        const e: StanzaEvent = { stanza, from, to: to ?? from.bare, origin: session, waits: [] };
+        if (to === undefined) stanza.attrs.to = from.bare.toString();
+        if (!this.prepareMessage(e)) return this.chain(session, []);
+        return this.chain(session, e.waits, () => this.deliverMessage(e), e);
+      }
+      case 'presence': {
+        const e: StanzaEvent = { stanza, from, to: to ?? from.bare, origin: session, waits: [] };
+        return this.chain(session, [], () => this.routePresence(e, to === undefined));
+      }
+      case 'iq': {
+        this.routeIq(stanza, from, to, session);
+        return this.chain(session, []);
+      }
+      default:
+        return this.chain(session, []);
+    }
+  }
+
+  /** Route a stanza the server itself generated (pushes, broadcasts, bounces). */
+  route(stanza: Element): void {
+    const to = tryParseJID(stanza.attrs.to);
+    const from = tryParseJID(stanza.attrs.from) ?? this.domainJid;
+    if (!to) return;
+    if (stanza.name === 'message') {
+      const e: StanzaEvent = { stanza, from, to, origin: undefined, waits: [] };
+      if (!this.prepareMessage(e)) return;
+      if (e.waits.length === 0) this.deliverMessage(e);
+      else void this.settle(e.waits, e).then(() => this.deliverMessage(e));
+    } else if (stanza.name === 'presence') {
+      this.routePresence({ stanza, from, to, origin: undefined, waits: [] }, false);
+    } else if (stanza.name === 'iq') {
+      this.routeIq(stanza, from, to, undefined);
+    }
+  }
+
+  /** Deliver a stanza to one local session without any hooks (pushes, direct replies). */
+  sendToSession(session: Session, stanza: Element): void {
+    if (!session.closed) session.send(stanza);
+  }
+
+  /** Send an IQ from the server and wait for its result (caps disco, pings). Rejects on timeout/error. */
+  request(iq: Element, timeoutMs = 30000): Promise<Element> {
+    const id = iq.attrs.id ?? `v${++this.iqCounter}`;
+    iq.attrs.id = id;
+    if (iq.attrs.from === undefined) iq.attrs.from = this.domain;
+    const key = `${iq.attrs.to}#${id}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pendingIq.delete(key);
+        reject(new Error('iq timeout'));
+      }, timeoutMs);
+      timer.unref();
+      this.pendingIq.set(key, { resolve, timer });
+      this.route(iq);
+    });
+  }
+
+  // ---- message -------------------------------------------------------
+
+  /** Runs the synchronous hooks; returns true when the message goes on to delivery. */
+  private prepareMessage(e: StanzaEvent): boolean {
+    try {
+      if (e.origin && this.hooks.fire('message/out', e, true)) return false;
+      if (e.to.domain !== this.domain) {
+        // No server-to-server yet: remote domains are unreachable.
+        throw new StanzaError('remote-server-not-found', `Remote domain ${e.to.domain} is not reachable`);
+      }
+      if (e.to.local === '') {
+        this.hooks.fire('message/server', e, true);
+        return false;
+      }
+      // A recipient-side hook that returns true consumed the message (e.g. blocked).
+      return !this.hooks.fire('message/in', e, true);
+    } catch (err) {
+      this.handleHookError(err, e);
+      return false;
+    }
+  }
+
+  private handleHookError(err: unknown, e: StanzaEvent): void {
+    const se = err instanceof StanzaError ? err : new StanzaError('internal-server-error');
+    if (!(err instanceof StanzaError)) this.log.error({ err }, 'message hook failed');
+    if (e.stanza.attrs.type !== 'error') this.bounce(e.stanza, se, e.origin);
+  }
+
+  private async settle(waits: Promise<unknown>[], e: StanzaEvent): Promise<void> {
+    const results = await Promise.allSettled(waits);
+    for (const r of results) if (r.status === 'rejected') e.archiveFailed = true;
+  }
+
+  private deliverMessage(e: StanzaEvent): void {
+    const type = normalizeType(e.stanza.attrs.type);
+    const eligible = carbonsEligible(e.stanza).ok;
+    const recipientIsSender = e.origin !== undefined && e.to.local === e.from.local && e.to.domain === e.from.domain;
+    const handledResources = new Set<string>();
+
+    // Recipient side first, so a message to one's own account never also yields a 'sent' copy.
+    if (e.to.domain === this.domain && e.to.local !== '') {
+      const sessions = this.registry.byUser(e.to.local).filter((s) => !s.closed && !e.skipResources?.has(s.resource));
+      const view = recipientIsSender ? sessions.filter((s) => s !== e.origin) : sessions;
+      const d = decideIncoming(
+        { type, toResource: e.to.isBare() ? undefined : e.to.resource, carbonsEligible: eligible },
+        view,
+      );
+      for (const del of d.deliveries) {
+        const s = view.find((v) => v.resource === del.resource);
+        if (!s) continue;
+        handledResources.add(del.resource);
+        this.deliverCopy(e, s, del.shape, e.recipientArchiveId, e.to.bare.toString(), del.reason);
+      }
+      if (d.offline) {
+        void this.offlineOrBounce(e);
+      } else if (d.bounce) {
+        this.bounce(e.stanza, new StanzaError(d.bounce), e.origin);
+      }
+    }
+    if (e.origin) {
+      const senders = this.registry.byUser(e.from.local).filter((s) => !s.closed);
+      for (const del of decideOutgoing({ type, fromResource: e.from.resource, carbonsEligible: eligible }, senders, handledResources)) {
+        const s = senders.find((v) => v.resource === del.resource);
+        if (s) this.deliverCopy(e, s, 'sent', e.senderArchiveId, e.from.bare.toString(), del.reason);
+      }
+      if (e.archiveFailed && e.origin.mr2 && e.stanza.attrs.id !== undefined) {
+        e.origin.send(x('archive-failed', NS.MR2, { id: e.stanza.attrs.id }));
+      }
+    }
+  }
+
+  private async offlineOrBounce(e: StanzaEvent): Promise<void> {
+    if (!(await this.userExists(e.to.local))) {
+      this.bounce(e.stanza, new StanzaError('service-unavailable'), e.origin);
+      return;
+    }
+    if (!this.hooks.fire('message/offline', e)) this.bounce(e.stanza, new StanzaError('service-unavailable'), e.origin);
+  }
+
+  /** Build the copy of the given shape (stanza-id stamped) and send it. */
+  private deliverCopy(e: StanzaEvent, s: Session, shape: CopyShape, archiveId: string | undefined, by: string, reason: string): void {
+    const copy = buildCopy(e.stanza, shape, s, archiveId, by);
+    const ev = { ...e, session: s, copy, shape };
+    if (this.hooks.fire('message/deliver', ev)) return;
+    this.routed.inc({ reason });
+    s.send(ev.copy);
+  }
+
+  // ---- presence ------------------------------------------------------
+
+  private routePresence(e: StanzaEvent, broadcast: boolean): void {
+    try {
+      if (e.origin && this.hooks.fire('presence/out', e, true)) return;
+      if (broadcast) return; // presence without 'to' only matters to the presence module
+      if (e.to.domain !== this.domain) return; // no s2s: presence to remote domains is dropped
+      if (e.to.local === '') return;
+      if (this.hooks.fire('presence/in', e, true)) return;
+      // Default (no presence module): deliver to the full JID, or to every available resource.
+      if (!e.to.isBare()) {
+        const s = this.registry.byFullJid(e.to.local, e.to.resource);
+        if (s && !s.closed) s.send(e.stanza);
+        return;
+      }
+      for (const s of this.registry.byUser(e.to.local)) if (s.available && !s.closed) s.send(e.stanza);
+    } catch (err) {
+      if (!(err instanceof StanzaError)) this.log.error({ err }, 'presence hook failed');
+      else if (e.stanza.attrs.type !== 'error') this.bounce(e.stanza, err, e.origin);
+    }
+  }
+
+  // ---- iq --------------------------------------------------------------
+
+  private routeIq(stanza: Element, from: JID, to: JID | undefined, origin: Session | undefined): void {
+    const type = stanza.attrs.type;
+    if (type === 'result' || type === 'error') {
+      // Replies addressed to the server (or to the account on its behalf) resolve server-originated requests.
+      if (to === undefined || to.domain === this.domain && (to.local === '' || to.isBare())) {
+        const key = `${from.toString()}#${stanza.attrs.id}`;
+        const p = this.pendingIq.get(key) ?? this.pendingIq.get(`${from.bare.toString()}#${stanza.attrs.id}`);
+        if (p) {
+          clearTimeout(p.timer);
+          this.pendingIq.delete(key);
+          p.resolve(stanza);
+          return;
+        }
+        if (to === undefined || to.local === '' ) return;
+      }
+      if (to && !to.isBare()) this.toFullJid(stanza, to, origin);
+      return;
+    }
+    if (type !== 'get' && type !== 'set') {
+      this.bounce(stanza, new StanzaError('bad-request', 'IQ type must be get, set, result or error'), origin);
+      return;
+    }
+    const payloads = stanza.elements();
+    if (payloads.length !== 1 || stanza.attrs.id === undefined) {
+      this.bounce(stanza, new StanzaError('bad-request', 'An IQ get/set has exactly one payload and an id'), origin);
+      return;
+    }
+    const payload = payloads[0] as Element;
+    if (to && to.domain !== this.domain) {
+      this.bounce(stanza, new StanzaError('remote-server-not-found', `Remote domain ${to.domain} is not reachable`), origin);
+      return;
+    }
+    if (to && !to.isBare()) {
+      this.toFullJid(stanza, to, origin);
+      return;
+    }
+    const target = to ?? from.bare;
+    const self = to === undefined || (origin !== undefined && target.local === from.local && target.local !== '');
+    let handler: IqHandler | undefined;
+    if (target.local === '') handler = this.iqHandlers.get(`server:${type}:${payload.xmlns}`);
+    else {
+      handler = this.iqHandlers.get(`account:${type}:${payload.xmlns}`);
+      // An IQ without 'to' is handled by the server on behalf of the account (RFC 6120 §10.3.3):
+      // server-wide services (disco, ping, version) answer it too.
+      if (!handler && to === undefined) handler = this.iqHandlers.get(`server:${type}:${payload.xmlns}`);
+    }
+    if (!handler) {
+      this.bounce(stanza, new StanzaError('service-unavailable'), origin);
+      return;
+    }
+    const ctx: IqContext = { stanza, type, payload, from, to: target, origin, self };
+    let result: ReturnType<IqHandler>;
+    try {
+      result = handler(ctx);
+    } catch (err) {
+      this.iqFailed(stanza, err, origin);
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then(
+        (r) => this.iqResult(stanza, r ?? undefined, origin),
+        (err: unknown) => this.iqFailed(stanza, err, origin),
+      );
+    } else {
+      this.iqResult(stanza, result ?? undefined, origin);
+    }
+  }
+
+  private toFullJid(stanza: Element, to: JID, origin: Session | undefined): void {
+    const s = to.domain === this.domain ? this.registry.byFullJid(to.local, to.resource) : undefined;
+    if (s && !s.closed) {
+      s.send(stanza);
+      return;
+    }
+    // RFC 6121 §8.5.3.2.1: IQ to an unavailable full JID gets service-unavailable.
+    if (stanza.attrs.type === 'get' || stanza.attrs.type === 'set') this.bounce(stanza, new StanzaError('service-unavailable'), origin);
+  }
+
+  private iqResult(stanza: Element, payload: Element | undefined, origin: Session | undefined): void {
+    const reply = x('iq', NS.CLIENT, { type: 'result', id: stanza.attrs.id, to: stanza.attrs.from, from: stanza.attrs.to });
+    if (payload) reply.append(payload);
+    this.reply(reply, origin);
+  }
+
+  private iqFailed(stanza: Element, err: unknown, origin: Session | undefined): void {
+    if (err instanceof StanzaError) {
+      this.bounce(stanza, err, origin);
+      return;
+    }
+    this.log.error({ err, ns: stanza.elements()[0]?.xmlns }, 'IQ handler failed');
+    this.bounce(stanza, new StanzaError('internal-server-error'), origin);
+  }
+
+  /** Error reply to the sender of `stanza` (never for error stanzas: no error loops). */
+  bounce(stanza: Element, err: StanzaError, origin: Session | undefined): void {
+    if (stanza.attrs.type === 'error') return;
+    const reply = errorReply(stanza, err);
+    if (reply.attrs.from === undefined) delete reply.attrs.from;
+    this.reply(reply, origin);
+  }
+
+  /** Replies go straight back to the originating session when there is one. */
+  private reply(el: Element, origin: Session | undefined): void {
+    if (origin && !origin.closed) origin.send(el);
+    else this.route(el);
+  }
+
+  /**
+   * Queue delivery behind the session's previous stanza and behind `waits`.
+   * A rejected wait marks the event archiveFailed; the message is still routed.
+   */
+  private chain(session: Session, waits: Promise<unknown>[], deliver?: () => void, e?: StanzaEvent): Promise<void> {
+    const prev = session.inboundTail;
+    const next =
+      waits.length === 0
+        ? prev.then(() => this.safe(deliver))
+        : Promise.all([prev, Promise.allSettled(waits)]).then(([, results]) => {
+            if (e) for (const r of results) if (r.status === 'rejected') e.archiveFailed = true;
+            this.safe(deliver);
+          });
+    session.inboundTail = next;
+    return next;
+  }
+
+  private safe(fn: (() => void) | undefined): void {
+    if (!fn) return;
+    try {
+      fn();
+    } catch (err) {
+      this.log.error({ err }, 'delivery failed');
+    }
+  }
+}
+
+/** The copy a given session receives, per shape (protocol.md). */
+export function buildCopy(msg: Element, shape: CopyShape, s: Session, archiveId: string | undefined, by: string): Element {
+  let inner = msg;
+  if (archiveId !== undefined) {
+    inner = msg.clone();
+    inner.children.push(x('stanza-id', NS.SID, { by, id: archiveId }));
+  }
+  if (shape === 'plain') return inner;
+  return x('message', NS.CLIENT, { from: s.jid.bare.toString(), to: s.jid.toString(), type: msg.attrs.type }, [
+    x(shape, NS.CARBONS, {}, [x('forwarded', NS.FORWARD, {}, [inner])]),
+  ]);
+}

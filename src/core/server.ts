@@ -1,0 +1,247 @@
+/**
+ * The running server: wires config, storage, hooks, router, modules and
+ * listeners together, and owns the lifecycle (start, sweep, shutdown).
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { randomBytes } from 'node:crypto';
+import type { Config } from '../config/types.js';
+import type { Storage } from '../storage/types.js';
+import { openStorage } from '../storage/index.js';
+import { ensureCertificate } from '../config/cert.js';
+import { Metrics } from '../metrics/metrics.js';
+import { AuthThrottle } from '../sasl/throttle.js';
+import type { CredentialLookup } from '../sasl/contract.js';
+import { C2SStream } from '../c2s/stream.js';
+import { TcpTransport, tlsOptions } from '../net/tcp.js';
+import { Hooks } from './hooks.js';
+import type { HookEvents } from './events.js';
+import { createLogger, type Logger } from './logger.js';
+import { LocalSessionRegistry, type SessionRegistry } from './registry.js';
+import { Router } from './router.js';
+import type { Session } from './session.js';
+import type { ServerContext } from './context.js';
+import type { DiscoRegistry, ModuleApi, VeronaModule } from './module.js';
+import { allModules } from '../modules/index.js';
+import { x } from '../xml/element.js';
+import { NS } from './namespaces.js';
+
+export interface ListenerHandle {
+  name: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+export class Server implements ServerContext {
+  readonly config: Config;
+  readonly domain: string;
+  readonly log: Logger;
+  readonly hooks: Hooks<HookEvents>;
+  readonly router: Router;
+  readonly sessions: SessionRegistry = new LocalSessionRegistry();
+  readonly storage: Storage;
+  readonly metrics = new Metrics();
+  readonly throttle: AuthThrottle;
+  readonly credentials: CredentialLookup;
+  readonly secret = randomBytes(32);
+  readonly streams = new Set<C2SStream>();
+  readonly disco: DiscoRegistry = {
+    features: { server: new Set(), account: new Set() },
+    identities: { server: [], account: [] },
+    extensions: { server: [], account: [] },
+  };
+  readonly services = new Map<string, unknown>();
+  readonly listeners: ListenerHandle[] = [];
+  private readonly closers: Array<() => void | Promise<void>> = [];
+  secureContext: tls.SecureContext | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+  private stopping = false;
+
+  constructor(config: Config, storage: Storage, log?: Logger) {
+    this.config = config;
+    this.domain = config.domain;
+    this.log = log ?? createLogger(config.log.level);
+    this.storage = storage;
+    this.hooks = new Hooks<HookEvents>((name, owner, err) => this.log.error({ err, hook: name, module: owner }, 'hook handler failed'));
+    this.router = new Router(this.domain, this.hooks, this.sessions, this.log, this.metrics);
+    this.router.userExists = (u) => this.storage.accounts.exists(u);
+    const a = config.auth;
+    this.throttle = new AuthThrottle({ perAddress: a.failuresPerAddress, perAccount: a.failuresPerAccount, windowMs: a.failureWindow * 1000 });
+    this.credentials = { getAccount: (u) => this.storage.accounts.get(u) };
+    this.services.set('disco-registry', this.disco);
+    this.services.set('server', this);
+    this.metrics.gauge('verona_sessions', 'Bound sessions', () => this.sessions.count());
+    this.metrics.gauge('verona_streams', 'Open c2s streams', () => this.streams.size);
+  }
+
+  // ---- session lifecycle -------------------------------------------------
+
+  detachSession(session: Session, reason: string): void {
+    if (session.closed) return;
+    // Stream management may keep the session for resumption.
+    if (!this.stopping && this.hooks.fire('session/detached', { session, reason })) return;
+    this.endSession(session, reason);
+  }
+
+  endSession(session: Session, reason: string): void {
+    if (session.closed) return;
+    session.closed = true;
+    this.sessions.remove(session);
+    this.hooks.fire('session/ended', { session, reason });
+    this.log.info({ jid: session.jid.toString(), reason }, 'session ended');
+  }
+
+  // ---- modules -------------------------------------------------------------
+
+  async loadModules(mods: readonly VeronaModule[]): Promise<void> {
+    const disabled = new Set(this.config.modules.disabled);
+    for (const m of mods) {
+      if (disabled.has(m.name)) continue;
+      await m.load(this.moduleApi(m.name));
+      this.log.debug({ module: m.name }, 'module loaded');
+    }
+  }
+
+  private moduleApi(name: string): ModuleApi {
+    const srv = this;
+    return {
+      name,
+      domain: this.domain,
+      config: this.config,
+      options: this.config.moduleOptions[name] ?? {},
+      log: this.log.child({ module: name }),
+      storage: this.storage,
+      router: this.router,
+      sessions: this.sessions,
+      metrics: this.metrics,
+      hook: (hook, handler, priority = 0) => void this.hooks.on(hook, handler, priority, name),
+      iq: (target, type, ns, handler) => this.router.registerIq(target, type, ns, handler),
+      discoFeature: (ns, target = 'server') => void this.disco.features[target].add(ns),
+      discoIdentity: (id, target = 'server') => void this.disco.identities[target].push(id),
+      discoExtension: (el, target = 'server') => void this.disco.extensions[target].push(el),
+      service: <T>(n: string) => srv.services.get(n) as T | undefined,
+      provide: (n, s) => void srv.services.set(n, s),
+      onClose: (fn) => void srv.closers.push(fn),
+    };
+  }
+
+  // ---- listeners -----------------------------------------------------------
+
+  /** Accept a TCP connection (plain with STARTTLS, or already TLS). */
+  acceptTcp(socket: net.Socket, secure: boolean): void {
+    const c = this.config.c2s;
+    const t = new TcpTransport(socket, {
+      secure,
+      secureContext: this.secureContext,
+      limits: { maxStanzaSize: c.maxStanzaSizePreAuth, maxDepth: c.maxDepth, maxAttributes: c.maxAttributes },
+      log: this.log,
+    });
+    const stream = new C2SStream(t, this);
+    t.attach(stream);
+  }
+
+  private listen(name: string, server: net.Server, port: number): Promise<ListenerHandle> {
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.config.c2s.host, port, backlog: 1024 }, () => {
+        server.removeListener('error', reject);
+        server.on('error', (err) => this.log.error({ err, listener: name }, 'listener error'));
+        const addr = server.address() as net.AddressInfo;
+        this.log.info({ listener: name, host: this.config.c2s.host, port: addr.port }, 'listening');
+        resolve({ name, port: addr.port, close: () => new Promise((r) => server.close(() => r())) });
+      });
+    });
+  }
+
+  async startListeners(): Promise<void> {
+    const c = this.config.c2s;
+    if (c.port >= 0) {
+      const srv = net.createServer({ noDelay: true }, (s) => this.acceptTcp(s, false));
+      this.listeners.push(await this.listen('c2s', srv, c.port));
+    }
+    if (c.tlsPort >= 0 && this.secureContext) {
+      const ctx = this.secureContext;
+      const srv = tls.createServer({ SNICallback: (_n, cb) => cb(null, ctx), ALPNProtocols: ['xmpp-client'], minVersion: 'TLSv1.2', secureContext: ctx } as tls.TlsOptions, (s) =>
+        this.acceptTcp(s, true),
+      );
+      srv.on('tlsClientError', (err) => this.log.debug({ err: err.message }, 'TLS client error'));
+      this.listeners.push(await this.listen('c2s-tls', srv, c.tlsPort));
+    }
+  }
+
+  /** Register an extra listener (HTTP, WebSocket) so shutdown closes it. */
+  addListener(h: ListenerHandle): void {
+    this.listeners.push(h);
+  }
+
+  get ports(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const l of this.listeners) out[l.name] = l.port;
+    return out;
+  }
+
+  /** One timer for every stream: keepalives, server pings, dead-connection detection. */
+  startSweeper(): void {
+    const c = this.config.c2s;
+    const every = Math.max(1, Math.min(c.keepaliveInterval || 60, c.pingInterval || 60, 15)) * 1000;
+    this.sweeper = setInterval(() => this.sweep(), Math.min(every, 5000));
+    this.sweeper.unref();
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    const c = this.config.c2s;
+    for (const s of this.streams) {
+      if (!s.session) continue;
+      if (c.pingInterval > 0) {
+        if (s.pingSentAt > 0 && now - s.pingSentAt > c.pingTimeout * 1000) {
+          s.fail('connection-timeout', 'No answer to ping');
+          continue;
+        }
+        if (s.pingSentAt === 0 && now - s.lastActivity > c.pingInterval * 1000) {
+          s.pingSentAt = now;
+          s.write(x('iq', NS.CLIENT, { type: 'get', id: `ping-${now}`, from: this.domain, to: s.session.jid.toString() }, [x('ping', NS.PING)]));
+          continue;
+        }
+      }
+      if (c.keepaliveInterval > 0 && now - s.lastWrite > c.keepaliveInterval * 1000) {
+        s.lastWrite = now;
+        s.transport.sendKeepalive();
+      }
+    }
+  }
+
+  /** SIGTERM/SIGINT: every stream gets <system-shutdown/>, storage is flushed, then we exit. */
+  async close(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.sweeper) clearInterval(this.sweeper);
+    await Promise.all(this.listeners.map((l) => l.close().catch(() => undefined)));
+    for (const s of [...this.streams]) {
+      if (s.session) this.endSession(s.session, 'shutdown');
+      s.fail('system-shutdown', 'The server is shutting down');
+    }
+    for (const fn of this.closers.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        this.log.error({ err }, 'module close failed');
+      }
+    }
+    await this.storage.close();
+    this.log.info('stopped');
+    this.log.flush?.();
+  }
+}
+
+export async function startServer(config: Config, log?: Logger): Promise<Server> {
+  const storage = openStorage(config);
+  const server = new Server(config, storage, log);
+  const cert = await ensureCertificate(config);
+  if (cert.generated) server.log.info({ cert: cert.path.cert }, 'generated a self-signed certificate');
+  server.secureContext = tls.createSecureContext(tlsOptions(cert.cert, cert.key));
+  await server.loadModules(allModules);
+  await server.startListeners();
+  server.startSweeper();
+  return server;
+}

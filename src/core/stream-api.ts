@@ -1,0 +1,19 @@
+/** What modules may see of a c2s stream (before and after binding). */
+import type { Element } from '../xml/element.js';
+import type { Session } from './session.js';
+
+export interface C2SStreamApi {
+  readonly id: string;
+  readonly remoteAddress: string;
+  readonly transportKind: string;
+  readonly secure: boolean;
+  readonly authenticated: boolean;
+  /** Prepared localpart after SASL success. */
+  readonly username: string | undefined;
+  readonly session: Session | undefined;
+  /** Module state for the pre-bind phase (e.g. MR2 enabled before bind), keyed by module name. */
+  readonly data: Map<string, unknown>;
+  /** Write a top-level element directly (nonzas). */
+  write(el: Element): void;
+  closeWith(condition?: string, text?: string): void;
+}

@@ -1,0 +1,187 @@
+/**
+ * TCP transport: plain sockets with STARTTLS, and direct TLS (XEP-0368).
+ * Feeds raw bytes to the incremental parser (never decodes per chunk, so a
+ * multi-byte character split across packets is safe) and batches writes per
+ * tick with cork/uncork.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { escapeAttr, NS_CLIENT } from '../xml/element.js';
+import type { Element } from '../xml/element.js';
+import { serializeOnce } from '../xml/serialize-cache.js';
+import { createStreamParser } from '../xml/parser.js';
+import type { StreamParser, ParserLimits } from '../xml/stream-parser.contract.js';
+import type { Transport, TransportSink } from '../c2s/transport.js';
+import type { Logger } from '../core/logger.js';
+
+/** A client that stops reading while we keep writing is cut off past this many buffered bytes. */
+const MAX_WRITE_BUFFER = 16 * 1024 * 1024;
+
+export interface TcpTransportOptions {
+  secure: boolean;
+  secureContext: tls.SecureContext | undefined;
+  limits: ParserLimits;
+  log: Logger;
+}
+
+export class TcpTransport implements Transport {
+  readonly kind = 'tcp' as const;
+  readonly remoteAddress: string;
+  secure: boolean;
+  private socket: net.Socket;
+  private parser: StreamParser;
+  private sink: TransportSink | undefined;
+  private corked = false;
+  private closed = false;
+  private readonly opts: TcpTransportOptions;
+  private limits: ParserLimits;
+
+  constructor(socket: net.Socket, opts: TcpTransportOptions) {
+    this.socket = socket;
+    this.opts = opts;
+    this.secure = opts.secure;
+    this.limits = { ...opts.limits };
+    this.remoteAddress = normalizeAddress(socket.remoteAddress);
+    this.parser = this.makeParser();
+    socket.setNoDelay(true);
+    this.listen(socket);
+  }
+
+  get canStartTls(): boolean {
+    return !this.secure && this.opts.secureContext !== undefined;
+  }
+
+  attach(sink: TransportSink): void {
+    this.sink = sink;
+  }
+
+  private makeParser(): StreamParser {
+    return createStreamParser(
+      {
+        onStreamStart: (name, ns, attrs) => this.sink?.onStreamStart(attrs, ns, name),
+        onElement: (el) => this.sink?.onElement(el),
+        onStreamEnd: () => this.sink?.onStreamEnd(),
+        onError: (condition, text) => this.sink?.onParseError(condition, text),
+      },
+      this.limits,
+    );
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.sink?.onActivity();
+    this.parser.write(chunk);
+  };
+
+  private listen(socket: net.Socket): void {
+    socket.on('data', this.onData);
+    socket.on('error', (err) => this.opts.log.debug({ err: err.message, addr: this.remoteAddress }, 'socket error'));
+    socket.on('close', () => this.gone('closed'));
+    socket.on('end', () => {
+      // Half-close from the peer: finish our side too.
+      if (!this.closed) this.sink?.onStreamEnd();
+    });
+  }
+
+  private gone(reason: string): void {
+    if (this.closed && !this.sink) return;
+    this.closed = true;
+    this.parser.end();
+    const sink = this.sink;
+    this.sink = undefined;
+    sink?.onClosed(reason);
+  }
+
+  private out(s: string): void {
+    if (this.closed) return;
+    const sock = this.socket;
+    if (!this.corked) {
+      this.corked = true;
+      sock.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        sock.uncork();
+      });
+    }
+    sock.write(s);
+    if (sock.writableLength > MAX_WRITE_BUFFER) {
+      this.opts.log.warn({ addr: this.remoteAddress }, 'client does not read; dropping connection');
+      sock.destroy();
+    }
+  }
+
+  sendHeader(attrs: Record<string, string>): void {
+    let s = `<?xml version='1.0'?><stream:stream xmlns='${NS_CLIENT}' xmlns:stream='http://etherx.jabber.org/streams'`;
+    for (const k of Object.keys(attrs)) s += ` ${k}='${escapeAttr(attrs[k] as string)}'`;
+    this.out(s + '>');
+  }
+
+  send(el: Element): void {
+    this.out(serializeOnce(el, NS_CLIENT));
+  }
+
+  sendKeepalive(): void {
+    this.out(' ');
+  }
+
+  restart(): void {
+    this.parser.reset();
+  }
+
+  setMaxStanzaSize(bytes: number): void {
+    this.limits.maxStanzaSize = bytes;
+    this.parser.setLimits(this.limits);
+  }
+
+  startTls(): Promise<void> {
+    const ctx = this.opts.secureContext;
+    if (!ctx) return Promise.reject(new Error('no TLS context'));
+    const plain = this.socket;
+    return new Promise((resolve, reject) => {
+      // Flush <proceed/> in plaintext before the TLS layer takes the socket over.
+      if (this.corked) {
+        this.corked = false;
+        plain.uncork();
+      }
+      plain.removeListener('data', this.onData);
+      plain.removeAllListeners('close');
+      plain.removeAllListeners('end');
+      plain.write('', () => {
+        const sec = new tls.TLSSocket(plain, { isServer: true, secureContext: ctx, ALPNProtocols: ['xmpp-client'] });
+        this.socket = sec;
+        this.secure = true;
+        let done = false;
+        sec.once('secure', () => {
+          done = true;
+          resolve();
+        });
+        sec.once('error', (err) => {
+          if (!done) reject(err);
+        });
+        this.listen(sec);
+      });
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.out('</stream:stream>');
+    this.closed = true;
+    const sock = this.socket;
+    if (this.corked) {
+      this.corked = false;
+      sock.uncork();
+    }
+    sock.end();
+    // A peer that never closes its side is cut off.
+    setTimeout(() => sock.destroy(), 3000).unref();
+  }
+}
+
+function normalizeAddress(a: string | undefined): string {
+  if (!a) return 'unknown';
+  return a.startsWith('::ffff:') ? a.slice(7) : a;
+}
+
+export function tlsOptions(cert: string, key: string): tls.SecureContextOptions {
+  return { cert, key, minVersion: 'TLSv1.2' };
+}

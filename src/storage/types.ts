@@ -1,0 +1,54 @@
+/**
+ * Storage interfaces. Every backend (sqlite/ now, postgres/ later) implements
+ * these; protocol modules see only these types. Methods are async at the
+ * edge so that a networked backend fits without changing callers, even though
+ * the SQLite implementation answers synchronously underneath.
+ */
+
+/** SCRAM credentials for one hash function (RFC 5802 §3). Never a plaintext password. */
+export interface ScramCredential {
+  salt: Buffer;
+  iterations: number;
+  storedKey: Buffer;
+  serverKey: Buffer;
+}
+
+export interface AccountRecord {
+  username: string; // prepared localpart
+  createdAt: number; // ms since epoch
+  scram: { 'SHA-1': ScramCredential; 'SHA-256': ScramCredential };
+}
+
+export interface AccountStore {
+  get(username: string): Promise<AccountRecord | undefined>;
+  exists(username: string): Promise<boolean>;
+  /** Throws AccountExistsError when taken. */
+  create(record: AccountRecord): Promise<void>;
+  setCredentials(username: string, scram: AccountRecord['scram']): Promise<boolean>;
+  /** Removes the account and (through the onDelete hooks of other stores) all its data. */
+  delete(username: string): Promise<boolean>;
+  list(): Promise<string[]>;
+}
+
+export class AccountExistsError extends Error {}
+
+/** Generic per-account key/value store (vcard, private XML, PEP nodes, settings). */
+export interface KeyValueStore {
+  get(username: string, store: string, key: string): Promise<string | undefined>;
+  set(username: string, store: string, key: string, value: string | undefined): Promise<void>;
+  keys(username: string, store: string): Promise<string[]>;
+}
+
+/**
+ * The storage root: one object per backend. Stores added by later issues
+ * (roster, archive, offline) are added as optional members here and
+ * implemented per backend.
+ */
+export interface Storage {
+  readonly accounts: AccountStore;
+  readonly kv: KeyValueStore;
+  /** Remove every piece of data of an account (all stores). */
+  deleteUserData(username: string): Promise<void>;
+  /** Flush pending writes and close. */
+  close(): Promise<void>;
+}
