@@ -42,7 +42,12 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
   /** Set when a server ping is outstanding (for dead-connection detection). */
   pingSentAt = 0;
   private authTimer: NodeJS.Timeout | undefined;
-  /** A session was resumed onto this stream by SM (the stream then carries it). */
+  /**
+   * Why the stream ended, for 'session/detached': 'closed' (the client sent
+   * its footer), 'timeout', 'error' (we sent a stream error); unset means the
+   * connection was lost ('disconnected'). SM resumes only unclean ends.
+   */
+  private endReason: string | undefined;
   private readonly ctx: ServerContext;
   readonly transport: Transport;
 
@@ -68,6 +73,10 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
   }
   get secure(): boolean {
     return this.transport.secure;
+  }
+  /** Still exchanging elements (not closing or closed). */
+  get open(): boolean {
+    return this.state === 'open';
   }
 
   // ---- TransportSink ------------------------------------------------------
@@ -105,8 +114,9 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
     }
   }
 
-  onStreamEnd(): void {
+  onStreamEnd(clean = true): void {
     if (this.state === 'closed') return;
+    if (clean && this.state === 'open' && this.endReason === undefined) this.endReason = 'closed';
     this.state = 'closing';
     this.transport.close();
   }
@@ -121,7 +131,8 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
     if (this.authTimer) clearTimeout(this.authTimer);
     this.ctx.streams.delete(this);
     const session = this.session;
-    if (session && session.stream === this) this.ctx.detachSession(session, reason);
+    const why = this.endReason ?? (reason === 'closed' ? 'disconnected' : reason);
+    if (session && session.stream === this) this.ctx.detachSession(session, why);
     if (this.mechanism) this.mechanism = undefined;
   }
 
@@ -158,6 +169,7 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
       if (!this.id) this.id = newStreamId();
       this.sendHeader({});
     }
+    this.endReason ??= condition === 'connection-timeout' ? 'timeout' : 'error';
     this.ctx.log.info({ stream: this.id, addr: this.remoteAddress, condition, text }, 'stream error');
     this.ctx.metrics.counter('verona_stream_errors_total', 'Stream errors sent, by condition').inc({ condition });
     this.transport.send(streamError(condition, text));
@@ -262,7 +274,7 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
       if (!this.ctx.throttle.allowed(this.remoteAddress)) {
         return this.saslFailure('temporary-auth-failure', 'Too many failed attempts; try again later', false);
       }
-      const mech = createMechanism(name, this.ctx.credentials, { domain: this.ctx.domain, secret: this.ctx.secret });
+      const mech = createMechanism(name, this.ctx.credentials, { domain: this.ctx.domain, secret: this.ctx.secret, fakeIterations: this.ctx.config.auth.scramIterations });
       if (!mech) return this.saslFailure('invalid-mechanism', undefined, false);
       this.mechanism = mech;
       const data = el.text().trim();
@@ -298,8 +310,9 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
       this.transport.send(x('challenge', NS.SASL, {}, [r.data.length ? r.data.toString('base64') : '=']));
       return;
     }
+    const claimed = this.mechanism?.claimedUser;
     this.mechanism = undefined;
-    if (r.kind === 'failure') return this.saslFailure(r.condition, r.text, true);
+    if (r.kind === 'failure') return this.saslFailure(r.condition, r.text, true, claimed);
     // Per-account throttle: an account under attack refuses even a correct password for the window.
     if (!this.ctx.throttle.allowed(this.remoteAddress, r.username)) {
       return this.saslFailure('temporary-auth-failure', 'Too many failed attempts; try again later', false);
@@ -315,10 +328,10 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
     this.restart();
   }
 
-  private saslFailure(condition: string, text: string | undefined, counts: boolean): void {
+  private saslFailure(condition: string, text: string | undefined, counts: boolean, user?: string): void {
     this.mechanism = undefined;
     if (counts) {
-      this.ctx.throttle.recordFailure(this.remoteAddress);
+      this.ctx.throttle.recordFailure(this.remoteAddress, user);
       this.ctx.log.info({ addr: this.remoteAddress, condition }, 'authentication failed');
       this.ctx.metrics.counter('verona_auth_failures_total', 'Failed SASL authentications').inc({ condition });
     }

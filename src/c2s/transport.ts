@@ -34,7 +34,12 @@ export interface Transport {
 export interface TransportSink {
   onStreamStart(attrs: Record<string, string>, ns: string, name: string): void;
   onElement(el: Element): void;
-  onStreamEnd(): void;
+  /**
+   * The peer ended the stream. `clean` is false when the connection was
+   * half-closed without a stream footer (TCP FIN only): stream management
+   * then keeps the session for resumption, as after any unclean loss.
+   */
+  onStreamEnd(clean?: boolean): void;
   /** Parse error: the stream sends the stream error and closes. */
   onParseError(condition: string, text: string): void;
   /** The connection is gone (closed by peer, error, or after close()). */

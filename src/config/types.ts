@@ -46,4 +46,26 @@ export interface Config {
   };
   /** Options of individual modules, by module name (validated by the module). */
   moduleOptions: Record<string, Record<string, unknown>>;
+  /** HTTP listener for web clients: WebSocket, BOSH, discovery, chat page, metrics (docs/web.md). */
+  web: {
+    host: string; // listen address (default 127.0.0.1)
+    port: number; // plain HTTP (default 5280), 0 = ephemeral, -1 = disabled
+    tlsPort: number; // HTTPS with the c2s certificate (default 5443), 0 = ephemeral, -1 = disabled
+    publicUrl: string; // base URL clients use (behind a proxy); '' = derived from each request
+    trustedProxies: string[]; // IPs/CIDRs whose X-Forwarded-For/-Proto/-Host are believed
+    allowedOrigins: string[]; // extra browser origins allowed to connect; '*' = any
+    maxConnectionsPerAddress: number; // sockets and XMPP sessions per client address (0 = no limit)
+    websocket: { enabled: boolean; pingInterval: number };
+    bosh: {
+      enabled: boolean;
+      maxWait: number; // seconds a request may be held
+      maxHold: number; // requests held at once
+      inactivity: number; // seconds without a request before the session ends
+      polling: number; // shortest allowed seconds between empty polls
+      maxPause: number; // longest pause a client may ask for (seconds)
+      maxBodySize: number; // bytes per HTTP request body
+    };
+    client: { enabled: boolean; title: string };
+    metrics: { enabled: boolean; allowFrom: string[] };
+  };
 }

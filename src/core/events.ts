@@ -49,7 +49,10 @@ export interface SessionEvent {
 
 export interface SessionEndEvent {
   session: Session;
-  /** 'closed' (clean </stream>), 'error', 'replaced', 'shutdown', 'timeout', 'resume-expired'. */
+  /**
+   * 'closed' (clean </stream>), 'disconnected' (connection lost without a footer), 'error', 'replaced',
+   * 'shutdown', 'timeout', 'resume-expired'; SM adds 'sm-overflow', 'sm-bad-ack'.
+   */
   reason: string;
 }
 

@@ -14,6 +14,7 @@ import { AuthThrottle } from '../sasl/throttle.js';
 import type { CredentialLookup } from '../sasl/contract.js';
 import { C2SStream } from '../c2s/stream.js';
 import { TcpTransport, tlsOptions } from '../net/tcp.js';
+import { startWebListeners } from '../net/web/http.js';
 import { Hooks } from './hooks.js';
 import type { HookEvents } from './events.js';
 import { createLogger, type Logger } from './logger.js';
@@ -54,6 +55,7 @@ export class Server implements ServerContext {
   readonly listeners: ListenerHandle[] = [];
   private readonly closers: Array<() => void | Promise<void>> = [];
   secureContext: tls.SecureContext | undefined;
+  tlsCredentials: { cert: string; key: string } | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private stopping = false;
 
@@ -159,9 +161,9 @@ export class Server implements ServerContext {
       const srv = net.createServer({ noDelay: true }, (s) => this.acceptTcp(s, false));
       this.listeners.push(await this.listen('c2s', srv, c.port));
     }
-    if (c.tlsPort >= 0 && this.secureContext) {
-      const ctx = this.secureContext;
-      const srv = tls.createServer({ SNICallback: (_n, cb) => cb(null, ctx), ALPNProtocols: ['xmpp-client'], minVersion: 'TLSv1.2', secureContext: ctx } as tls.TlsOptions, (s) =>
+    if (c.tlsPort >= 0 && this.tlsCredentials) {
+      // XEP-0368: ALPN 'xmpp-client'; clients that send no ALPN are accepted too.
+      const srv = tls.createServer({ ...tlsOptions(this.tlsCredentials.cert, this.tlsCredentials.key), ALPNProtocols: ['xmpp-client'] }, (s) =>
         this.acceptTcp(s, true),
       );
       srv.on('tlsClientError', (err) => this.log.debug({ err: err.message }, 'TLS client error'));
@@ -216,11 +218,13 @@ export class Server implements ServerContext {
     if (this.stopping) return;
     this.stopping = true;
     if (this.sweeper) clearInterval(this.sweeper);
-    await Promise.all(this.listeners.map((l) => l.close().catch(() => undefined)));
+    // Stop accepting first; the listeners' close completes once their connections are gone.
+    const closing = Promise.all(this.listeners.map((l) => l.close().catch(() => undefined)));
     for (const s of [...this.streams]) {
       if (s.session) this.endSession(s.session, 'shutdown');
       s.fail('system-shutdown', 'The server is shutting down');
     }
+    await Promise.race([closing, new Promise((r) => setTimeout(r, 3000).unref())]);
     for (const fn of this.closers.reverse()) {
       try {
         await fn();
@@ -239,9 +243,11 @@ export async function startServer(config: Config, log?: Logger): Promise<Server>
   const server = new Server(config, storage, log);
   const cert = await ensureCertificate(config);
   if (cert.generated) server.log.info({ cert: cert.path.cert }, 'generated a self-signed certificate');
+  server.tlsCredentials = { cert: cert.cert, key: cert.key };
   server.secureContext = tls.createSecureContext(tlsOptions(cert.cert, cert.key));
   await server.loadModules(allModules);
   await server.startListeners();
+  await startWebListeners(server);
   server.startSweeper();
   return server;
 }

@@ -13,6 +13,10 @@ export interface C2SStreamApi {
   readonly session: Session | undefined;
   /** Module state for the pre-bind phase (e.g. MR2 enabled before bind), keyed by module name. */
   readonly data: Map<string, unknown>;
+  /** Still exchanging elements (not closing or closed). */
+  readonly open: boolean;
+  /** Attach a session resumed by stream management to this stream (XEP-0198). */
+  adopt(session: Session): void;
   /** Write a top-level element directly (nonzas). */
   write(el: Element): void;
   closeWith(condition?: string, text?: string): void;

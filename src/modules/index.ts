@@ -7,5 +7,6 @@ import { discoModule } from './disco.js';
 import { pingModule } from './ping.js';
 import { versionModule } from './version.js';
 import { timeModule } from './time.js';
+import { rosterModule } from './roster/index.js';
 
-export const allModules: readonly VeronaModule[] = [discoModule, pingModule, versionModule, timeModule];
+export const allModules: readonly VeronaModule[] = [discoModule, pingModule, versionModule, timeModule, rosterModule];

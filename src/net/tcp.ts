@@ -77,8 +77,8 @@ export class TcpTransport implements Transport {
     socket.on('error', (err) => this.opts.log.debug({ err: err.message, addr: this.remoteAddress }, 'socket error'));
     socket.on('close', () => this.gone('closed'));
     socket.on('end', () => {
-      // Half-close from the peer: finish our side too.
-      if (!this.closed) this.sink?.onStreamEnd();
+      // Half-close from the peer: finish our side too. Without a footer this is not a clean close.
+      if (!this.closed) this.sink?.onStreamEnd(false);
     });
   }
 

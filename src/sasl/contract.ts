@@ -25,6 +25,8 @@ export type SaslStep =
 
 export interface SaslMechanism {
   readonly name: string;
+  /** The (prepared) account the client claims, once known: failures count against it (per-account throttle). */
+  readonly claimedUser?: string;
   /** Called with the initial response (undefined when absent, empty buffer for '='). */
   start(initial: Buffer | undefined): Promise<SaslStep>;
   step(response: Buffer): Promise<SaslStep>;

@@ -4,6 +4,10 @@
  * edge so that a networked backend fits without changing callers, even though
  * the SQLite implementation answers synchronously underneath.
  */
+import type { RosterStore } from './roster.js';
+import type { SmStateStore } from './sm-state.js';
+import type { ArchiveStore } from './archive.js';
+import type { OfflineStore } from './offline.js';
 
 /** SCRAM credentials for one hash function (RFC 5802 §3). Never a plaintext password. */
 export interface ScramCredential {
@@ -47,6 +51,14 @@ export interface KeyValueStore {
 export interface Storage {
   readonly accounts: AccountStore;
   readonly kv: KeyValueStore;
+  /** Rosters and pending subscription requests (RFC 6121); optional until every backend has one. */
+  readonly roster?: RosterStore;
+  /** Final `h` of ended resumable stream-management sessions (XEP-0198); optional per backend. */
+  readonly smState?: SmStateStore;
+  /** Message archive (XEP-0313) with group commit; optional per backend. */
+  readonly archive?: ArchiveStore;
+  /** Offline messages (XEP-0160); optional per backend. */
+  readonly offline?: OfflineStore;
   /** Remove every piece of data of an account (all stores). */
   deleteUserData(username: string): Promise<void>;
   /** Flush pending writes and close. */

@@ -124,15 +124,30 @@ export function x(name: string, xmlns: string, attrs?: Record<string, string | u
   return el;
 }
 
-const ESC_TEXT = /[&<>]/g;
-const ESC_ATTR = /[&<>"']/g;
-const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
+// A parser turns a literal CR in text into LF, and literal TAB/LF/CR in an
+// attribute value into spaces (XML 1.0 §2.11, §3.3.3): escaping them as
+// character references is what makes parse(serialize(el)) give el back.
+// The tests use separate non-global patterns: `test` on a /g regex moves lastIndex.
+const HAS_TEXT = /[&<>\r]/;
+const HAS_ATTR = /[&<>"'\t\n\r]/;
+const ESC_TEXT = /[&<>\r]/g;
+const ESC_ATTR = /[&<>"'\t\n\r]/g;
+const ENTITIES: Record<string, string> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&apos;',
+  '\t': '&#9;',
+  '\n': '&#10;',
+  '\r': '&#13;',
+};
 
 export function escapeText(s: string): string {
-  return ESC_TEXT.test(s) ? s.replace(ESC_TEXT, (c) => ENTITIES[c] ?? c) : s;
+  return HAS_TEXT.test(s) ? s.replace(ESC_TEXT, (c) => ENTITIES[c] ?? c) : s;
 }
 export function escapeAttr(s: string): string {
-  return ESC_ATTR.test(s) ? s.replace(ESC_ATTR, (c) => ENTITIES[c] ?? c) : s;
+  return HAS_ATTR.test(s) ? s.replace(ESC_ATTR, (c) => ENTITIES[c] ?? c) : s;
 }
 
 /**
@@ -150,14 +165,19 @@ function write(el: Element, parentNs: string, out: string[]): void {
   const streamNs = el.xmlns === NS_STREAM;
   const tag = streamNs ? 'stream:' + el.name : el.name;
   out.push('<', tag);
+  let declaredStream = false;
   if (streamNs) {
-    if (parentNs !== NS_STREAM && parentNs !== NS_CLIENT) out.push(' xmlns:stream="', NS_STREAM, '"');
+    if (parentNs !== NS_STREAM && parentNs !== NS_CLIENT) {
+      out.push(' xmlns:stream="', NS_STREAM, '"');
+      declaredStream = true;
+    }
   } else if (el.xmlns !== parentNs) {
     out.push(' xmlns="', escapeAttr(el.xmlns), '"');
   }
   const attrs = el.attrs;
   for (const k in attrs) {
-    if (k === 'xmlns') continue;
+    // A parsed <stream:features xmlns:stream=...> keeps its declaration in attrs: never write it twice.
+    if (k === 'xmlns' || (declaredStream && k === 'xmlns:stream')) continue;
     out.push(' ', k, '="', escapeAttr(attrs[k] as string), '"');
   }
   if (el.children.length === 0) {

@@ -1,0 +1,86 @@
+/**
+ * verona adduser | passwd | deluser. They open the same database file as a
+ * running server (WAL + busy_timeout make that safe) and derive SCRAM
+ * credentials exactly as in-band registration does.
+ */
+import { JIDError, parseJID, prepareLocal } from '../jid/jid.js';
+import { deriveAllScram } from '../sasl/credentials.js';
+import { openStorage } from '../storage/index.js';
+import { AccountExistsError, type AccountRecord } from '../storage/types.js';
+import type { Config } from '../config/types.js';
+import { runtimeError, usageError } from './errors.js';
+import { obtainPassword } from './prompt.js';
+
+/** `user` or `user@domain` -> prepared username; the domain must be the served one. */
+export function accountName(input: string, config: Config): string {
+  if (input.includes('/')) throw usageError(`give a bare JID without a resource, not "${input}"`);
+  try {
+    if (!input.includes('@')) return prepareLocal(input);
+    const jid = parseJID(input);
+    if (jid.local === '') throw usageError(`"${input}" has no user part`);
+    if (jid.domain !== config.domain) {
+      throw usageError(`${jid.bareString()} is not on this server's domain (${config.domain})`);
+    }
+    return jid.local;
+  } catch (err) {
+    if (err instanceof JIDError) throw usageError(`invalid JID "${input}": ${err.message}`);
+    throw err;
+  }
+}
+
+async function derive(password: string, config: Config): Promise<AccountRecord['scram']> {
+  try {
+    return await deriveAllScram(password, config.auth.scramIterations);
+  } catch (err) {
+    // SASLprep refuses some passwords (control characters, unassigned code points).
+    throw usageError(`password refused: ${(err as Error).message}`);
+  }
+}
+
+export async function addUser(config: Config, jidArg: string, password: string | undefined): Promise<string> {
+  const username = accountName(jidArg, config);
+  const jid = `${username}@${config.domain}`;
+  const storage = openStorage(config);
+  try {
+    // Checked before asking for the password so that nobody types one for nothing.
+    if (await storage.accounts.exists(username)) throw runtimeError(`account ${jid} already exists`);
+    const pw = await obtainPassword(password, jid);
+    const scram = await derive(pw, config);
+    try {
+      await storage.accounts.create({ username, createdAt: Date.now(), scram });
+    } catch (err) {
+      if (err instanceof AccountExistsError) throw runtimeError(`account ${jid} already exists`);
+      throw err;
+    }
+    return `created account ${jid}`;
+  } finally {
+    await storage.close();
+  }
+}
+
+export async function changePassword(config: Config, jidArg: string, password: string | undefined): Promise<string> {
+  const username = accountName(jidArg, config);
+  const jid = `${username}@${config.domain}`;
+  const storage = openStorage(config);
+  try {
+    if (!(await storage.accounts.exists(username))) throw runtimeError(`no account ${jid}`);
+    const pw = await obtainPassword(password, jid);
+    const scram = await derive(pw, config);
+    if (!(await storage.accounts.setCredentials(username, scram))) throw runtimeError(`no account ${jid}`);
+    return `changed the password of ${jid}`;
+  } finally {
+    await storage.close();
+  }
+}
+
+export async function deleteUser(config: Config, jidArg: string): Promise<string> {
+  const username = accountName(jidArg, config);
+  const jid = `${username}@${config.domain}`;
+  const storage = openStorage(config);
+  try {
+    if (!(await storage.accounts.delete(username))) throw runtimeError(`no account ${jid}`);
+    return `deleted account ${jid} and all its data`;
+  } finally {
+    await storage.close();
+  }
+}

@@ -1,0 +1,268 @@
+/**
+ * The `verona` command (bin/verona.js calls main()).
+ *
+ * Exit codes: 0 success, 1 runtime failure (account exists, no such account,
+ * the server failed), 2 usage or configuration error. Errors go to stderr as
+ * one line; results to stdout. `start` prints `READY {"c2s":5222,...}` on
+ * stdout once every listener is up (tests and supervisors wait for it).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, type CliOverrides } from '../config/load.js';
+import { suggest } from '../config/schema.js';
+import type { Config } from '../config/types.js';
+import { inspectCertificate } from '../config/cert.js';
+import { assertStorageSupported } from '../storage/index.js';
+import { addUser, changePassword, deleteUser } from './accounts.js';
+import { newCertificate, showCertificate } from './cert.js';
+import { CliError, usageError } from './errors.js';
+
+const USAGE = `Usage: verona <command> [options]
+
+Commands:
+  start                         run the server
+  adduser JID [--password PW]   create an account (JID: user or user@domain)
+  passwd JID [--password PW]    change an account's password
+  deluser JID                   delete an account and all its data
+  check-config                  validate the configuration and exit
+  cert [show]                   show the TLS certificate
+  cert generate [--force]       generate a self-signed certificate
+  help                          show this text
+
+Without --password, adduser and passwd ask on a terminal (twice, hidden) or
+read one line from stdin when it is not a terminal.
+
+Options (any command):
+  -c, --config FILE      configuration file (default: $VERONA_CONFIG, else
+                         ./verona.yml when it exists, else built-in defaults)
+      --domain D         XMPP domain served
+      --host H           listen address
+      --c2s-port P       client port with STARTTLS (-1 off, 0 any free port)
+      --tls-port P       client port with direct TLS (-1 off, 0 any free port)
+      --data-dir DIR     data directory
+      --log-level L      fatal, error, warn, info, debug, trace or silent
+  -h, --help             show this text
+  -V, --version          show the version
+
+Exit codes: 0 ok, 1 runtime error, 2 usage or configuration error.
+See docs/configuration.md for every option.`;
+
+const COMMANDS = ['start', 'adduser', 'passwd', 'deluser', 'check-config', 'cert', 'help'] as const;
+type Command = (typeof COMMANDS)[number];
+
+const OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  domain: { type: 'string' },
+  host: { type: 'string' },
+  'c2s-port': { type: 'string' },
+  'tls-port': { type: 'string' },
+  'data-dir': { type: 'string' },
+  'log-level': { type: 'string' },
+  password: { type: 'string', short: 'p' },
+  force: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+} as const;
+
+/** Where a result line goes; replaceable so that main() can be driven in-process. */
+export interface Output {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+const stdio: Output = {
+  out: (line) => void process.stdout.write(`${line}\n`),
+  err: (line) => void process.stderr.write(`${line}\n`),
+};
+
+export function version(): string {
+  // dist/src/cli/main.js -> package root; the same from src/ under a TS runner.
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function parse(argv: string[]): ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>> {
+  try {
+    return parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      const name = /'(-[^']*)'/.exec(e.message)?.[1] ?? '?';
+      const known = Object.keys(OPTIONS).map((k) => `--${k}`);
+      const s = suggest(name, known);
+      throw usageError(`unknown option ${name}${s === undefined ? '' : ` (did you mean ${s}?)`}`);
+    }
+    if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      const name = /'(-[^' ]*)/.exec(e.message)?.[1] ?? 'an option';
+      throw usageError(`${name} needs a value`);
+    }
+    throw usageError(e.message.split('\n')[0]);
+  }
+}
+
+function configFile(given: string | undefined): string | undefined {
+  if (given !== undefined) return given;
+  const env = process.env.VERONA_CONFIG;
+  if (env !== undefined && env !== '') return env;
+  return existsSync('verona.yml') ? 'verona.yml' : undefined;
+}
+
+/** Run the CLI; resolves with the exit code (for `start`, once the server has stopped). */
+export async function main(argv: string[], io: Output = stdio): Promise<number> {
+  let command: string | undefined;
+  try {
+    const { values, positionals } = parse(argv);
+    if (values.version === true) {
+      io.out(`verona ${version()}`);
+      return 0;
+    }
+    const first = positionals[0];
+    if (values.help === true || first === 'help') {
+      io.out(USAGE);
+      return 0;
+    }
+    if (first === undefined) {
+      io.err(USAGE);
+      return 2;
+    }
+    if (!(COMMANDS as readonly string[]).includes(first)) {
+      const s = suggest(first, COMMANDS);
+      throw usageError(`unknown command "${first}"${s === undefined ? '' : ` (did you mean "${s}"?)`}; see verona --help`);
+    }
+    const cmd = first as Command;
+    command = cmd;
+    const args = positionals.slice(1);
+    if (values.password !== undefined && cmd !== 'adduser' && cmd !== 'passwd') {
+      throw usageError('--password only goes with adduser and passwd');
+    }
+    if (values.force === true && !(cmd === 'cert' && args[0] === 'generate')) {
+      throw usageError('--force only goes with "cert generate"');
+    }
+
+    const overrides: CliOverrides = {
+      domain: values.domain,
+      host: values.host,
+      c2sPort: values['c2s-port'],
+      tlsPort: values['tls-port'],
+      dataDir: values['data-dir'],
+      logLevel: values['log-level'],
+    };
+    const file = configFile(values.config);
+    // `cert generate` is how a missing certificate gets made, so it must not
+    // insist that the certificate exists.
+    const load = (checkFiles = true): Config => loadConfig({ file, overrides, checkFiles });
+
+    switch (cmd) {
+      case 'start':
+        expectArgs(cmd, args, 0);
+        return await start(load(), io);
+      case 'adduser':
+      case 'passwd':
+      case 'deluser': {
+        expectArgs(cmd, args, 1, 'JID (user or user@domain)');
+        const config = load();
+        const line =
+          cmd === 'adduser'
+            ? await addUser(config, args[0], values.password)
+            : cmd === 'passwd'
+              ? await changePassword(config, args[0], values.password)
+              : await deleteUser(config, args[0]);
+        io.out(line);
+        return 0;
+      }
+      case 'check-config': {
+        expectArgs(cmd, args, 0);
+        const config = load();
+        assertStorageSupported(config);
+        checkConfigReport(config, file, io);
+        return 0;
+      }
+      case 'cert': {
+        const sub = args[0] ?? 'show';
+        if (sub !== 'show' && sub !== 'generate') throw usageError(`unknown cert action "${sub}" (use "show" or "generate")`);
+        expectArgs(`cert ${sub}`, args.slice(1), 0);
+        const lines = sub === 'show' ? showCertificate(load()) : await newCertificate(load(false), values.force === true);
+        for (const l of lines) io.out(l);
+        return 0;
+      }
+      case 'help':
+        io.out(USAGE);
+        return 0;
+    }
+  } catch (err) {
+    const prefix = command === undefined ? 'verona' : `verona ${command}`;
+    if (err instanceof CliError) {
+      io.err(`${prefix}: ${err.message}`);
+      return err.exitCode;
+    }
+    if (err instanceof ConfigError) {
+      io.err(`${prefix}: config error: ${err.message}`);
+      return 2;
+    }
+    const e = err as Error;
+    io.err(`${prefix}: ${e.message ?? String(err)}`);
+    if (process.env.VERONA_DEBUG) io.err(e.stack ?? '');
+    return 1;
+  }
+}
+
+function expectArgs(cmd: string, args: string[], n: number, what = ''): void {
+  if (args.length < n) throw usageError(`missing argument ${what} (see verona --help)`);
+  if (args.length > n) throw usageError(`unexpected argument "${args[n]}" for ${cmd}`);
+}
+
+function listener(port: number, name: string): string {
+  return port < 0 ? `${name} off` : `${name} ${port === 0 ? 'any free port' : port}`;
+}
+
+function checkConfigReport(config: Config, file: string | undefined, io: Output): void {
+  io.out(`config OK (${file ?? 'built-in defaults'})`);
+  io.out(`domain:   ${config.domain}`);
+  io.out(`data dir: ${config.dataDir}`);
+  io.out(`c2s:      ${config.c2s.host}: ${listener(config.c2s.port, 'STARTTLS')}, ${listener(config.c2s.tlsPort, 'direct TLS')}`);
+  io.out(`storage:  ${config.storage.driver === 'sqlite' ? `sqlite ${config.storage.sqlite.path}` : 'postgres'}`);
+  const info = inspectCertificate(config);
+  if (info === undefined) {
+    io.out(`tls:      no certificate yet; a self-signed one for ${config.domain} is generated at first start`);
+  } else {
+    io.out(`tls:      ${info.path.cert}, valid until ${info.validTo.toISOString()}`);
+    if (!info.coversDomain) io.err(`warning: tls.cert: the certificate is not valid for ${config.domain} (${info.altNames.join(', ') || info.subject})`);
+    if (info.validTo.getTime() < Date.now()) io.err(`warning: tls.cert: the certificate expired on ${info.validTo.toISOString()}`);
+  }
+}
+
+/** `verona start`: run until SIGTERM/SIGINT, then shut down cleanly. */
+async function start(config: Config, io: Output): Promise<number> {
+  // Loaded only here so that account and cert commands do not pull in the whole server.
+  const { startServer } = await import('../core/server.js');
+  let stop: (signal: string) => void = () => undefined;
+  let signalled: string | undefined;
+  const onSignal = (signal: string): void => {
+    if (signalled !== undefined) {
+      // A second signal while shutting down: stop waiting.
+      io.err(`verona: ${signal} again, exiting now`);
+      process.exit(1);
+    }
+    signalled = signal;
+    stop(signal);
+  };
+  // Installed before start-up so that a signal during it still shuts down cleanly.
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    const server = await startServer(config);
+    io.out(`READY ${JSON.stringify(server.ports)}`);
+    if (signalled === undefined) await new Promise<string>((resolve) => (stop = resolve));
+    const timer = setTimeout(() => {
+      io.err('verona: shutdown took longer than 10 s, exiting');
+      process.exit(1);
+    }, 10_000);
+    timer.unref();
+    await server.close();
+    clearTimeout(timer);
+    return 0;
+  } finally {
+    process.removeListener('SIGTERM', onSignal);
+    process.removeListener('SIGINT', onSignal);
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Default configuration. Every value here is documented in
+ * docs/configuration.md; keep the two in step.
+ */
+import type { Config } from './types.js';
+
+/** A fresh copy of the defaults (callers may mutate it). */
+export function defaultConfig(): Config {
+  return {
+    domain: 'localhost',
+    dataDir: './data',
+    log: { level: 'info' },
+    c2s: {
+      host: '0.0.0.0',
+      port: 5222,
+      tlsPort: 5223,
+      requireTls: true,
+      allowPlainWithoutTls: false,
+      maxStanzaSize: 262144,
+      // RFC 6120 §13.12: a server must accept stanzas of at least 10000 bytes.
+      maxStanzaSizePreAuth: 10000,
+      // Real stanzas nest about 10 deep (MAM result > forwarded > message >
+      // payload ...); 64 leaves room for PEP payloads and XHTML without letting
+      // an attacker build pathological trees.
+      maxDepth: 64,
+      maxAttributes: 64,
+      authTimeout: 30,
+      pingInterval: 300,
+      pingTimeout: 30,
+      keepaliveInterval: 60,
+    },
+    tls: { cert: 'tls/cert.pem', key: 'tls/key.pem', generate: true },
+    auth: {
+      // RFC 7677 §4 asks for at least 4096 iterations.
+      scramIterations: 4096,
+      mechanisms: ['SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN'],
+      failuresPerAddress: 5,
+      failuresPerAccount: 5,
+      failureWindow: 60,
+    },
+    storage: {
+      driver: 'sqlite',
+      sqlite: { path: 'verona.sqlite', synchronous: 'NORMAL' },
+      postgres: { url: '' },
+    },
+    modules: { disabled: [] },
+    moduleOptions: {},
+    // Web clients (docs/web.md). Loopback only by default: the quick start
+    // opens http://localhost:5280/ in a browser on the same machine.
+    web: {
+      host: '127.0.0.1',
+      port: 5280,
+      tlsPort: 5443,
+      publicUrl: '',
+      trustedProxies: [],
+      allowedOrigins: [],
+      maxConnectionsPerAddress: 64,
+      websocket: { enabled: true, pingInterval: 60 },
+      // XEP-0124 suggests wait 60; inactivity must outlast a client's round trip between requests.
+      bosh: { enabled: true, maxWait: 60, maxHold: 1, inactivity: 60, polling: 2, maxPause: 300, maxBodySize: 1048576 },
+      client: { enabled: true, title: 'Verona' },
+      metrics: { enabled: true, allowFrom: ['127.0.0.1', '::1'] },
+    },
+  };
+}

@@ -1,0 +1,165 @@
+/**
+ * Message Routing 2.0 (`urn:xmpp:mr2:0`), Verona's stream feature for
+ * "every device holds the whole conversation" (docs/protocol.md).
+ *
+ * - Offered in the post-auth stream features. `<enable/>` after SASL and
+ *   before bind answers `<enabled/>`; before auth, after bind (or resume),
+ *   or a second time it answers `<failed>` with `<unexpected-request/>` and
+ *   the stream goes on. There is no disable.
+ * - The flag moves from the stream to the Session at bind ('session/bound'),
+ *   so it survives XEP-0198 resumption with the session.
+ * - Messages sent on an MR2 stream must carry an `id` that is new on that
+ *   stream: the sender's archive id is `<stream id>-<message id>`, which the
+ *   client computes before sending. A message without id is bounced with
+ *   `bad-request`, a reused id with `conflict`; neither is routed or archived
+ *   (this hook runs at PRIORITY.VALIDATE, before archiving).
+ *
+ * Routing itself (who gets which copy) is the fork table in
+ * src/core/routing.ts, which reads `session.mr2`.
+ *
+ * Options (config.moduleOptions.mr2): rememberIds (1000) - message ids
+ * remembered per stream for the reuse check. Older ids fall out; a reuse
+ * beyond that window is caught by the archive's unique index instead (the
+ * client then gets `<archive-failed/>` for that id).
+ */
+import { x } from '../xml/element.js';
+import { NS } from '../core/namespaces.js';
+import { PRIORITY } from '../core/events.js';
+import { StanzaError } from '../core/errors.js';
+import type { VeronaModule } from '../core/module.js';
+import type { Session } from '../core/session.js';
+
+const NAME = 'mr2';
+
+/** cyrb53: a fast 53-bit string hash; ids are remembered as numbers to keep per-stream memory small. */
+function hash53(s: string): number {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
+}
+
+/**
+ * The last `capacity` ids seen, first in first out. Holds 53-bit hashes: a
+ * false "already used" needs a hash collision among at most `capacity` ids
+ * (odds about capacity² / 2^54, i.e. never in practice).
+ */
+export class RecentIds {
+  private readonly set = new Set<number>();
+  private readonly ring: number[] = [];
+  private next = 0;
+
+  constructor(readonly capacity: number) {}
+
+  has(id: string): boolean {
+    return this.set.has(hash53(id));
+  }
+
+  /** Returns false when the id was already there. */
+  add(id: string): boolean {
+    const h = hash53(id);
+    if (this.set.has(h)) return false;
+    if (this.ring.length < this.capacity) this.ring.push(h);
+    else {
+      this.set.delete(this.ring[this.next] as number);
+      this.ring[this.next] = h;
+      this.next = (this.next + 1) % this.capacity;
+    }
+    this.set.add(h);
+    return true;
+  }
+
+  get size(): number {
+    return this.set.size;
+  }
+}
+
+interface StreamIds {
+  streamId: string;
+  ids: RecentIds;
+}
+
+/** What a message from an MR2 stream must satisfy; exported for tests. Returns the error to bounce with, if any. */
+export function checkMr2Id(session: Session, id: string | undefined, capacity: number): StanzaError | undefined {
+  if (id === undefined || id === '') return new StanzaError('bad-request', 'Messages on an MR2 stream need an id (the archive id is <stream id>-<message id>)');
+  let st = session.getData<StreamIds>(NAME);
+  // After resumption the stream id changes, and with it the archive id prefix: ids start afresh.
+  if (!st || st.streamId !== session.streamId) {
+    st = { streamId: session.streamId, ids: new RecentIds(capacity) };
+    session.data.set(NAME, st);
+  }
+  if (!st.ids.add(id)) return new StanzaError('conflict', 'This message id was already used on this stream');
+  return undefined;
+}
+
+function failed(): ReturnType<typeof x> {
+  return x('failed', NS.MR2, {}, [x('unexpected-request', NS.STANZA_ERRORS)]);
+}
+
+export const mr2Module: VeronaModule = {
+  name: NAME,
+  load(api) {
+    const raw = api.options.rememberIds;
+    if (raw !== undefined && (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 1)) {
+      throw new Error(`moduleOptions.mr2.rememberIds must be a positive integer (got ${JSON.stringify(raw)})`);
+    }
+    const capacity = (raw as number | undefined) ?? 1000;
+    const enabled = api.metrics.counter('verona_mr2_enabled_total', 'MR2 enable requests, by result');
+    const rejected = api.metrics.counter('verona_mr2_rejected_messages_total', 'Messages from MR2 streams bounced, by reason');
+
+    api.discoFeature(NS.MR2);
+
+    api.hook('stream/features', (e) => {
+      if (e.stage === 'post-auth') e.features.append(x('mr2', NS.MR2));
+    });
+
+    api.hook('stream/nonza', (e) => {
+      if (e.el.xmlns !== NS.MR2) return false;
+      if (e.el.name !== 'enable') {
+        // There is no <disable/> (the feature cannot be turned off); anything else is unexpected too.
+        enabled.inc({ result: 'unexpected-element' });
+        e.stream.write(failed());
+        return true;
+      }
+      const s = e.stream;
+      if (!s.authenticated || s.session !== undefined || s.data.get(NAME) === true) {
+        enabled.inc({ result: !s.authenticated ? 'before-auth' : s.session ? 'after-bind' : 'twice' });
+        s.write(failed());
+        return true;
+      }
+      s.data.set(NAME, true);
+      enabled.inc({ result: 'enabled' });
+      s.write(x('enabled', NS.MR2));
+      return true;
+    });
+
+    api.hook('session/bound', (e) => {
+      if (e.session.stream && (e.session.stream as { data?: Map<string, unknown> }).data?.get(NAME) === true) {
+        e.session.mr2 = true;
+      }
+    });
+
+    api.hook(
+      'message/out',
+      (e) => {
+        const s = e.origin;
+        if (!s || !s.mr2) return false;
+        // Error replies echo the id of the stanza they answer; they are never archived or forked.
+        if (e.stanza.attrs.type === 'error') return false;
+        const err = checkMr2Id(s, e.stanza.attrs.id, capacity);
+        if (err) {
+          rejected.inc({ reason: err.condition });
+          throw err;
+        }
+        return false;
+      },
+      PRIORITY.VALIDATE,
+    );
+  },
+};

@@ -1,0 +1,595 @@
+/**
+ * XEP-0198 Stream Management (urn:xmpp:sm:3, version 1.6) with Verona's
+ * promise: an ack means "archived" (docs/protocol.md, docs/stream-management.md).
+ *
+ * - Inbound: `h` counts a stanza once the router has handled it (archived
+ *   after its group commit, when archivable, and routed); Session.onInbound
+ *   hands us that promise. Handling is serialised per session, so `h` only
+ *   moves forward in order. An <r/> is answered once everything received
+ *   before it is handled.
+ * - Outbound: the 'sm' outbound filter runs last (after CSI), so it counts
+ *   and queues exactly what reaches the wire; the client's <a h/> releases it.
+ * - Resumption: the Session object outlives its stream; on <resume/> it is
+ *   attached to the new stream (C2SStream.adopt) with all its state, and the
+ *   unacked queue is sent again. Sessions that end for good hand their
+ *   unacked stanzas to the rules in undelivered.ts.
+ */
+import { randomBytes } from 'node:crypto';
+import { x, type Element } from '../../xml/element.js';
+import { NS } from '../../core/namespaces.js';
+import { PRIORITY } from '../../core/events.js';
+import { StanzaError } from '../../core/errors.js';
+import { tryParseJID } from '../../jid/jid.js';
+import type { VeronaModule, ModuleApi } from '../../core/module.js';
+import type { Session, OutboundFilter, SessionStream } from '../../core/session.js';
+import type { C2SStreamApi } from '../../core/stream-api.js';
+import type { ServerContext } from '../../core/context.js';
+import type { StanzaEvent } from '../../core/events.js';
+import type { Metrics } from '../../metrics/metrics.js';
+import { SmCounters, parseH } from './state.js';
+import { parseSmOptions, type SmOptions } from './options.js';
+import { classifyUndelivered, DeliveryTracker } from './undelivered.js';
+
+/** Order of the SM outbound filter: after every other filter (CSI is 100), so it sees what is written. */
+export const SM_FILTER_ORDER = 1000;
+const DATA = 'sm';
+const RESUMING = 'sm-resuming';
+
+/** Service other modules (CSI) use to hand over stanzas a session will never send. */
+export type UndeliveredSink = (session: Session, stanzas: Element[], source: string) => void;
+export const UNDELIVERED_SERVICE = 'sm-undelivered';
+
+interface SmSession {
+  enabled: boolean;
+  c: SmCounters;
+  /** Resumption id (only for resumable sessions). */
+  id: string | undefined;
+  maxSeconds: number;
+  /** The client queried MAM on this session (it catches up from the archive). */
+  queriedMam: boolean;
+  /** We end this session ourselves; never keep it for resumption. */
+  noResume: boolean;
+  hibernating: boolean;
+  timer: NodeJS.Timeout | undefined;
+  awaitingAck: boolean;
+  requestedAt: number;
+  oldestUnackedAt: number;
+  overflowing: boolean;
+  /** Pending <r/> from the client: answer once inHandled reaches target, on that stream only. */
+  waiters: Array<{ target: number; stream: SessionStream }>;
+  /** Serialises concurrent <resume/> attempts for this session. */
+  resumeLock: Promise<void>;
+}
+
+interface EndedRecord {
+  username: string;
+  reason: string;
+  h: number | undefined;
+  /** Settles when `h` is final (every stanza received before the end is handled). */
+  ready: Promise<void>;
+  at: number;
+}
+
+const MAX_ENDED_IN_MEMORY = 10000;
+
+function smEl(name: string, attrs?: Record<string, string | undefined>, children?: Element[]): Element {
+  return x(name, NS.SM, attrs, children);
+}
+
+function failedEl(condition: string, h?: number, text?: string): Element {
+  const f = smEl('failed', { h: h === undefined ? undefined : String(h) }, [x(condition, NS.STANZA_ERRORS)]);
+  if (text) f.append(x('text', NS.STANZA_ERRORS, { 'xml:lang': 'en' }, [text]));
+  return f;
+}
+
+function isStanza(el: Element): boolean {
+  return el.xmlns === NS.CLIENT && (el.name === 'message' || el.name === 'presence' || el.name === 'iq');
+}
+
+/** Every path that could lose or duplicate a stanza has a counter (docs/stream-management.md). */
+function smMetrics(mt: Metrics) {
+  return {
+    enabled: mt.counter('verona_sm_enabled_total', 'Stream management enabled, by resumable yes/no'),
+    resumptions: mt.counter('verona_sm_resumptions_total', 'Resumption attempts by outcome (resumed, unknown, expired, overflow, bad-h, malformed, unexpected)'),
+    hibernated: mt.counter('verona_sm_hibernated_total', 'Sessions kept for resumption after their stream went away, by reason'),
+    ended: mt.counter('verona_sm_sessions_ended_total', 'SM sessions that ended without resumption, by reason'),
+    dropped: mt.counter('verona_sm_unacked_dropped_total', 'Unacked or held stanzas dropped when their session ended, by source and reason'),
+    offline: mt.counter('verona_sm_unacked_offline_total', 'Unacked or held messages sent to offline storage when their session ended, by source and reason'),
+    bounced: mt.counter('verona_sm_unacked_bounced_total', 'Unacked or held stanzas answered with an error when their session ended, by source and reason'),
+    resent: mt.counter('verona_sm_resent_total', 'Unacked stanzas sent again after a resumption'),
+    badAck: mt.counter('verona_sm_bad_acks_total', 'Acks that acknowledged more than was sent (stream error undefined-condition)'),
+    archiveFailures: mt.counter('verona_sm_archive_failures_total', 'Messages acked although an archive write failed (the MR2 sender got <archive-failed/>), by side'),
+    ackTimeouts: mt.counter('verona_sm_ack_timeouts_total', 'Streams closed because an <r/> went unanswered'),
+  };
+}
+
+class StreamManagement {
+  private readonly opts: SmOptions;
+  private readonly server: ServerContext;
+  /** Resumable sessions by resumption id (attached or hibernating). */
+  private readonly live = new Map<string, Session>();
+  /** Every session with SM enabled (for the ack-request sweep). */
+  private readonly enabled = new Set<Session>();
+  /** Recently ended resumable sessions (also persisted in storage.smState). */
+  private readonly ended = new Map<string, EndedRecord>();
+  private readonly pendingWrites = new Set<Promise<void>>();
+  readonly tracker = new DeliveryTracker();
+  private readonly filter: OutboundFilter;
+  private sweeper: NodeJS.Timeout | undefined;
+
+  private readonly m: ReturnType<typeof smMetrics>;
+
+  constructor(private readonly api: ModuleApi) {
+    this.opts = parseSmOptions(api.options);
+    const server = api.service<ServerContext>('server');
+    if (!server) throw new Error('sm: the server context service is missing');
+    this.server = server;
+    const mt = api.metrics;
+    this.m = smMetrics(mt);
+    mt.gauge('verona_sm_hibernating', 'Sessions waiting for resumption', () => {
+      let n = 0;
+      for (const s of this.enabled) if (this.st(s)?.hibernating) n++;
+      return n;
+    });
+    mt.gauge('verona_sm_unacked', 'Outbound stanzas waiting for an ack, all sessions', () => {
+      let n = 0;
+      for (const s of this.enabled) n += this.st(s)?.c.queue.length ?? 0;
+      return n;
+    });
+    this.filter = { name: 'sm', order: SM_FILTER_ORDER, filter: (el, s) => this.outbound(el, s) };
+  }
+
+  private st(session: Session): SmSession | undefined {
+    return session.getData<SmSession>(DATA);
+  }
+
+  // ---- wiring ------------------------------------------------------------
+
+  load(): void {
+    const api = this.api;
+    api.hook('stream/features', (e) => {
+      if (e.stage === 'post-auth') e.features.append(smEl('sm'));
+    });
+    api.hook('stream/nonza', (e) => {
+      if (e.el.xmlns !== NS.SM) return false;
+      this.nonza(e.stream, e.el);
+      return true;
+    });
+    api.hook('session/bound', ({ session }) => this.bound(session));
+    api.hook('session/detached', (e) => this.detached(e.session, e.reason));
+    // Before CSI's handler (which hands over its held queue): older stanzas are disposed first.
+    api.hook('session/ended', (e) => this.sessionEnded(e.session, e.reason), 10);
+    api.hook('message/deliver', (e) => {
+      const st = this.st(e.session);
+      this.tracker.delivered(e.stanza, e.copy, e.session, st?.enabled === true);
+    }, PRIORITY.OBSERVE);
+    const watchArchive = (side: string) => (e: StanzaEvent): void => {
+      if (e.waits.length === 0) return;
+      void Promise.allSettled(e.waits).then((rs) => {
+        if (rs.some((r) => r.status === 'rejected')) this.m.archiveFailures.inc({ side });
+      });
+    };
+    api.hook('message/out', watchArchive('sender'), PRIORITY.OBSERVE);
+    api.hook('message/in', watchArchive('recipient'), PRIORITY.OBSERVE);
+    api.provide(UNDELIVERED_SERVICE, ((session, stanzas, source) => this.dispose(session, stanzas, source)) satisfies UndeliveredSink);
+    api.discoFeature(NS.SM);
+
+    this.sweeper = setInterval(() => this.sweep(), 1000);
+    this.sweeper.unref();
+    const store = api.storage.smState;
+    if (store) {
+      store.prune(Date.now() - this.opts.keepEnded * 1000).catch((err: unknown) => api.log.warn({ err }, 'sm: pruning ended sessions failed'));
+    }
+    api.onClose(() => this.close());
+  }
+
+  private bound(session: Session): void {
+    const st: SmSession = {
+      enabled: false,
+      c: new SmCounters(),
+      id: undefined,
+      maxSeconds: 0,
+      queriedMam: false,
+      noResume: false,
+      hibernating: false,
+      timer: undefined,
+      awaitingAck: false,
+      requestedAt: 0,
+      oldestUnackedAt: 0,
+      overflowing: false,
+      waiters: [],
+      resumeLock: Promise.resolve(),
+    };
+    session.data.set(DATA, st);
+    session.onInbound = (el, handled) => this.inbound(session, st, el, handled);
+  }
+
+  // ---- nonzas ------------------------------------------------------------
+
+  private nonza(stream: C2SStreamApi, el: Element): void {
+    switch (el.name) {
+      case 'enable':
+        return this.enable(stream, el);
+      case 'resume':
+        void this.resume(stream, el).catch((err: unknown) => {
+          this.api.log.error({ err }, 'sm: resume failed');
+          if (stream.open) stream.write(failedEl('internal-server-error'));
+        });
+        return;
+      case 'r':
+        return this.requested(stream);
+      case 'a':
+        return this.acked(stream, el);
+      default:
+        // Unknown SM element: answer with <failed/> rather than killing the stream.
+        stream.write(failedEl('feature-not-implemented'));
+    }
+  }
+
+  private enable(stream: C2SStreamApi, el: Element): void {
+    const session = stream.session;
+    const st = session && this.st(session);
+    // XEP-0198 §3: only after resource binding, and only once.
+    if (!session || !st || st.enabled) {
+      stream.write(failedEl('unexpected-request'));
+      return;
+    }
+    st.enabled = true;
+    this.enabled.add(session);
+    session.addFilter(this.filter);
+    const wantsResume = el.attrs.resume === 'true' || el.attrs.resume === '1';
+    if (wantsResume && this.opts.resumeTimeout > 0) {
+      const asked = Number(el.attrs.max);
+      st.maxSeconds = Math.round(Number.isFinite(asked) && asked > 0 ? Math.min(asked, this.opts.maxResumeTimeout) : this.opts.resumeTimeout);
+      st.id = randomBytes(18).toString('base64url');
+      this.live.set(st.id, session);
+      stream.write(smEl('enabled', { id: st.id, resume: 'true', max: String(st.maxSeconds) }));
+    } else {
+      stream.write(smEl('enabled'));
+    }
+    this.m.enabled.inc({ resumable: st.id ? 'yes' : 'no' });
+  }
+
+  /** <r/> from the client: answer when every stanza received before it is handled. */
+  private requested(stream: C2SStreamApi): void {
+    const session = stream.session;
+    const st = session && this.st(session);
+    if (!session || !st?.enabled) return; // XEP-0198: not counted before enable; nothing to answer
+    if (st.c.inHandled >= st.c.inReceived) {
+      stream.write(smEl('a', { h: String(st.c.h) }));
+      return;
+    }
+    st.waiters.push({ target: st.c.inReceived, stream: session.stream });
+  }
+
+  /** <a h/> from the client. */
+  private acked(stream: C2SStreamApi, el: Element): void {
+    const session = stream.session;
+    const st = session && this.st(session);
+    if (!session || !st?.enabled) return;
+    const h = parseH(el.attrs.h);
+    if (h === undefined) {
+      this.badAck(session, st, `The h attribute must be an unsigned 32-bit integer, got ${JSON.stringify(el.attrs.h ?? '')}`);
+      return;
+    }
+    const r = st.c.ack(h);
+    if (!r.ok) {
+      this.badAck(session, st, `You acknowledged ${r.claimed} stanzas, but I only sent you ${r.sent} so far.`);
+      return;
+    }
+    for (const a of r.acked) this.tracker.acked(a, session);
+    st.awaitingAck = false;
+    st.oldestUnackedAt = st.c.queue.length > 0 ? Date.now() : 0;
+  }
+
+  /** XEP-0198 §4: an h larger than what was sent is a stream error undefined-condition. */
+  private badAck(session: Session, st: SmSession, text: string): void {
+    this.m.badAck.inc();
+    st.noResume = true;
+    session.stream.closeWith('undefined-condition', text);
+    this.server.endSession(session, 'sm-bad-ack');
+  }
+
+  // ---- inbound counting -----------------------------------------------
+
+  private inbound(session: Session, st: SmSession, el: Element, handled: Promise<void>): void {
+    if (!st.queriedMam && el.name === 'iq' && (el.attrs.type === 'get' || el.attrs.type === 'set') && el.getChild('query', NS.MAM)) {
+      st.queriedMam = true;
+    }
+    if (!st.enabled) return;
+    st.c.received();
+    const done = (): void => this.handledOne(st);
+    // The router never rejects this promise; a rejection still counts so h cannot stall forever.
+    handled.then(done, done);
+  }
+
+  private handledOne(st: SmSession): void {
+    st.c.handled();
+    if (st.waiters.length === 0 || (st.waiters[0] as { target: number }).target > st.c.inHandled) return;
+    let stream: SessionStream | undefined;
+    while (st.waiters.length > 0 && (st.waiters[0] as { target: number }).target <= st.c.inHandled) {
+      stream = (st.waiters.shift() as { stream: SessionStream }).stream;
+    }
+    // One <a/> for every request it satisfies; only on the stream that asked.
+    if (stream && !st.hibernating) stream.write(smEl('a', { h: String(st.c.h) }));
+  }
+
+  // ---- outbound counting ----------------------------------------------
+
+  private outbound(el: Element, session: Session): Element | null {
+    const st = this.st(session);
+    if (!st?.enabled || !isStanza(el)) return el;
+    const n = st.c.sent(el);
+    if (n === 1) st.oldestUnackedAt = Date.now();
+    session.stream.write(el);
+    if (n > this.opts.maxQueue) {
+      this.overflow(session, st);
+    } else if (!st.hibernating && !st.awaitingAck && n >= this.opts.requestEvery) {
+      this.requestAck(session, st);
+    }
+    return null;
+  }
+
+  private requestAck(session: Session, st: SmSession): void {
+    st.awaitingAck = true;
+    st.requestedAt = Date.now();
+    session.stream.write(smEl('r'));
+  }
+
+  /** Too many unacked stanzas: the session cannot be kept (XEP-0198 resource-constraint). */
+  private overflow(session: Session, st: SmSession): void {
+    if (st.overflowing) return;
+    st.overflowing = true;
+    st.noResume = true;
+    // Not inside the send that overflowed: the router may be iterating this account's sessions.
+    setImmediate(() => {
+      if (session.closed) return;
+      this.api.log.warn({ jid: session.jid.toString(), unacked: st.c.queue.length }, 'sm: unacked queue full; ending session');
+      if (!st.hibernating) session.stream.closeWith('resource-constraint', 'Too many unacknowledged stanzas');
+      this.server.endSession(session, 'sm-overflow');
+    });
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const session of this.enabled) {
+      const st = this.st(session);
+      if (!st || st.hibernating || session.closed) continue;
+      if (st.awaitingAck) {
+        if (this.opts.ackTimeout > 0 && now - st.requestedAt > this.opts.ackTimeout * 1000) {
+          // A client that stops answering is gone; keep the session for resumption.
+          this.m.ackTimeouts.inc();
+          session.stream.closeWith('connection-timeout', 'No answer to the stream management ack request');
+        }
+      } else if (st.c.queue.length > 0 && now - st.oldestUnackedAt >= this.opts.requestAfter * 1000) {
+        this.requestAck(session, st);
+      }
+    }
+  }
+
+  // ---- hibernation and end ----------------------------------------------
+
+  private detached(session: Session, reason: string): boolean {
+    const st = this.st(session);
+    if (!st?.enabled || st.id === undefined || st.noResume || st.maxSeconds <= 0) return false;
+    // A client that closes its stream cleanly ends the session (XEP-0198 §5); so do replacement and shutdown.
+    if (reason === 'closed' || reason === 'replaced' || reason === 'shutdown') return false;
+    if (st.hibernating) return true;
+    st.hibernating = true;
+    st.waiters = [];
+    st.awaitingAck = false;
+    st.timer = setTimeout(() => {
+      if (!session.closed) this.server.endSession(session, 'resume-expired');
+    }, st.maxSeconds * 1000);
+    st.timer.unref();
+    this.m.hibernated.inc({ reason });
+    this.api.log.info({ jid: session.jid.toString(), reason, unacked: st.c.queue.length, max: st.maxSeconds }, 'sm: waiting for resumption');
+    return true;
+  }
+
+  private sessionEnded(session: Session, reason: string): void {
+    const st = this.st(session);
+    if (!st) return;
+    if (st.timer) clearTimeout(st.timer);
+    st.timer = undefined;
+    st.waiters = [];
+    if (!st.enabled) return;
+    this.enabled.delete(session);
+    this.m.ended.inc({ reason });
+    if (st.id !== undefined) {
+      this.live.delete(st.id);
+      this.remember(session, st, st.id, reason);
+    }
+    const unacked = st.c.queue.splice(0);
+    this.dispose(session, unacked, 'sm');
+  }
+
+  /** Keep the final h of an ended resumable session (memory and storage) once it is final. */
+  private remember(session: Session, st: SmSession, id: string, reason: string): void {
+    const rec: EndedRecord = { username: session.username, reason, h: undefined, at: Date.now(), ready: Promise.resolve() };
+    const finish = async (): Promise<void> => {
+      rec.h = st.c.h;
+      const store = this.api.storage.smState;
+      if (store) await store.put({ username: rec.username, id, h: rec.h, reason, endedAt: rec.at });
+    };
+    // Stanzas still waiting for their commit will be handled: h is final only then.
+    rec.ready = session.inboundTail.then(finish).catch((err: unknown) => {
+      this.api.log.warn({ err }, 'sm: saving the final h failed');
+    });
+    const p = rec.ready;
+    this.pendingWrites.add(p);
+    void p.then(() => this.pendingWrites.delete(p));
+    this.ended.set(id, rec);
+    if (this.ended.size > MAX_ENDED_IN_MEMORY) {
+      const oldest = this.ended.keys().next().value;
+      if (oldest !== undefined) this.ended.delete(oldest);
+    }
+  }
+
+  /** Apply the undelivered rules (undelivered.ts) to stanzas a session will never get. */
+  dispose(session: Session, stanzas: Element[], source: string): void {
+    if (stanzas.length === 0) return;
+    const st = this.st(session);
+    const account = session.jid.bare.toString();
+    const usesMam = session.mr2 || (st?.queriedMam ?? false);
+    for (const el of stanzas) {
+      const v = classifyUndelivered(el, {
+        account,
+        usesMam,
+        deliveredElsewhere: this.tracker.elsewhere(el, session),
+        alreadyOffline: this.tracker.isOffline(el),
+      });
+      this.tracker.released(el, session);
+      try {
+        if (v.action === 'drop') {
+          this.m.dropped.inc({ source, reason: v.reason });
+        } else if (v.action === 'bounce') {
+          this.m.bounced.inc({ source, reason: v.reason });
+          this.api.router.bounce(el, new StanzaError('service-unavailable'), undefined);
+        } else {
+          this.toOffline(el, v.stanza, v.archived, v.reason, source);
+        }
+      } catch (err) {
+        this.api.log.error({ err, jid: session.jid.toString() }, 'sm: handling an undelivered stanza failed');
+      }
+    }
+  }
+
+  private toOffline(copy: Element, msg: Element, archived: boolean, reason: string, source: string): void {
+    const stanza = msg.clone();
+    const from = tryParseJID(stanza.attrs.from);
+    const to = tryParseJID(stanza.attrs.to);
+    if (!from || !to) {
+      this.m.dropped.inc({ source, reason: 'unaddressed' });
+      return;
+    }
+    const e: StanzaEvent = { stanza, from, to, origin: undefined, waits: [] };
+    if (this.server.hooks.fire('message/offline', e)) {
+      this.tracker.markOffline(copy);
+      this.m.offline.inc({ source, reason });
+      return;
+    }
+    // No offline storage took it. An archived message stays reachable through MAM; anything else
+    // with content is answered with an error so that the sender knows (RFC 6120 §10.4.3 spirit).
+    if (!archived && stanza.getChild('body')) {
+      this.m.bounced.inc({ source, reason: 'offline-refused' });
+      this.api.router.bounce(stanza, new StanzaError('recipient-unavailable'), undefined);
+    } else {
+      this.m.dropped.inc({ source, reason: 'offline-refused' });
+    }
+  }
+
+  // ---- resumption -------------------------------------------------------
+
+  private async resume(stream: C2SStreamApi, el: Element): Promise<void> {
+    // XEP-0198 §5: after authentication, instead of binding; one attempt at a time.
+    if (!stream.authenticated || stream.session || stream.data.has(RESUMING)) {
+      this.m.resumptions.inc({ outcome: 'unexpected' });
+      stream.write(failedEl('unexpected-request'));
+      return;
+    }
+    const previd = el.attrs.previd;
+    const h = parseH(el.attrs.h);
+    if (!previd || h === undefined) {
+      this.m.resumptions.inc({ outcome: 'malformed' });
+      stream.write(failedEl('bad-request', undefined, 'resume needs previd and an unsigned 32-bit h'));
+      return;
+    }
+    stream.data.set(RESUMING, true);
+    try {
+      const session = this.live.get(previd);
+      const st = session && this.st(session);
+      if (!session || !st || session.username !== stream.username || session.closed) {
+        await this.resumeFailed(stream, previd);
+        return;
+      }
+      const run = st.resumeLock.then(() => this.doResume(stream, session, st, previd, h));
+      st.resumeLock = run.catch(() => undefined);
+      await run;
+    } finally {
+      stream.data.delete(RESUMING);
+    }
+  }
+
+  private async doResume(stream: C2SStreamApi, session: Session, st: SmSession, previd: string, h: number): Promise<void> {
+    if (session.closed) return this.resumeFailed(stream, previd);
+    if (!stream.open) return;
+    // The old stream, if still open, goes first: it must not take more input while we settle h.
+    const old = session.stream;
+    if (old !== (stream as unknown)) old.closeWith('conflict', 'Replaced by a resumed stream');
+    // <resumed h/> must cover every stanza received on the old stream, including those waiting for their commit.
+    let tail: Promise<void>;
+    do {
+      tail = session.inboundTail;
+      await tail;
+    } while (tail !== session.inboundTail);
+    if (session.closed) return this.resumeFailed(stream, previd);
+    if (!stream.open) return; // the new connection died meanwhile; the session stays hibernating
+    const r = st.c.ack(h);
+    if (!r.ok) {
+      this.m.resumptions.inc({ outcome: 'bad-h' });
+      this.m.badAck.inc();
+      stream.write(failedEl('undefined-condition', st.c.h, `You acknowledged ${r.claimed} stanzas, but I only sent you ${r.sent} so far.`));
+      st.noResume = true;
+      this.server.endSession(session, 'sm-bad-ack');
+      return;
+    }
+    for (const a of r.acked) this.tracker.acked(a, session);
+    if (st.timer) clearTimeout(st.timer);
+    st.timer = undefined;
+    st.hibernating = false;
+    st.awaitingAck = false;
+    st.waiters = [];
+    stream.adopt(session);
+    stream.write(smEl('resumed', { previd, h: String(st.c.h) }));
+    for (const q of st.c.queue) stream.write(q);
+    this.m.resent.inc(undefined, st.c.queue.length);
+    this.m.resumptions.inc({ outcome: 'resumed' });
+    st.oldestUnackedAt = st.c.queue.length > 0 ? Date.now() : 0;
+    if (st.c.queue.length > 0) this.requestAck(session, st);
+    this.api.log.info({ jid: session.jid.toString(), stream: stream.id, resent: st.c.queue.length }, 'sm: session resumed');
+  }
+
+  /** Unknown, expired or foreign id: <failed/>, with the final h when we know it; the stream goes on. */
+  private async resumeFailed(stream: C2SStreamApi, previd: string): Promise<void> {
+    const username = stream.username as string;
+    let h: number | undefined;
+    let reason: string | undefined;
+    const rec = this.ended.get(previd);
+    if (rec && rec.username === username) {
+      await rec.ready;
+      h = rec.h;
+      reason = rec.reason;
+    } else {
+      const stored = await this.api.storage.smState?.get(username, previd).catch(() => undefined);
+      if (stored) {
+        h = stored.h;
+        reason = stored.reason;
+      }
+    }
+    const overflow = reason === 'sm-overflow';
+    this.m.resumptions.inc({ outcome: reason === undefined ? 'unknown' : overflow ? 'overflow' : 'expired' });
+    if (!stream.open) return;
+    stream.write(failedEl(overflow ? 'resource-constraint' : 'item-not-found', h));
+  }
+
+  // ---- shutdown -----------------------------------------------------------
+
+  private async close(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+    // Sessions waiting for resumption have no stream, so the server's shutdown did not end them.
+    for (const s of [...this.enabled]) if (!s.closed) this.server.endSession(s, 'shutdown');
+    // Their final h is written once pending commits settle; do not wait forever for a stuck store.
+    const all = Promise.allSettled([...this.pendingWrites]);
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((r) => (t = setTimeout(r, 5000)))]);
+    if (t) clearTimeout(t);
+  }
+}
+
+export const smModule: VeronaModule = {
+  name: 'sm',
+  load(api) {
+    new StreamManagement(api).load();
+  },
+};

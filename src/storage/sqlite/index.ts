@@ -1,0 +1,134 @@
+/**
+ * The embedded default backend: one SQLite file (better-sqlite3) in WAL
+ * mode. better-sqlite3 is synchronous; the Storage interface is async at the
+ * edge so that networked backends fit the same callers.
+ *
+ * Durability (see docs/configuration.md, storage.sqlite.synchronous): in WAL
+ * mode NORMAL keeps every committed transaction across a process crash but
+ * may lose the last ones on power loss; FULL syncs the WAL on every commit.
+ *
+ * Several processes may open the file at once (the server and `verona
+ * adduser`): WAL lets readers run beside the one writer, and busy_timeout
+ * makes a writer wait for the lock instead of failing with SQLITE_BUSY.
+ */
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { AccountStore, KeyValueStore, Storage } from '../types.js';
+import { SqliteAccountStore } from './accounts.js';
+import { SqliteKeyValueStore } from './kv.js';
+import { SqliteRosterStore } from './roster.js';
+import { SqliteSmStateStore } from './sm-state.js';
+import { SqliteArchiveStore } from './archive.js';
+import { SqliteOfflineStore } from './offline.js';
+import { runMigrations } from './migrations.js';
+
+export type Synchronous = 'OFF' | 'NORMAL' | 'FULL';
+
+export interface SqliteOpenOptions {
+  synchronous: Synchronous;
+  /** Milliseconds a statement waits for another connection's lock (default 5000). */
+  busyTimeout?: number;
+}
+
+export class SqliteStorage implements Storage {
+  /** The connection, for stores that later issues add under src/storage/sqlite/. */
+  readonly db: Database.Database;
+  readonly path: string;
+  readonly accounts: AccountStore;
+  readonly kv: KeyValueStore;
+  readonly roster: SqliteRosterStore;
+  readonly smState: SqliteSmStateStore;
+  readonly archive: SqliteArchiveStore;
+  readonly offline: SqliteOfflineStore;
+  /** Migration ids applied by this open (empty when the schema was current). */
+  readonly appliedMigrations: readonly string[];
+  private closed = false;
+
+  private constructor(db: Database.Database, path: string, applied: string[]) {
+    this.db = db;
+    this.path = path;
+    this.appliedMigrations = applied;
+    this.accounts = new SqliteAccountStore(db, (u) => this.deleteAllSync(u));
+    this.kv = new SqliteKeyValueStore(db);
+    this.roster = new SqliteRosterStore(db);
+    this.smState = new SqliteSmStateStore(db);
+    this.archive = new SqliteArchiveStore(db);
+    this.offline = new SqliteOfflineStore(db);
+  }
+
+  static open(path: string, opts: SqliteOpenOptions): SqliteStorage {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    const busy = opts.busyTimeout ?? 5000;
+    const isNew = path !== ':memory:' && !existsSync(path);
+    const db = new Database(path, { timeout: busy });
+    try {
+      // The file holds credentials: readable by the server's user only
+      // (SQLite gives the -wal and -shm files the same mode).
+      if (isNew) chmodSync(path, 0o600);
+      db.pragma(`busy_timeout = ${Math.trunc(busy)}`);
+      // journal_mode is persistent in the file; setting it again is a no-op.
+      const mode = db.pragma('journal_mode = WAL', { simple: true }) as string;
+      if (path !== ':memory:' && mode.toLowerCase() !== 'wal') {
+        throw new Error(`could not switch ${path} to WAL mode (got ${mode})`);
+      }
+      if (!['OFF', 'NORMAL', 'FULL'].includes(opts.synchronous)) throw new Error(`bad synchronous mode ${opts.synchronous}`);
+      db.pragma(`synchronous = ${opts.synchronous}`);
+      db.pragma('foreign_keys = ON');
+      const applied = runMigrations(db);
+      return new SqliteStorage(db, path, applied);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  /** Tables with a `username` column, i.e. holding per-account data (see migrations.ts). */
+  userTables(): string[] {
+    const rows = this.db
+      .prepare<[], { name: string }>(
+        `SELECT m.name AS name FROM sqlite_schema AS m, pragma_table_info(m.name) AS c
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND c.name = 'username'
+         ORDER BY m.name`,
+      )
+      .all();
+    return rows.map((r) => r.name);
+  }
+
+  /** Returns whether the account row existed. */
+  private deleteAllSync(username: string): boolean {
+    // Discovered on every call: deletion is rare and this way tables added
+    // by later migrations are always included.
+    const tables = this.userTables();
+    // accounts last, so that tables referencing it by foreign key go first.
+    const ordered = [...tables.filter((t) => t !== 'accounts'), ...tables.filter((t) => t === 'accounts')];
+    const run = this.db.transaction(() => {
+      let existed = false;
+      for (const t of ordered) {
+        const n = this.db.prepare(`DELETE FROM "${t.replace(/"/g, '""')}" WHERE username = ?`).run(username).changes;
+        if (t === 'accounts' && n > 0) existed = true;
+      }
+      return existed;
+    });
+    return run.immediate();
+  }
+
+  /** Removes the account and every row of it in every table. */
+  async deleteUserData(username: string): Promise<void> {
+    this.deleteAllSync(username);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // Archive rows still in the group-commit queue are committed before the connection goes.
+    this.archive.close();
+    try {
+      // Cheap; keeps the query planner's statistics fresh (SQLite's advice for long-lived connections).
+      this.db.pragma('optimize');
+    } catch {
+      // best effort only
+    }
+    this.db.close();
+  }
+}
