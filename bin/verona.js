@@ -1,7 +1,18 @@
 #!/usr/bin/env node
 // The `verona` command. The code lives in src/cli/main.ts, compiled by
 // `npm run build` (or the `prepare` script on install) into dist/.
-import { main } from '../dist/src/cli/main.js';
+import { setTimeout } from 'node:timers';
+
+let main;
+try {
+  ({ main } = await import('../dist/src/cli/main.js'));
+} catch (err) {
+  if (err?.code === 'ERR_MODULE_NOT_FOUND' && String(err.message).includes('dist/src/cli/main.js')) {
+    process.stderr.write('verona: not built yet; run "npm run build" first\n');
+    process.exit(1);
+  }
+  throw err;
+}
 
 const code = await main(process.argv.slice(2));
 process.exitCode = code;

@@ -11,6 +11,7 @@ import { chat, idle, loginRate, mamfill, mamquery, register, type Result, type T
 
 const HELP = `usage: cli.js [--host H] [--port P] [--domain D] [--prefix user] [--pwprefix pass]
               [--users-file F] [--mech PLAIN|SCRAM-SHA-1|SCRAM-SHA-256] [--label L] [--pid PID]
+              [--local-addrs 127.0.0.1-4]   (source addresses in turn: >28k connections need several)
               MODE [options]
 modes:
   register  --start 1 --count 100 --concurrency 20          XEP-0077 bulk registration
@@ -31,6 +32,7 @@ const options = {
   prefix: { type: 'string', default: 'user' },
   pwprefix: { type: 'string', default: 'pass' },
   'users-file': { type: 'string' },
+  'local-addrs': { type: 'string', default: '' },
   mech: { type: 'string', default: 'PLAIN' },
   label: { type: 'string', default: '' },
   pid: { type: 'string', default: '0' },
@@ -62,6 +64,17 @@ const options = {
   iterations: { type: 'string', default: '30' },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
+
+/** "127.0.0.1-4" -> 127.0.0.1 .. 127.0.0.4; or a comma list. */
+export function expandAddrs(spec: string): string[] {
+  const out: string[] = [];
+  for (const part of spec.split(',').filter(Boolean)) {
+    const m = /^(\d+\.\d+\.\d+\.)(\d+)-(\d+)$/.exec(part);
+    if (m) for (let i = Number(m[2]); i <= Number(m[3]); i++) out.push(`${m[1]}${i}`);
+    else out.push(part);
+  }
+  return out;
+}
 
 function num(v: string | undefined, dflt: number, name: string): number {
   if (v === undefined) return dflt;
@@ -96,6 +109,7 @@ export async function main(argv: string[]): Promise<Result> {
     domain: a.domain,
     mech,
     pid: num(a.pid, 0, 'pid'),
+    localAddrs: expandAddrs(a['local-addrs']),
     user: (i) => {
       if (list !== null) {
         const e = list[i - 1];

@@ -40,6 +40,8 @@ export interface ConnOptions {
   password: string;
   resource?: string;
   mech?: Mechanism;
+  /** Source address (e.g. 127.0.0.2): one address has only ~28k ephemeral ports to one server port. */
+  localAddress?: string;
 }
 
 export interface LoginOptions {
@@ -73,6 +75,7 @@ export class XmppConn {
   readonly password: string;
   readonly resource: string;
   readonly mech: Mechanism;
+  readonly localAddress: string | undefined;
   readonly bare: string;
   jid = '';
   /** The `id` of the server's current stream header (Verona computes archive ids from it). */
@@ -105,6 +108,7 @@ export class XmppConn {
     this.password = o.password;
     this.resource = o.resource ?? 'r1';
     this.mech = o.mech ?? 'PLAIN';
+    this.localAddress = o.localAddress;
     this.bare = `${o.user}@${o.domain}`;
   }
 
@@ -265,7 +269,12 @@ export class XmppConn {
   /** Connect and read the first stream features. */
   open(): Promise<XElement> {
     return new Promise((resolve, reject) => {
-      const sock = net.connect({ host: this.host, port: this.port, noDelay: true });
+      const sock = net.connect({
+        host: this.host,
+        port: this.port,
+        noDelay: true,
+        ...(this.localAddress !== undefined ? { localAddress: this.localAddress } : {}),
+      });
       this.sock = sock;
       let connected = false;
       sock.on('connect', () => {

@@ -22,6 +22,19 @@ export interface Target {
   user: (i: number) => [string, string];
   /** Server PID for RSS and CPU figures (0 = unknown). */
   pid: number;
+  /** Source addresses used in turn for new connections (empty: let the kernel choose). */
+  localAddrs?: string[];
+}
+
+let connCounter = 0;
+
+/** Every connection of every scenario is made here, so source addresses rotate evenly. */
+function mkConn(t: Target, user: string, password: string, resource: string): XmppConn {
+  const la = t.localAddrs && t.localAddrs.length > 0 ? t.localAddrs[connCounter++ % t.localAddrs.length] : undefined;
+  return new XmppConn({
+    host: t.host, port: t.port, domain: t.domain, user, password, resource, mech: t.mech,
+    ...(la !== undefined ? { localAddress: la } : {}),
+  });
 }
 
 export type Result = Record<string, unknown>;
@@ -59,7 +72,7 @@ export async function register(t: Target, o: RegisterOpts): Promise<Result> {
   const t0 = now();
   await pool(range(o.start, o.count), o.concurrency, async (i) => {
     const [u, p] = t.user(i);
-    const c = new XmppConn({ host: t.host, port: t.port, domain: t.domain, user: u, password: p });
+    const c = mkConn(t, u, p, 'reg');
     try {
       await c.open();
       await c.iq(
@@ -106,7 +119,7 @@ export async function idle(t: Target, o: IdleOpts): Promise<Result> {
     const t0 = now();
     await pool(range(o.start + done, cp - done), o.concurrency, async (i) => {
       const [u, p] = t.user(i);
-      const c = new XmppConn({ host: t.host, port: t.port, domain: t.domain, user: u, password: p, resource: 'idle', mech: t.mech });
+      const c = mkConn(t, u, p, 'idle');
       const ts = now();
       try {
         await c.login(o);
@@ -164,7 +177,7 @@ export async function loginRate(t: Target, o: LoginRateOpts): Promise<Result> {
     const [u, p] = t.user(o.start + (k % users));
     // A distinct resource per attempt: reusing one would make the server kick the previous
     // session (resource conflict) if its close has not been processed yet.
-    const c = new XmppConn({ host: t.host, port: t.port, domain: t.domain, user: u, password: p, resource: `l${k}`, mech: t.mech });
+    const c = mkConn(t, u, p, `l${k}`);
     const ts = now();
     try {
       await c.login(o);
@@ -233,7 +246,7 @@ export async function chat(t: Target, o: ChatOpts): Promise<Result> {
     const ui = Math.floor(ci / R);
     const ri = ci % R;
     const [u, p] = users[ui] as [string, string];
-    const c = new XmppConn({ host: t.host, port: t.port, domain: t.domain, user: u, password: p, resource: `r${ri + 1}`, mech: t.mech });
+    const c = mkConn(t, u, p, `r${ri + 1}`);
     await c.login(loginOpts);
     conns[ci] = c;
   });
@@ -401,8 +414,7 @@ export interface MamFillOpts extends MamOpts {
 /** One sender pushes `count` messages to one online receiver; the receiver's stanza-ids go to a file. */
 export async function mamfill(t: Target, o: MamFillOpts): Promise<Result> {
   const { writeFileSync } = await import('node:fs');
-  const mk = (cred: [string, string]): XmppConn =>
-    new XmppConn({ host: t.host, port: t.port, domain: t.domain, user: cred[0], password: cred[1], resource: 'fill', mech: t.mech });
+  const mk = (cred: [string, string]): XmppConn => mkConn(t, cred[0], cred[1], 'fill');
   const src = mk(o.src);
   const dst = mk(o.dst);
   await dst.login();
@@ -458,7 +470,7 @@ export interface MamQueryOpts extends MamOpts {
 
 export async function mamquery(t: Target, o: MamQueryOpts): Promise<Result> {
   const { readFileSync } = await import('node:fs');
-  const c = new XmppConn({ host: t.host, port: t.port, domain: t.domain, user: o.dst[0], password: o.dst[1], resource: 'q', mech: t.mech });
+  const c = mkConn(t, o.dst[0], o.dst[1], 'q');
   await c.login({ presence: false });
   const ids = JSON.parse(readFileSync(o.idsFile, 'utf8')) as Array<string | null>;
   let n = 0;

@@ -116,8 +116,14 @@ export function decideIncoming(msg: IncomingMessage, sessions: readonly SessionV
     add(addressed.resource, 'plain', 'full-jid');
   } else {
     if (msg.toResource !== undefined) {
-      // §8.5.3.2: the resource is gone. groupchat/error are dropped; the rest falls back to the bare JID.
-      if (msg.type === 'groupchat' || msg.type === 'error') {
+      // §8.5.3.2.1: the resource is gone. chat falls back to the bare JID; so does normal (protocol.md:
+      // "a full JID whose resource is gone: treat as addressed to the bare JID", since MR2 forks normal
+      // messages too, where RFC 6121 would let the server drop them). groupchat is bounced (a MUC service
+      // learns the occupant is gone); headline and error are silently ignored.
+      if (msg.type === 'groupchat') {
+        return { deliveries: [], offline: false, bounce: 'service-unavailable', reason: 'full-jid-gone-groupchat' };
+      }
+      if (msg.type === 'headline' || msg.type === 'error') {
         return { deliveries: [], offline: false, reason: `full-jid-gone-${msg.type}-dropped` };
       }
     }
@@ -144,9 +150,15 @@ export function decideIncoming(msg: IncomingMessage, sessions: readonly SessionV
     }
   }
 
+  // A carbon is a copy for a client that is watching, not delivery: when nobody got the message
+  // itself (only legacy 'received' carbons went out), chat/normal still go to offline storage
+  // (§8.5.2.2), so that a legacy client that comes online later gets them.
+  const plain = out.some((d) => d.shape === 'plain');
+  if (plain) return { deliveries: out, offline: false, reason: 'delivered' };
+  if (msg.type === 'chat' || msg.type === 'normal') {
+    return { deliveries: out, offline: true, reason: out.length > 0 ? 'carbons-only-and-offline' : 'no-available-resource' };
+  }
   if (out.length > 0) return { deliveries: out, offline: false, reason: 'delivered' };
-  // Nobody took it (§8.5.2.2): chat/normal are stored offline, headline dropped.
-  if (msg.type === 'chat' || msg.type === 'normal') return { deliveries: [], offline: true, reason: 'no-available-resource' };
   return { deliveries: [], offline: false, reason: `no-resource-${msg.type}-dropped` };
 }
 

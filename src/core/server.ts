@@ -243,6 +243,7 @@ export async function startServer(config: Config, log?: Logger): Promise<Server>
   const server = new Server(config, storage, log);
   const cert = await ensureCertificate(config);
   if (cert.generated) server.log.info({ cert: cert.path.cert }, 'generated a self-signed certificate');
+  for (const w of cert.warnings ?? []) server.log.warn({ cert: cert.path.cert }, w);
   server.tlsCredentials = { cert: cert.cert, key: cert.key };
   server.secureContext = tls.createSecureContext(tlsOptions(cert.cert, cert.key));
   await server.loadModules(allModules);

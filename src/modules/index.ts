@@ -8,5 +8,15 @@ import { pingModule } from './ping.js';
 import { versionModule } from './version.js';
 import { timeModule } from './time.js';
 import { rosterModule } from './roster/index.js';
+import { csiModule } from './csi.js';
+import { smModule } from './sm/index.js';
+import { mr2Module } from './mr2.js';
+import { stanzaIdModule } from './stanza-id.js';
+import { carbonsModule } from './carbons.js';
+import { mamModule } from './mam/index.js';
+import { offlineModule } from './offline.js';
 
-export const allModules: readonly VeronaModule[] = [discoModule, pingModule, versionModule, timeModule, rosterModule];
+export const allModules: readonly VeronaModule[] = [discoModule, pingModule, versionModule, timeModule, rosterModule,
+  mr2Module, stanzaIdModule, carbonsModule, mamModule, offlineModule,
+  // sm last: at shutdown it closes first and still hands unacked messages to offline storage.
+  csiModule, smModule];

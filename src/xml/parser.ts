@@ -443,6 +443,10 @@ class XmlCore {
       }
       case PK_START: {
         const gt = this.scanTag(s, 0);
+        if (gt === -2) {
+          this.fail('not-well-formed', "'<' in a start tag");
+          return -1;
+        }
         if (gt < 0) {
           this.pending += s;
           return -1;
@@ -610,12 +614,17 @@ class XmlCore {
     }
   }
 
-  /** Index of the '>' that ends a start tag, skipping quoted attribute values; -1 (and the quote state saved) if not in `s`. */
+  /**
+   * Index of the '>' that ends a start tag, skipping quoted attribute values;
+   * -1 (and the quote state saved) if not in `s`; -2 at a '<', which no start
+   * tag can contain, so a runaway quote is caught at once.
+   */
   private scanTag(s: string, from: number): number {
     let q = this.quote;
     const len = s.length;
     for (let i = from; i < len; i++) {
       const c = s.charCodeAt(i);
+      if (c === LT) return -2;
       if (q !== 0) {
         if (c === q) q = 0;
       } else if (c === GT) {
@@ -812,6 +821,10 @@ class XmlCore {
       return -2;
     }
     if (level <= 0) {
+      if (abs0 + to > STREAM_HEADER_MAX) {
+        this.fail('policy-violation', 'stream header too large');
+        return -2;
+      }
       // The stream header. What it declares lives as long as the stream:
       // keep copies, not slices of the input (see writeBytes).
       this.qnames.push(own(qname));
@@ -845,7 +858,7 @@ class XmlCore {
   /** A start tag did not parse: malformed if it is complete, else wait for the rest. */
   private badTag(t: string, from: number, why: string): number {
     this.quote = 0;
-    if (this.scanTag(t, from + 1) < 0) return -1;
+    if (this.scanTag(t, from + 1) === -1) return -1;
     this.fail('not-well-formed', why);
     return -2;
   }

@@ -56,6 +56,7 @@ export function testConfig(dataDir: string, extra: Record<string, unknown> = {})
       dataDir,
       log: { level: 'warn' },
       c2s: { host: '127.0.0.1', port: 0, tlsPort: 0, requireTls: false, allowPlainWithoutTls: true },
+      web: { host: '127.0.0.1', port: 0, tlsPort: 0 },
       auth: { failuresPerAddress: 1000, failuresPerAccount: 1000 },
     },
     extra,

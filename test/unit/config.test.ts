@@ -239,3 +239,15 @@ test('with generation on, half a pair is refused rather than overwritten', (t) =
   assert.equal(e.path, 'tls.key');
   assert.match(e.message, /not found but tls\.cert exists; supply both files, or remove .*cert\.pem to have a new pair generated/);
 });
+
+test('verona.example.yml is a valid configuration', () => {
+  // From dist/test/unit/ up to the repository root.
+  const file = new URL('../../../verona.example.yml', import.meta.url).pathname;
+  const c = loadConfig({ file, checkFiles: false });
+  assert.equal(c.domain, 'example.org');
+  assert.equal(c.dataDir, '/var/lib/verona');
+  assert.equal(c.c2s.host, '::');
+  assert.equal(c.tls.generate, false);
+  assert.equal(c.storage.sqlite.path, '/var/lib/verona/verona.sqlite');
+  assert.equal(c.storage.sqlite.synchronous, 'FULL');
+});

@@ -46,15 +46,26 @@ export function archiveVerdict(msg: Element): Verdict {
   // A carbon or MAM result wrapper sent by a client is not a conversation message.
   if (msg.getChild('sent', NS.CARBONS) || msg.getChild('received', NS.CARBONS)) return { ok: false, reason: 'carbon-wrapper' };
   if (msg.getChild('result', NS.MAM)) return { ok: false, reason: 'mam-result' };
-  if (msg.getChild('body') !== undefined) return { ok: true, reason: 'body' };
+  const p = contentReason(msg);
+  return p === undefined ? { ok: false, reason: 'no-archivable-payload' } : { ok: true, reason: p };
+}
+
+/**
+ * Why this message holds conversation content (body, encrypted payload,
+ * receipt, marker, correction, retraction, reaction, <store/> hint), or
+ * undefined when it does not (e.g. a chat state alone). Type and hints
+ * other than <store/> are not looked at.
+ */
+export function contentReason(msg: Element): string | undefined {
+  if (msg.getChild('body') !== undefined) return 'body';
   for (const c of msg.children) {
     if (typeof c === 'string') continue;
     for (const p of ARCHIVED_PAYLOADS) {
-      if (c.xmlns === p.ns && (p.names === undefined || p.names.includes(c.name))) return { ok: true, reason: p.reason };
+      if (c.xmlns === p.ns && (p.names === undefined || p.names.includes(c.name))) return p.reason;
     }
   }
-  if (msg.getChild('store', NS.HINTS)) return { ok: true, reason: 'store-hint' };
-  return { ok: false, reason: 'no-archivable-payload' };
+  if (msg.getChild('store', NS.HINTS)) return 'store-hint';
+  return undefined;
 }
 
 /**

@@ -98,7 +98,7 @@ function smMetrics(mt: Metrics) {
     bounced: mt.counter('verona_sm_unacked_bounced_total', 'Unacked or held stanzas answered with an error when their session ended, by source and reason'),
     resent: mt.counter('verona_sm_resent_total', 'Unacked stanzas sent again after a resumption'),
     badAck: mt.counter('verona_sm_bad_acks_total', 'Acks that acknowledged more than was sent (stream error undefined-condition)'),
-    archiveFailures: mt.counter('verona_sm_archive_failures_total', 'Messages acked although an archive write failed (the MR2 sender got <archive-failed/>), by side'),
+    ackedUnarchived: mt.counter('verona_sm_acked_unarchived_total', 'Messages handled (routed, and acked under SM) although their archive write failed; MR2 senders got <archive-failed/>'),
     ackTimeouts: mt.counter('verona_sm_ack_timeouts_total', 'Streams closed because an <r/> went unanswered'),
   };
 }
@@ -163,14 +163,13 @@ class StreamManagement {
       const st = this.st(e.session);
       this.tracker.delivered(e.stanza, e.copy, e.session, st?.enabled === true);
     }, PRIORITY.OBSERVE);
-    const watchArchive = (side: string) => (e: StanzaEvent): void => {
+    // A rejected wait is an archive write that failed; the message is still routed and acked (protocol.md).
+    api.hook('message/in', (e) => {
       if (e.waits.length === 0) return;
       void Promise.allSettled(e.waits).then((rs) => {
-        if (rs.some((r) => r.status === 'rejected')) this.m.archiveFailures.inc({ side });
+        if (rs.some((r) => r.status === 'rejected')) this.m.ackedUnarchived.inc();
       });
-    };
-    api.hook('message/out', watchArchive('sender'), PRIORITY.OBSERVE);
-    api.hook('message/in', watchArchive('recipient'), PRIORITY.OBSERVE);
+    }, PRIORITY.OBSERVE);
     api.provide(UNDELIVERED_SERVICE, ((session, stanzas, source) => this.dispose(session, stanzas, source)) satisfies UndeliveredSink);
     api.discoFeature(NS.SM);
 
@@ -447,7 +446,7 @@ class StreamManagement {
           this.m.bounced.inc({ source, reason: v.reason });
           this.api.router.bounce(el, new StanzaError('service-unavailable'), undefined);
         } else {
-          this.toOffline(el, v.stanza, v.archived, v.reason, source);
+          this.toOffline(el, v.stanza, v.archived, v.reason, source, account);
         }
       } catch (err) {
         this.api.log.error({ err, jid: session.jid.toString() }, 'sm: handling an undelivered stanza failed');
@@ -455,7 +454,7 @@ class StreamManagement {
     }
   }
 
-  private toOffline(copy: Element, msg: Element, archived: boolean, reason: string, source: string): void {
+  private toOffline(copy: Element, msg: Element, archived: boolean, reason: string, source: string, account: string): void {
     const stanza = msg.clone();
     const from = tryParseJID(stanza.attrs.from);
     const to = tryParseJID(stanza.attrs.to);
@@ -463,7 +462,14 @@ class StreamManagement {
       this.m.dropped.inc({ source, reason: 'unaddressed' });
       return;
     }
-    const e: StanzaEvent = { stanza, from, to, origin: undefined, waits: [] };
+    // The offline store stamps the archive id itself (and skips archived messages for clients that catch up via MAM).
+    let archiveId: string | undefined;
+    stanza.removeChildren((c) => {
+      if (c.name !== 'stanza-id' || c.xmlns !== NS.SID || c.attrs.by !== account) return false;
+      archiveId = c.attrs.id;
+      return true;
+    });
+    const e: StanzaEvent = { stanza, from, to, origin: undefined, waits: [], recipientArchiveId: archiveId };
     if (this.server.hooks.fire('message/offline', e)) {
       this.tracker.markOffline(copy);
       this.m.offline.inc({ source, reason });

@@ -51,6 +51,8 @@ export class WebSocketTransport implements Transport {
   alive = true;
   private sink: TransportSink | undefined;
   private closed = false;
+  /** The next frame must be <open/> (at the start and after each restart). */
+  private headerDue = true;
   private readonly limits: ParserLimits;
   private readonly log: Logger;
 
@@ -82,7 +84,7 @@ export class WebSocketTransport implements Transport {
     sink.onActivity();
     // RFC 7395 §3.2: XMPP travels in text frames only.
     if (isBinary) return sink.onParseError('bad-format', 'Binary frames are not allowed');
-    const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer | Buffer);
+    const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
     // Cheap bound before parsing: a frame is one element, so it is at most one stanza long.
     if (buf.length > this.limits.maxStanzaSize * 4) return sink.onParseError('policy-violation', 'stanza too large');
     let el: Element;
@@ -92,10 +94,13 @@ export class WebSocketTransport implements Transport {
       if (err instanceof XmlError) return sink.onParseError(err.condition, err.message);
       throw err;
     }
-    if (el.xmlns === NS.FRAMING && el.name === 'open') {
+    if (el.xmlns === NS.FRAMING && el.name === 'close') return sink.onStreamEnd();
+    // Where a header is due, whatever came is treated as one: the stream then
+    // answers a wrong one (<stream:stream>, a stanza) with the right error.
+    if (this.headerDue || (el.xmlns === NS.FRAMING && el.name === 'open')) {
+      this.headerDue = false;
       return sink.onStreamStart(el.attrs, el.xmlns, el.name);
     }
-    if (el.xmlns === NS.FRAMING && el.name === 'close') return sink.onStreamEnd();
     sink.onElement(defaultToClient(el, ''));
   }
 
@@ -139,7 +144,9 @@ export class WebSocketTransport implements Transport {
   }
 
   /** A restart is just the client's next <open/> frame: there is no parser state to reset. */
-  restart(): void {}
+  restart(): void {
+    this.headerDue = true;
+  }
 
   setMaxStanzaSize(bytes: number): void {
     this.limits.maxStanzaSize = bytes;

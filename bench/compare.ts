@@ -1,0 +1,355 @@
+/**
+ * Side-by-side benchmark: Prosody, ejabberd and Verona under the same driver, in one run,
+ * interleaved (scenario by scenario, repeat by repeat, server by server) so that a change in the
+ * machine's background load hits every server alike. Writes the medians, the ratios and the
+ * targets of issue 6 into docs/benchmarks.md (between the compare markers) and every raw
+ * RESULT line to bench/results/. Started by bench/compare.sh, which builds and installs first.
+ *
+ * Environment (defaults in brackets):
+ *   SERVERS [prosody,ejabberd,verona]  DRIVERS [ts] (ts,py = agreement check of the two drivers)
+ *   SCEN [idle,login,chat1,chat2,rate100,rate2000,mam]  (add idle50k for 50,000 Verona sessions)
+ *   REPEAT [3]  DUR [10]  PAIRS [50]  IDLE_CP [1000,5000]  MAM_N [20000]  VERONA_MAM_N [1000000]
+ *   MAM_ITER [30]  OUT [docs/benchmarks.md]  KEEP [0: fresh data dirs]  SECTION [compare|agreement]
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  ROOT, anchorVersions, ensureVeronaUsers, machineInfo, runDriver, startAnchor, startVerona, writeVeronaConfig,
+  type DriverKind, type Json, type ServerHandle,
+} from './lib.js';
+import { median } from './driver/stats.js';
+
+const env = (k: string, d: string): string => process.env[k] ?? d;
+const SERVERS = env('SERVERS', 'prosody,ejabberd,verona').split(',').filter(Boolean);
+const DRIVERS = env('DRIVERS', 'ts').split(',').filter(Boolean) as DriverKind[];
+const SCEN = env('SCEN', 'idle,login,chat1,chat2,rate100,rate2000,mam').split(/[ ,]+/).filter(Boolean);
+const REPEAT = Number(env('REPEAT', '3'));
+const DUR = env('DUR', '10');
+const PAIRS = env('PAIRS', '50');
+const IDLE_CP = env('IDLE_CP', '1000,5000');
+const MAM_N = env('MAM_N', '20000');
+const VERONA_MAM_N = env('VERONA_MAM_N', '1000000');
+const MAM_ITER = env('MAM_ITER', '30');
+const OUT = env('OUT', join(ROOT, 'docs', 'benchmarks.md'));
+const KEEP = env('KEEP', '0') === '1';
+const SECTION = env('SECTION', DRIVERS.length > 1 ? 'agreement' : 'compare');
+const WORK = env('BENCH_WORK', '/tmp/verona-bench');
+const IDLE_MAX = Math.max(...IDLE_CP.split(',').map(Number));
+const USERS = Math.max(IDLE_MAX, 2 * Number(PAIRS), 1000, SCEN.includes('idle50k') ? 50000 : 0);
+
+interface Scenario {
+  key: string;
+  mode: string;
+  args: (s: ServerHandle) => string[];
+  only?: Array<ServerHandle['name']>;
+  /** restart the server first (clean RSS baseline for the idle figures) */
+  restart?: boolean;
+  /** drivers that have this mode (the Python driver has no `login`) */
+  drivers?: DriverKind[];
+}
+
+const ids = (s: ServerHandle): string => join(WORK, `${s.name}-mam-ids.json`);
+const SCENARIOS: Record<string, Scenario> = {
+  idle: { key: 'idle', mode: 'idle', restart: true, args: () => ['--checkpoints', IDLE_CP, '--concurrency', '50', '--settle', '5'] },
+  idle50k: {
+    key: 'idle50k', mode: 'idle', restart: true, only: ['verona'], drivers: ['ts'],
+    args: () => ['--checkpoints', '10000,50000', '--concurrency', '100', '--settle', '10'],
+  },
+  login: { key: 'login', mode: 'login', drivers: ['ts'], args: () => ['--count', '1000', '--concurrency', '50'] },
+  chat1: { key: 'chat1', mode: 'chat', args: () => ['--pairs', PAIRS, '--resources', '1', '--duration', DUR, '--window', '5'] },
+  chat2: { key: 'chat2', mode: 'chat', args: () => ['--pairs', PAIRS, '--resources', '2', '--duration', DUR, '--window', '5'] },
+  rate100: { key: 'rate100', mode: 'chat', args: () => ['--pairs', PAIRS, '--resources', '1', '--duration', DUR, '--rate', '100'] },
+  // The anchors saturate near 300 msg/s; 2,000 msg/s is a Verona-only target.
+  rate2000: {
+    key: 'rate2000', mode: 'chat', only: ['verona'],
+    args: () => ['--pairs', PAIRS, '--resources', '1', '--duration', DUR, '--rate', '2000'],
+  },
+  mamquery: { key: 'mamquery', mode: 'mamquery', args: (s) => ['--iterations', MAM_ITER, '--ids-file', ids(s)] },
+};
+
+type Rec = { server: string; driver: DriverKind; scen: string; rep: number; result: Json; cmd: string[] };
+const records: Rec[] = [];
+const skipped: string[] = [];
+const RAW = join(ROOT, 'bench', 'results', `compare-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}.jsonl`);
+
+function log(s: string): void {
+  process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+}
+
+async function startServers(): Promise<ServerHandle[]> {
+  const out: ServerHandle[] = [];
+  for (const name of SERVERS) {
+    if (name === 'prosody' || name === 'ejabberd') {
+      log(`starting ${name}${KEEP ? '' : ' (fresh)'}`);
+      const s = startAnchor(name, !KEEP);
+      out.push(s);
+      const usersFile = join(WORK, 'mam-users.txt');
+      writeFileSync(usersFile, 'mamsrc mamsrc\nmamdst mamdst\n');
+      const r1 = await runDriver('ts', s, 'register', ['--count', String(USERS), '--concurrency', '20'], 'register');
+      const r2 = await runDriverWith(s, ['--users-file', usersFile], 'register', ['--count', '2']);
+      log(`${name}: users ${JSON.stringify(r1.result['ok'])} new, ${JSON.stringify(r1.result['already'])} existing; mam users ${JSON.stringify(r2['ok'])}`);
+    } else if (name === 'verona') {
+      const dataDir = join(WORK, 'verona');
+      if (!KEEP) await import('node:fs').then((fs) => fs.rmSync(dataDir, { recursive: true, force: true }));
+      try {
+        const cfg = writeVeronaConfig({ dataDir });
+        log(`verona: creating ${USERS} users`);
+        log(`verona: ${await ensureVeronaUsers(cfg, USERS)}`);
+        out.push(await startVerona({ dataDir }));
+      } catch (e) {
+        // The anchors still get measured; the table says Verona was not run and why.
+        skipped.push(`Verona: ${(e as Error).message.slice(0, 300)}`);
+        log(`verona skipped: ${(e as Error).message}`);
+      }
+    } else {
+      throw new Error(`unknown server ${name}`);
+    }
+  }
+  return out;
+}
+
+/** The TS driver with extra global options (e.g. a users file), for registration of named users. */
+async function runDriverWith(s: ServerHandle, globals: string[], mode: string, args: string[]): Promise<Json> {
+  const { runProcess, DRIVER_JS } = await import('./lib.js');
+  const r = await runProcess(process.execPath, [DRIVER_JS, '--host', s.host, '--port', String(s.port), '--domain', s.domain, ...globals, mode, ...args], 120_000);
+  const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+  if (!line) throw new Error(`driver ${mode} failed: ${r.stderr.slice(-500)}`);
+  return JSON.parse(line.slice(7)) as Json;
+}
+
+async function run(s: ServerHandle, driver: DriverKind, sc: Scenario, rep: number): Promise<void> {
+  if (sc.restart) {
+    await s.restart();
+    await new Promise((r) => setTimeout(r, 3000));
+  }
+  const label = `${s.name}`;
+  try {
+    const { result, cmd } = await runDriver(driver, s, sc.mode, sc.args(s), label);
+    records.push({ server: s.name, driver, scen: sc.key, rep, result, cmd });
+    appendFileSync(RAW, JSON.stringify({ server: s.name, driver, scen: sc.key, rep, ...result }) + '\n');
+    log(`${s.name} ${driver} ${sc.key} #${rep}: ${brief(sc.key, result)}`);
+  } catch (e) {
+    log(`${s.name} ${driver} ${sc.key} #${rep}: FAILED ${(e as Error).message.slice(0, 400)}`);
+  }
+}
+
+function brief(scen: string, r: Json): string {
+  const f = figures(scen, r);
+  return Object.entries(f).map(([k, v]) => `${k}=${v}`).join(' ');
+}
+
+/** The figures each scenario contributes to the tables (name -> value). */
+function figures(scen: string, r: Json): Record<string, number> {
+  const out: Record<string, number> = {};
+  const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
+  const put = (k: string, v: unknown): void => {
+    const n = num(v);
+    if (n !== undefined) out[k] = n;
+  };
+  if (r['scenario'] === 'idle') {
+    const cps = (r['checkpoints'] as Json[]) ?? [];
+    const first = cps[0];
+    const last = cps[cps.length - 1];
+    if (first) put(`logins_per_s@${first['n']}`, first['logins_per_s']);
+    for (const cp of cps) put(`kib_per_conn@${cp['n']}`, cp['kb_per_conn']);
+    if (last) put(`alive@${last['n']}`, last['alive']);
+  } else if (r['scenario'] === 'login') {
+    put('logins_per_s_churn', r['logins_per_s']);
+    put('login_p99_ms', (r['login_latency'] as Json)?.['p99_ms']);
+  } else if (r['scenario'] === 'chat') {
+    put('msgs_per_s', r['delivered_msgs_per_s']);
+    put('copies_per_s', r['delivered_copies_per_s']);
+    const lp = r['latency_primary'] as Json;
+    put('p50_ms', lp?.['p50_ms']);
+    put('p99_ms', lp?.['p99_ms']);
+    put('bad_copies', (num(r['lost_msgs']) ?? 0) + (num(r['missing_copies']) ?? 0) + (num(r['dup_copies']) ?? 0));
+    const c = r['counters'] as Json;
+    const dc = num(c?.['delivered_copies']) ?? 0;
+    if (dc > 0) put('archived_pct', Math.round(((num(c?.['with_stanza_id']) ?? 0) / dc) * 1000) / 10);
+    put('driver_cpu_pct', r['driver_cpu_pct']);
+    put('server_cpu_pct', r['server_cpu_pct']);
+  } else if (r['scenario'] === 'mamfill') {
+    put('fill_msgs_per_s', r['msgs_per_s']);
+    put('archive_size', r['received']);
+  } else if (r['scenario'] === 'mamquery') {
+    const q = (r['queries'] as Record<string, Json>)?.['last_page_50'];
+    put('last_page_p50_ms', q?.['p50_ms']);
+    put('last_page_p99_ms', q?.['p99_ms']);
+    put('archive_size', r['archive_ids_known']);
+  }
+  return out;
+}
+
+function med(server: string, scen: string, fig: string, driver: DriverKind = DRIVERS[0] as DriverKind): { m: number | null; all: number[] } {
+  const all = records
+    .filter((x) => x.server === server && x.scen === scen && x.driver === driver)
+    .map((x) => figures(scen, x.result)[fig])
+    .filter((v): v is number => v !== undefined);
+  return { m: median(all), all };
+}
+
+const fmt = (v: number | null | undefined, d = 1): string =>
+  v === null || v === undefined ? 'n/a' : v >= 100 ? String(Math.round(v)) : String(Math.round(v * 10 ** d) / 10 ** d);
+
+function lastIdleCp(): number {
+  return IDLE_MAX;
+}
+
+function compareTable(versions: Record<string, string>): string {
+  const have = (s: string): boolean => SERVERS.includes(s);
+  const label = (s: string): string => versions[s] ?? s;
+  const cols = ['prosody', 'ejabberd', 'verona'].filter(have);
+  const lines: string[] = [];
+  lines.push(`| figure | ${cols.map(label).join(' | ')} | Verona vs best anchor | target | met |`);
+  lines.push(`| --- | ${cols.map(() => '---:').join(' | ')} | ---: | --- | --- |`);
+  type Row = { name: string; scen: string; fig: string; higher: boolean; target: (v: number, best: number | null) => boolean; targetText: string; unit?: string; extra?: (s: string) => string };
+  const rows: Row[] = [
+    { name: `archived 1-1 msgs/s, ${PAIRS} pairs, saturated`, scen: 'chat1', fig: 'msgs_per_s', higher: true, target: (v, b) => b !== null && v >= 10 * b, targetText: '>= 10x best anchor' },
+    { name: 'same, 2 resources per user + forking (copies/s)', scen: 'chat2', fig: 'msgs_per_s', higher: true, target: (v, b) => b !== null && v >= 10 * b, targetText: '>= 10x', extra: (s) => ` (${fmt(med(s, 'chat2', 'copies_per_s').m)})` },
+    { name: 'delivery latency p99 at a fixed 100 msg/s (ms)', scen: 'rate100', fig: 'p99_ms', higher: false, target: (v) => v <= 10, targetText: '<= 10 ms' },
+    { name: 'delivery latency p99 at a fixed 2,000 msg/s (ms)', scen: 'rate2000', fig: 'p99_ms', higher: false, target: (v) => v <= 25, targetText: '<= 25 ms' },
+    { name: `server memory per idle session, bind + presence, N=${lastIdleCp()} (KiB)`, scen: 'idle', fig: `kib_per_conn@${lastIdleCp()}`, higher: false, target: (v) => v <= 30, targetText: '<= 30 KiB' },
+    { name: 'idle sessions in one process (alive of 50,000)', scen: 'idle50k', fig: 'alive@50000', higher: true, target: (v) => v >= 50000, targetText: '50,000' },
+    { name: 'logins/s, PLAIN against SCRAM keys, 50 in flight (first 1000 of idle)', scen: 'idle', fig: `logins_per_s@${IDLE_CP.split(',')[0]}`, higher: true, target: (v) => { const p = med('prosody', 'idle', `logins_per_s@${IDLE_CP.split(',')[0]}`).m; return p !== null && v >= 3 * p; }, targetText: '>= 3x Prosody' },
+    { name: 'logins/s with churn (login + close, 50 in flight)', scen: 'login', fig: 'logins_per_s_churn', higher: true, target: () => true, targetText: '(info)' },
+    { name: 'MAM last page of 50, p99 (ms)', scen: 'mamquery', fig: 'last_page_p99_ms', higher: false, target: (v) => v <= 5 && (med('verona', 'mamquery', 'archive_size').m ?? 0) >= 1_000_000, targetText: '<= 5 ms on 1,000,000', extra: (s) => ` (${fmt(med(s, 'mamquery', 'archive_size').m)} msgs)` },
+    { name: 'lost + missing + duplicated copies, all chat runs', scen: '*chat', fig: 'bad_copies', higher: false, target: (v) => v === 0, targetText: '0' },
+  ];
+  for (const r of rows) {
+    const vals: Record<string, number | null> = {};
+    const cells: string[] = [];
+    for (const s of cols) {
+      let v: number | null;
+      if (r.scen === '*chat') {
+        const all = records.filter((x) => x.server === s && x.driver === DRIVERS[0] && x.result['scenario'] === 'chat');
+        v = all.length ? all.reduce((a, x) => a + (figures('chat', x.result)['bad_copies'] ?? 0), 0) : null;
+      } else v = med(s, r.scen, r.fig).m;
+      vals[s] = v;
+      cells.push(fmt(v) + (r.extra && v !== null ? r.extra(s) : ''));
+    }
+    const anchors = ['prosody', 'ejabberd'].map((s) => vals[s]).filter((v): v is number => v !== null && v !== undefined);
+    const best = anchors.length ? (r.higher ? Math.max(...anchors) : Math.min(...anchors)) : null;
+    const v = vals['verona'] ?? null;
+    let ratio = 'n/a';
+    if (v !== null && best !== null && r.scen !== '*chat') {
+      ratio = r.higher ? `${fmt(v / best, 2)}x` : v > 0 ? `${fmt(best / v, 2)}x better` : 'inf';
+    }
+    const met = v === null ? 'not run' : r.target(v, best) ? 'yes' : '**no**';
+    if (Object.values(vals).every((x) => x === null)) continue;
+    lines.push(`| ${r.name} | ${cells.join(' | ')} | ${ratio} | ${r.targetText} | ${have('verona') ? met : '-'} |`);
+  }
+  // Driver CPU: the figures only count if the driver was not the bottleneck.
+  const cpu = cols.map((s) => {
+    const all = records.filter((x) => x.server === s && x.result['scenario'] === 'chat').map((x) => figures('chat', x.result)['driver_cpu_pct'] ?? 0);
+    return all.length ? fmt(Math.max(...all)) : 'n/a';
+  });
+  lines.push(`| (driver CPU, max over chat runs, % of one core) | ${cpu.join(' | ')} | | < 100 | |`);
+  return lines.join('\n');
+}
+
+function agreementTable(versions: Record<string, string>): string {
+  const lines = ['| server | scenario | figure | Python driver (runs) | TS driver (runs) | TS / Python |', '| --- | --- | --- | --- | --- | ---: |'];
+  const figsOf: Record<string, string[]> = {
+    idle: [`logins_per_s@${IDLE_CP.split(',')[0]}`, ...IDLE_CP.split(',').map((n) => `kib_per_conn@${n}`)],
+    chat1: ['msgs_per_s', 'p50_ms', 'p99_ms', 'bad_copies'],
+    chat2: ['msgs_per_s', 'copies_per_s', 'p99_ms', 'bad_copies'],
+    rate100: ['msgs_per_s', 'p50_ms', 'p99_ms', 'bad_copies'],
+    mamquery: ['last_page_p50_ms', 'last_page_p99_ms'],
+  };
+  for (const s of SERVERS) {
+    for (const scen of SCEN.flatMap((x) => (x === 'mam' ? ['mamquery'] : [x]))) {
+      for (const fig of figsOf[scen] ?? []) {
+        const py = med(s, scen, fig, 'py');
+        const ts = med(s, scen, fig, 'ts');
+        if (py.m === null && ts.m === null) continue;
+        const ratio = py.m && ts.m !== null ? fmt(ts.m / py.m, 2) : 'n/a';
+        lines.push(`| ${versions[s] ?? s} | ${scen} | ${fig} | ${fmt(py.m)} (${py.all.map((v) => fmt(v)).join(', ')}) | ${fmt(ts.m)} (${ts.all.map((v) => fmt(v)).join(', ')}) | ${ratio} |`);
+      }
+    }
+  }
+  return lines.join('\n');
+}
+
+function commandsSection(): string {
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const r of records) {
+    const k = `${r.server}/${r.driver}/${r.scen}`;
+    if (seen.has(k)) continue;
+    seen.add(k);
+    out.push(`${r.cmd.map((a) => a.replace(ROOT + '/', '')).join(' ')}`);
+  }
+  return '```\n' + out.join('\n') + '\n```';
+}
+
+function writeSection(body: string): void {
+  const begin = `<!-- BEGIN ${SECTION} (generated by bench/compare.sh; edits here are overwritten) -->`;
+  const end = `<!-- END ${SECTION} -->`;
+  let doc = existsSync(OUT) ? readFileSync(OUT, 'utf8') : '# Benchmarks\n';
+  const re = new RegExp(`<!-- BEGIN ${SECTION} [^>]*-->[\\s\\S]*?<!-- END ${SECTION} -->`);
+  const block = `${begin}\n${body}\n${end}`;
+  doc = re.test(doc) ? doc.replace(re, () => block) : `${doc.trimEnd()}\n\n${block}\n`;
+  writeFileSync(OUT, doc);
+}
+
+async function main(): Promise<void> {
+  mkdirSync(WORK, { recursive: true });
+  mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
+  const machine = machineInfo();
+  const t0 = new Date();
+  const av = anchorVersions();
+  const servers = await startServers();
+  const versions: Record<string, string> = Object.fromEntries(servers.map((s) => [s.name, s.label]));
+  try {
+    for (const key of SCEN) {
+      if (key === 'mam') {
+        // Fill once per server (it is the slow part), then query REPEAT times.
+        for (const s of servers) {
+          const n = s.name === 'verona' ? VERONA_MAM_N : MAM_N;
+          const { result, cmd } = await runDriver('ts', s, 'mamfill', ['--count', n, '--ids-file', ids(s)], s.name, 60 * 60_000);
+          records.push({ server: s.name, driver: 'ts', scen: 'mamfill', rep: 1, result, cmd });
+          appendFileSync(RAW, JSON.stringify({ server: s.name, driver: 'ts', scen: 'mamfill', rep: 1, ...result }) + '\n');
+          log(`${s.name} mamfill: ${brief('mamfill', result)}`);
+        }
+        for (let rep = 1; rep <= REPEAT; rep++) for (const s of servers) for (const d of DRIVERS) await run(s, d, SCENARIOS['mamquery'] as Scenario, rep);
+        continue;
+      }
+      const sc = SCENARIOS[key];
+      if (!sc) throw new Error(`unknown scenario ${key}`);
+      for (let rep = 1; rep <= REPEAT; rep++) {
+        for (const s of servers) {
+          if (sc.only && !sc.only.includes(s.name)) continue;
+          for (const d of DRIVERS) if (!sc.drivers || sc.drivers.includes(d)) await run(s, d, sc, rep);
+        }
+      }
+    }
+  } finally {
+    for (const s of servers) await s.stop().catch((e: unknown) => log(`stop ${s.name}: ${(e as Error).message}`));
+  }
+  machine['loadavg_at_end'] = (await import('node:os')).loadavg().map((x) => x.toFixed(2)).join(' ');
+  const head = [
+    `Run of ${t0.toISOString().slice(0, 16).replace('T', ' ')} UTC, ${REPEAT} runs per figure (medians), ${DUR} s measured per chat run, servers interleaved.`,
+    '',
+    `- machine: ${machine['cpu']}, ${machine['cores']} cores, ${machine['mem_gib']} GiB, ${machine['distro']}, ${machine['os']}; load average ${machine['loadavg_at_start']} at start, ${machine['loadavg_at_end']} at end (the machine is shared)`,
+    `- versions: ${Object.values(versions).join(', ')} (Debian packages prosody ${av.prosody}, ejabberd ${av.ejabberd}); Node ${machine['node']}`,
+    `- drivers: ${DRIVERS.map((d) => (d === 'ts' ? 'bench/driver (TypeScript)' : '/work/shared/bench/driver/xmppbench.py')).join(' and ')}`,
+    ...skipped.map((x) => `- **not run**: ${x}`),
+    `- raw results: ${RAW.replace(ROOT + '/', '')}`,
+    `- reproduce: \`${Object.entries({ SERVERS: SERVERS.join(','), DRIVERS: DRIVERS.join(','), SCEN: SCEN.join(','), REPEAT, DUR, PAIRS, IDLE_CP, MAM_N, VERONA_MAM_N })
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')} bench/compare.sh\``,
+    '',
+  ];
+  const table = SECTION === 'agreement' ? agreementTable(versions) : compareTable(versions);
+  writeSection([...head, table, '', 'Driver commands (one per server and scenario; ports and PIDs of this run):', '', commandsSection()].join('\n'));
+  log(`wrote ${OUT}`);
+  process.stdout.write(table + '\n');
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    log(`compare failed: ${(e as Error).stack ?? String(e)}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,326 @@
+/**
+ * Shared plumbing of `npm run bench` (bench/run.ts) and the side-by-side comparison
+ * (bench/compare.ts): start and stop the servers, create users, run a driver process and read
+ * its `RESULT {json}` line.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** Repository root (this file runs from dist/bench/). */
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const DRIVER_JS = join(ROOT, 'dist', 'bench', 'driver', 'cli.js');
+export const SHARED_BENCH = process.env.SHARED_BENCH ?? '/work/shared/bench';
+export const PY_DRIVER = join(SHARED_BENCH, 'driver', 'xmppbench.py');
+
+export type Json = Record<string, unknown>;
+
+export interface ServerHandle {
+  name: 'prosody' | 'ejabberd' | 'verona';
+  /** e.g. "Prosody 0.12.3" */
+  label: string;
+  host: string;
+  port: number;
+  domain: string;
+  pid: number;
+  /** SASL mechanism the driver uses (PLAIN: the server runs one PBKDF2 per login). */
+  mech: string;
+  /** Restart with the same data (for a clean RSS baseline); updates port and pid. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+function pkgVersion(pkg: string): string {
+  try {
+    return execFileSync('dpkg-query', ['-W', '-f', '${Version}', pkg], { encoding: 'utf8' }).trim();
+  } catch {
+    return 'not installed';
+  }
+}
+
+/** Run a shell script of the shared anchors; returns the PID from its last "pid N" line. */
+function runScript(script: string, args: string[] = []): number {
+  const out = execFileSync('bash', [join(SHARED_BENCH, 'scripts', script), ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 180_000,
+  });
+  const m = /pid (\d+)\s*$/m.exec(out.trim());
+  return m ? Number(m[1]) : 0;
+}
+
+export function anchorVersions(): { prosody: string; ejabberd: string } {
+  return { prosody: pkgVersion('prosody'), ejabberd: pkgVersion('ejabberd') };
+}
+
+export function startAnchor(name: 'prosody' | 'ejabberd', fresh: boolean): ServerHandle {
+  const pid = runScript(`${name}-start.sh`, fresh ? ['--fresh'] : []);
+  if (!pid) throw new Error(`${name} did not start (see /tmp/bench-${name})`);
+  const v = pkgVersion(name).replace(/-.*/, '').replace(/\+.*/, '');
+  const h: ServerHandle = {
+    name,
+    label: `${name === 'prosody' ? 'Prosody' : 'ejabberd'} ${v}`,
+    host: '127.0.0.1',
+    port: name === 'prosody' ? 5222 : 5232,
+    domain: 'bench.localhost',
+    pid,
+    mech: 'PLAIN',
+    restart: async () => {
+      runScript(`${name}-stop.sh`);
+      h.pid = runScript(`${name}-start.sh`);
+      if (!h.pid) throw new Error(`${name} did not restart`);
+    },
+    stop: async () => {
+      runScript(`${name}-stop.sh`);
+    },
+  };
+  return h;
+}
+
+export interface VeronaOptions {
+  dataDir: string;
+  domain?: string;
+  /** c2s port; 0 = any free port (read back from the READY line) */
+  port?: number;
+  /** extra YAML appended to the generated config */
+  extraYaml?: string;
+  startTimeoutMs?: number;
+}
+
+/** Write the benchmark config: plaintext c2s on loopback, PLAIN allowed, no web listeners. */
+export function writeVeronaConfig(o: VeronaOptions): string {
+  mkdirSync(o.dataDir, { recursive: true });
+  const file = join(o.dataDir, 'bench.yml');
+  writeFileSync(
+    file,
+    [
+      '# written by bench/lib.ts: plaintext c2s on loopback, like the anchors in /work/shared/bench',
+      `domain: ${o.domain ?? 'bench.localhost'}`,
+      `dataDir: ${o.dataDir}`,
+      'log:',
+      '  level: warn',
+      'c2s:',
+      '  host: 127.0.0.1',
+      `  port: ${o.port ?? 0}`,
+      '  tlsPort: -1',
+      '  requireTls: false',
+      '  allowPlainWithoutTls: true',
+      'web:',
+      '  port: -1',
+      '  tlsPort: -1',
+      o.extraYaml ?? '',
+    ].join('\n') + '\n',
+  );
+  return file;
+}
+
+export class VeronaUnavailable extends Error {}
+
+/**
+ * Start `node bin/verona.js start --config F` and wait for `READY {"c2s":port,...}` on stdout.
+ * Throws VeronaUnavailable (with the reason) when the server does not exist or does not start.
+ */
+export async function startVerona(o: VeronaOptions): Promise<ServerHandle> {
+  const bin = join(ROOT, 'bin', 'verona.js');
+  if (!existsSync(bin)) throw new VeronaUnavailable(`${bin} does not exist yet`);
+  if (!existsSync(join(ROOT, 'dist', 'src', 'cli', 'main.js'))) throw new VeronaUnavailable('dist/src/cli/main.js is missing (build first)');
+  const config = writeVeronaConfig(o);
+  let child: ChildProcess | null = null;
+  const h: ServerHandle = {
+    name: 'verona',
+    label: `Verona ${veronaVersion()}`,
+    host: '127.0.0.1',
+    port: 0,
+    domain: o.domain ?? 'bench.localhost',
+    pid: 0,
+    mech: 'PLAIN',
+    restart: async () => {
+      await h.stop();
+      await launch();
+    },
+    stop: async () => {
+      const c = child;
+      child = null;
+      if (c === null || c.exitCode !== null || c.signalCode !== null) return;
+      const exited = new Promise<void>((r) => c.once('exit', () => r()));
+      c.kill('SIGTERM');
+      const t = setTimeout(() => c.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+  const launch = async (): Promise<void> => {
+    const c = spawn(process.execPath, [bin, 'start', '--config', config], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = c;
+    let err = '';
+    c.stderr?.setEncoding('utf8');
+    c.stderr?.on('data', (d: string) => {
+      err = (err + d).slice(-4000);
+      if (process.env.BENCH_VERBOSE) process.stderr.write(d);
+    });
+    const ready = await new Promise<Json>((resolveReady, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new VeronaUnavailable(`no READY line within ${(o.startTimeoutMs ?? 30000) / 1000} s; stderr: ${err.trim().slice(-800)}`)), o.startTimeoutMs ?? 30000);
+      c.stdout?.setEncoding('utf8');
+      c.stdout?.on('data', (d: string) => {
+        out += d;
+        const m = /^READY (\{.*\})\s*$/m.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          try {
+            resolveReady(JSON.parse(m[1] as string) as Json);
+          } catch (e) {
+            reject(new VeronaUnavailable(`bad READY line: ${m[0]} (${(e as Error).message})`));
+          }
+        }
+      });
+      c.once('exit', (code, sig) => {
+        clearTimeout(timer);
+        reject(new VeronaUnavailable(`verona start exited (${code ?? sig}) before READY; stderr: ${err.trim().slice(-800)}`));
+      });
+    }).catch(async (e: unknown) => {
+      if (c.exitCode === null) c.kill('SIGKILL');
+      throw e;
+    });
+    const port = Number(ready['c2s']);
+    if (!Number.isInteger(port) || port <= 0) throw new VeronaUnavailable(`READY has no c2s port: ${JSON.stringify(ready)}`);
+    h.port = port;
+    h.pid = c.pid ?? 0;
+  };
+  await launch();
+  return h;
+}
+
+export function veronaVersion(): string {
+  try {
+    return (JSON.parse(execFileSync('cat', [join(ROOT, 'package.json')], { encoding: 'utf8' })) as { version: string }).version;
+  } catch {
+    return '?';
+  }
+}
+
+/**
+ * Make sure user<start..start+count-1>/pass<i> and the MAM users exist in Verona's database.
+ * Uses bench/verona-users.js (one process, thread-pool PBKDF2); falls back to `verona adduser`
+ * per account when that fails (e.g. the storage API moved).
+ */
+export async function ensureVeronaUsers(configFile: string, count: number, extra: string[] = ['mamsrc', 'mamdst']): Promise<string> {
+  const bulk = join(ROOT, 'dist', 'bench', 'verona-users.js');
+  const args = [bulk, '--config', configFile, '--count', String(count), '--extra', extra.map((u) => `${u}:${u}`).join(',')];
+  const r = await runProcess(process.execPath, args, 15 * 60_000);
+  if (r.code === 0) return r.stdout.trim().split('\n').pop() ?? '';
+  process.stderr.write(`bulk user creation failed (${r.stderr.trim().slice(-300)}); falling back to verona adduser per account\n`);
+  const accounts: Array<[string, string]> = [
+    ...Array.from({ length: count }, (_, k) => [`user${k + 1}`, `pass${k + 1}`] as [string, string]),
+    ...extra.map((u) => [u, u] as [string, string]),
+  ];
+  let next = 0;
+  let failed = 0;
+  const worker = async (): Promise<void> => {
+    while (next < accounts.length) {
+      const [u, p] = accounts[next++] as [string, string];
+      const a = await runProcess(process.execPath, [join(ROOT, 'bin', 'verona.js'), 'adduser', u, '--password', p, '--config', configFile], 60_000);
+      if (a.code !== 0 && !/already exists/.test(a.stderr)) {
+        if (++failed < 3) process.stderr.write(`adduser ${u}: ${a.stderr.trim()}\n`);
+      }
+    }
+  };
+  await Promise.all([worker(), worker()]);
+  if (failed > 0) throw new Error(`${failed} accounts could not be created`);
+  return `adduser x${accounts.length}`;
+}
+
+export interface ProcResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function runProcess(cmd: string, args: string[], timeoutMs: number, env?: NodeJS.ProcessEnv): Promise<ProcResult> {
+  return new Promise((resolveRun) => {
+    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    c.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr = (stderr + d).slice(-20000);
+      if (process.env.BENCH_VERBOSE) process.stderr.write(d);
+    });
+    const t = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
+    c.on('close', (code) => {
+      clearTimeout(t);
+      resolveRun({ code, stdout, stderr });
+    });
+    c.on('error', (e) => {
+      clearTimeout(t);
+      resolveRun({ code: -1, stdout, stderr: stderr + String(e) });
+    });
+  });
+}
+
+export type DriverKind = 'ts' | 'py';
+
+/** The exact command line of one driver run (recorded in docs/benchmarks.md). */
+export function driverCommand(kind: DriverKind, s: ServerHandle, mode: string, modeArgs: string[], label: string): string[] {
+  const common = ['--host', s.host, '--port', String(s.port), '--domain', s.domain, '--mech', s.mech, '--label', label];
+  return kind === 'ts'
+    ? [process.execPath, DRIVER_JS, ...common, ...(s.pid ? ['--pid', String(s.pid)] : []), mode, ...modeArgs]
+    : ['python3', PY_DRIVER, ...common, mode, ...modeArgs];
+}
+
+export async function runDriver(kind: DriverKind, s: ServerHandle, mode: string, modeArgs: string[], label: string, timeoutMs = 15 * 60_000): Promise<{ result: Json; cmd: string[] }> {
+  // The Python driver takes --pid only in idle mode.
+  const args = kind === 'py' && mode === 'idle' ? [...modeArgs, '--pid', String(s.pid)] : modeArgs;
+  const cmd = driverCommand(kind, s, mode, args, label);
+  const r = await runProcess(cmd[0] as string, cmd.slice(1), timeoutMs);
+  const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+  if (!line) throw new Error(`${kind} driver ${mode} against ${s.label} failed (exit ${r.code}): ${r.stderr.trim().slice(-1500)}`);
+  return { result: JSON.parse(line.slice(7)) as Json, cmd };
+}
+
+export async function waitForPort(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  const { connect } = await import('node:net');
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = connect({ host, port }, () => {
+        s.destroy();
+        r(true);
+      });
+      s.on('error', () => r(false));
+    });
+    if (ok) return true;
+    await sleep(200);
+  }
+  return false;
+}
+
+export function machineInfo(): Json {
+  const os = process.platform === 'linux' ? execFileSync('uname', ['-srm'], { encoding: 'utf8' }).trim() : process.platform;
+  let cpu = '?';
+  let memGiB = 0;
+  try {
+    const ci = execFileSync('cat', ['/proc/cpuinfo'], { encoding: 'utf8' });
+    cpu = /model name\s*:\s*(.*)/.exec(ci)?.[1] ?? '?';
+    const mi = execFileSync('cat', ['/proc/meminfo'], { encoding: 'utf8' });
+    memGiB = Math.round(Number(/MemTotal:\s+(\d+)/.exec(mi)?.[1] ?? 0) / 1048576);
+  } catch {
+    /* not Linux */
+  }
+  let distro = '?';
+  try {
+    distro = /PRETTY_NAME="([^"]*)"/.exec(execFileSync('cat', ['/etc/os-release'], { encoding: 'utf8' }))?.[1] ?? '?';
+  } catch {
+    /* ignore */
+  }
+  let load = '?';
+  try {
+    load = execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).split(' ').slice(0, 3).join(' ');
+  } catch {
+    /* ignore */
+  }
+  const cores = Number(execFileSync('nproc', { encoding: 'utf8' }).trim());
+  return { os, distro, cpu, cores, mem_gib: memGiB, node: process.version, loadavg_at_start: load };
+}
