@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { XmppConn } from './driver/conn.js';
 
 /** Repository root (this file runs from dist/bench/). */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -71,6 +72,7 @@ export function startAnchor(name: 'prosody' | 'ejabberd', fresh: boolean): Serve
       runScript(`${name}-stop.sh`);
       h.pid = runScript(`${name}-start.sh`);
       if (!h.pid) throw new Error(`${name} did not restart`);
+      await waitForLogin(h);
     },
     stop: async () => {
       runScript(`${name}-stop.sh`);
@@ -139,6 +141,7 @@ export async function startVerona(o: VeronaOptions): Promise<ServerHandle> {
     restart: async () => {
       await h.stop();
       await launch();
+      await waitForLogin(h);
     },
     stop: async () => {
       const c = child;
@@ -278,6 +281,29 @@ export async function runDriver(kind: DriverKind, s: ServerHandle, mode: string,
   const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
   if (!line) throw new Error(`${kind} driver ${mode} against ${s.label} failed (exit ${r.code}): ${r.stderr.trim().slice(-1500)}`);
   return { result: JSON.parse(line.slice(7)) as Json, cmd };
+}
+
+/**
+ * Wait until user1 can log in. ejabberd accepts connections, and even reports "started", before
+ * its SQL pool exists (logins then crash with badarg in ejabberd_sql:get_worker); a benchmark
+ * run that starts in that window measures nothing but failures.
+ */
+export async function waitForLogin(s: ServerHandle, timeoutMs = 60_000, user: [string, string] = ['user1', 'pass1']): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < end) {
+    const c = new XmppConn({ host: s.host, port: s.port, domain: s.domain, user: user[0], password: user[1], resource: 'probe' });
+    try {
+      await c.login({ presence: false });
+      await c.close();
+      return;
+    } catch (e) {
+      last = (e as Error).message;
+      c.destroy();
+    }
+    await sleep(500);
+  }
+  throw new Error(`${s.label}: no successful login within ${timeoutMs / 1000} s (${last})`);
 }
 
 export async function waitForPort(host: string, port: number, timeoutMs: number): Promise<boolean> {

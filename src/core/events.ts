@@ -79,6 +79,12 @@ export interface HookEvents {
   'presence/out': StanzaEvent;
   /** Presence to a local account. Return true when handled. */
   'presence/in': StanzaEvent;
+  /**
+   * An IQ addressed to an account (bare or full JID, any type), before it is dispatched to a handler or
+   * delivered. Not fired for IQs to the server itself. Return true when handled: the handler replies
+   * itself (e.g. blocking bounces or drops it).
+   */
+  'iq/in': StanzaEvent;
   /** A copy is about to be delivered to one session (after the routing decision). Return true to drop it. */
   'message/deliver': StanzaEvent & { session: Session; copy: Element; shape: string };
 }

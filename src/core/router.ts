@@ -254,6 +254,8 @@ export class Router {
 
   private routeIq(stanza: Element, from: JID, to: JID | undefined, origin: Session | undefined): void {
     const type = stanza.attrs.type;
+    // Policy between accounts (blocking, XEP-0191) before anything else sees it.
+    if (to !== undefined && to.local !== '' && this.hooks.fire('iq/in', { stanza, from, to, origin, waits: [] })) return;
     if (type === 'result' || type === 'error') {
       // Replies addressed to the server (or to the account on its behalf) resolve server-originated requests.
       if (to === undefined || to.domain === this.domain && (to.local === '' || to.isBare())) {

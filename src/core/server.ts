@@ -105,7 +105,6 @@ export class Server implements ServerContext {
   }
 
   private moduleApi(name: string): ModuleApi {
-    const srv = this;
     return {
       name,
       domain: this.domain,
@@ -121,9 +120,9 @@ export class Server implements ServerContext {
       discoFeature: (ns, target = 'server') => void this.disco.features[target].add(ns),
       discoIdentity: (id, target = 'server') => void this.disco.identities[target].push(id),
       discoExtension: (el, target = 'server') => void this.disco.extensions[target].push(el),
-      service: <T>(n: string) => srv.services.get(n) as T | undefined,
-      provide: (n, s) => void srv.services.set(n, s),
-      onClose: (fn) => void srv.closers.push(fn),
+      service: <T>(n: string) => this.services.get(n) as T | undefined,
+      provide: (n, s) => void this.services.set(n, s),
+      onClose: (fn) => void this.closers.push(fn),
     };
   }
 

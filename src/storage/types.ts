@@ -8,6 +8,8 @@ import type { RosterStore } from './roster.js';
 import type { SmStateStore } from './sm-state.js';
 import type { ArchiveStore } from './archive.js';
 import type { OfflineStore } from './offline.js';
+import type { BlocklistStore } from './blocklist.js';
+import type { PubsubStore } from './pubsub.js';
 
 /** SCRAM credentials for one hash function (RFC 5802 §3). Never a plaintext password. */
 export interface ScramCredential {
@@ -59,6 +61,10 @@ export interface Storage {
   readonly archive?: ArchiveStore;
   /** Offline messages (XEP-0160); optional per backend. */
   readonly offline?: OfflineStore;
+  /** Blocked JIDs per account (XEP-0191); optional per backend. */
+  readonly blocklist?: BlocklistStore;
+  /** PEP nodes, items and the caps cache (XEP-0163, XEP-0115); optional per backend. */
+  readonly pubsub?: PubsubStore;
   /** Remove every piece of data of an account (all stores). */
   deleteUserData(username: string): Promise<void>;
   /** Flush pending writes and close. */

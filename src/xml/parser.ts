@@ -4,9 +4,11 @@
  * node-expat by measurement (see docs/xml-parser.md and bench/xml-parsers.ts).
  *
  * Design, in the order the bytes flow:
- * - Bytes -> text: complete UTF-8 sequences are validated with `buffer.isUtf8`
- *   and decoded; an incomplete sequence at the end of a chunk (at most 3 bytes)
- *   is carried to the next chunk, so a chunk may end anywhere.
+ * - Bytes -> text: complete UTF-8 sequences are validated and decoded in one
+ *   native call (a shared, non-streaming fatal TextDecoder); an incomplete
+ *   sequence at the end of a chunk (at most 3 bytes) is carried to the next
+ *   chunk, so a chunk may end anywhere. Large chunks are decoded in 2 KiB
+ *   pieces so that parsed strings never pin a big input string.
  * - Text -> tokens: the tokenizer works at token granularity (a tag, a text run,
  *   a CDATA section) and jumps to the token's end with indexOf. Only the one
  *   token that is cut by the end of a chunk is kept (`pending`), together with
@@ -73,7 +75,6 @@ const APOS = 39;
 const SLASH = 47;
 const COLON = 58;
 const EQ = 61;
-const AMP = 38;
 const LT = 60;
 const GT = 62;
 const QMARK = 63;
@@ -94,9 +95,10 @@ const ENDED = 1; // </stream:stream> seen
 const STOPPED = 2; // error or end()
 
 /** Characters outside the XML 1.0 Char production (surrogates cannot come out of valid UTF-8). */
-/** Characters outside the XML 1.0 Char production (surrogates cannot come out of valid UTF-8). */
+// eslint-disable-next-line no-control-regex -- these control characters are exactly what XML forbids
 const BAD_CHAR = /[\x00-\x08\x0B\x0C\x0E-\x1F\uFFFE\uFFFF]/;
 /** Anything in an attribute value that needs a second look: '<', references, TAB/LF/CR, non-Chars. */
+// eslint-disable-next-line no-control-regex -- as BAD_CHAR, plus TAB/LF/CR which need normalising
 const VALUE_SPECIAL = /[<&\x00-\x1F\uFFFE\uFFFF]/;
 const NEEDS_NORM = /[\t\n\r]/;
 const ATTR_NORM = /\r\n?|[\t\n]/g;
@@ -108,6 +110,7 @@ const NC_START =
   'A-Z_a-z\\u00C0-\\u00D6\\u00D8-\\u00F6\\u00F8-\\u02FF\\u0370-\\u037D\\u037F-\\u1FFF\\u200C-\\u200D' +
   '\\u2070-\\u218F\\u2C00-\\u2FEF\\u3001-\\uD7FF\\uF900-\\uFDCF\\uFDF0-\\uFFFD\\u{10000}-\\u{EFFFF}';
 const NC_CHAR = NC_START + '\\-.0-9\\u00B7\\u0300-\\u036F\\u203F-\\u2040';
+// eslint-disable-next-line no-misleading-character-class -- combining marks are NameChars (XML 1.0 §2.3)
 const QNAME_U = new RegExp(`[${NC_START}][${NC_CHAR}]*(?::[${NC_START}][${NC_CHAR}]*)?`, 'uy');
 /** 1: ASCII NameStartChar (without ':'), 2: other ASCII NameChar. */
 const NAME_CH = new Uint8Array(128);
@@ -454,7 +457,8 @@ class XmlCore {
         const t = this.pending + s.slice(0, gt + 1);
         this.pending = '';
         this.pk = PK_NONE;
-        this.startTag(t, 0, this.abs + gt + 1 - t.length);
+        // The tag is complete, so "cut by the end of input" (-1) cannot be the answer.
+        if (this.startTag(t, 0, this.abs + gt + 1 - t.length) === -1) this.fail('not-well-formed', 'malformed start tag');
         return gt + 1;
       }
       case PK_END: {

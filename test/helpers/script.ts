@@ -301,7 +301,7 @@ export function varName(client: string): string {
 
 /** Run a script against a fresh server; throws an Error describing the first failing step. */
 export async function runScript(script: Script, opts: RunOptions = {}): Promise<void> {
-  const timeoutMs = opts.timeoutMs ?? 3000;
+  const timeoutMs = opts.timeoutMs ?? 5000;
   const accounts = new Map<string, string>();
   for (const c of script.clients) {
     const local = c.jid.split('@')[0] as string;

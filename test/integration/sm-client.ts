@@ -62,6 +62,8 @@ export class SmClient {
   readonly acked: Outbound[] = [];
   private outAcked = 0;
   lastResult: Element | undefined;
+  /** The resume in flight: our count goes on from the h we told the server (XEP-0198 §5). */
+  private resuming: { previd: string; h: number } | undefined;
   /** Stream error condition, if the server sent one. */
   streamError: string | undefined;
 
@@ -89,11 +91,11 @@ export class SmClient {
     if (r.name !== 'success') throw new Error(`auth failed: ${r.toString()}`);
     await this.open();
     if (o.resume) {
+      this.resuming = o.resume;
       this.send(`<resume xmlns='${SM}' previd='${o.resume.previd}' h='${o.resume.h}'/>`);
       const res = await this.next((el) => el.attrs.xmlns === SM && (el.name === 'resumed' || el.name === 'failed'));
       this.lastResult = res;
       if (res.name !== 'resumed') throw Object.assign(new Error(`resume failed: ${res.toString()}`), { result: res });
-      this.smOn = true;
       this.smId = o.resume.previd;
       return;
     }
@@ -118,11 +120,7 @@ export class SmClient {
   async enable(resume = true, max?: number): Promise<Element> {
     this.send(`<enable xmlns='${SM}'${resume ? " resume='true'" : ''}${max !== undefined ? ` max='${max}'` : ''}/>`);
     const res = await this.next((el) => el.attrs.xmlns === SM && (el.name === 'enabled' || el.name === 'failed'));
-    if (res.name === 'enabled') {
-      this.smOn = true;
-      this.smId = res.attrs.id;
-      this.h = 0;
-    }
+    if (res.name === 'enabled') this.smId = res.attrs.id;
     return res;
   }
 
@@ -150,6 +148,14 @@ export class SmClient {
   }
 
   private onElement(el: Element): void {
+    // Counting starts with <enabled/> / goes on after <resumed/>: set before any stanza of the same chunk is parsed.
+    if (el.attrs.xmlns === SM && el.name === 'enabled') {
+      this.smOn = true;
+      this.h = 0;
+    } else if (el.attrs.xmlns === SM && el.name === 'resumed' && this.resuming) {
+      this.smOn = true;
+      this.h = this.resuming.h;
+    }
     if (el.attrs.xmlns === SM && el.name === 'r') {
       this.requests++;
       if (this.autoAck) this.ack();
@@ -286,7 +292,8 @@ export class SmClient {
 }
 
 /** Resume, returning the client and the <resumed/>, or the <failed/> element. */
-export async function tryResume(o: SmConnectOptions & { resume: { previd: string; h: number } }): Promise<{ client: SmClient; result: Element }> {
+export async function tryResume(o: SmConnectOptions): Promise<{ client: SmClient; result: Element }> {
+  if (!o.resume) throw new Error('tryResume needs resume: { previd, h }');
   const c = new SmClient();
   try {
     await c.start(o);

@@ -254,7 +254,7 @@ describe('limits', () => {
     assert.equal(errorOf(`<message a='1' ${'b'.repeat(2000)}`, small), 'policy-violation');
     assert.equal(errorOf(`</stream:stream${' '.repeat(2000)}`, small), 'policy-violation');
     // complete in one chunk, and self-closing: caught at the tag itself
-    assert.equal(errorOf(`<message to='${'x'.repeat(2000)}'/>`, small), 'policy-violation');
+    assert.equal(errorOf(`<message to='${'x'.repeat(1200)}'/>`, small), 'policy-violation');
   });
 
   it('does not count whitespace keepalives between stanzas', () => {

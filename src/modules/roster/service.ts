@@ -213,7 +213,9 @@ export class RosterService implements RosterApi, PresenceAuth {
             }
           }
           const all = await this.store.getAll(user);
-          const ver = clientVer === undefined ? undefined : formatVersion(all.version.epoch, all.version.counter);
+          // The version goes out even when the client sent none: that is how a client learns its first
+          // version (StanzaJS does exactly this), and clients without versioning ignore it.
+          const ver = formatVersion(all.version.epoch, all.version.counter);
           resolve(x('query', NS.ROSTER, { ver }, all.items.map(itemElement)));
         } catch (err) {
           reject(err);

@@ -62,12 +62,18 @@ export class SmCounters {
   /**
    * Apply an `h` from the client (<a/> or <resume/>). Valid when it acks at
    * most what is still queued: the distance from the last ack, mod 2^32.
-   * (An `h` below the last ack would wrap to a huge distance and is refused
-   * the same way: the client claims stanzas we never sent.)
+   * An `h` behind the last ack (within half the counter space) is stale, not
+   * wrong: two instances of a client resuming the same session at once each
+   * report what they saw. It acks nothing new. Anything else claims stanzas
+   * that were never sent (XEP-0198 §4: undefined-condition).
    */
   ack(h: number): AckResult {
     const delta = (h - wireH(this.outAcked) + H_MOD) % H_MOD;
-    if (delta > this.queue.length) return { ok: false, acked: [], claimed: h, sent: wireH(this.outCount) };
+    if (delta > this.queue.length) {
+      const behind = (wireH(this.outAcked) - h + H_MOD) % H_MOD;
+      if (behind <= this.outAcked && behind < H_MOD / 2) return { ok: true, acked: [] };
+      return { ok: false, acked: [], claimed: h, sent: wireH(this.outCount) };
+    }
     const acked = this.queue.splice(0, delta);
     this.outAcked += delta;
     return { ok: true, acked };

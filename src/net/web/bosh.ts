@@ -513,7 +513,9 @@ export class BoshManager {
     if (sid === undefined) return this.create(body, text.length, info, deliver);
     const session = this.sessions.get(sid);
     if (!session) {
-      deliver(bindingError('item-not-found', body.attrs.ver === undefined));
+      // Only the creation request carries 'ver', so an unknown sid cannot tell
+      // a legacy client; the terminate body is what current clients expect.
+      deliver(bindingError('item-not-found', false));
       return undefined;
     }
     session.handle(body, deliver);

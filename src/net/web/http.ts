@@ -20,6 +20,8 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Server, ListenerHandle } from '../../core/server.js';
+import { ensureCertificate } from '../../config/cert.js';
+import { tlsOptions } from '../tcp.js';
 import { addressList, inList } from './options.js';
 import { WebSocketGateway, WEBSOCKET_PATH } from './websocket.js';
 import { BoshManager, BOSH_PATH, bindingError, type BoshReply } from './bosh.js';
@@ -350,9 +352,12 @@ export class WebFront {
       this.configure(srv, 'http');
       this.server.addListener(await this.listen('http', srv, w.port));
     }
-    const ctx = this.server.secureContext;
-    if (w.tlsPort >= 0 && ctx) {
-      const srv = https.createServer({ SNICallback: (_n, cb) => cb(null, ctx), ALPNProtocols: ['http/1.1'], minVersion: 'TLSv1.2', secureContext: ctx });
+    if (w.tlsPort >= 0 && this.server.secureContext) {
+      // The same files as c2s (startServer has just loaded or generated them). Given
+      // as cert/key, not only as a SecureContext, so that clients that send no SNI
+      // (an IP address in the URL) get the certificate too.
+      const cert = await ensureCertificate(this.server.config);
+      const srv = https.createServer({ ...tlsOptions(cert.cert, cert.key), ALPNProtocols: ['http/1.1'] });
       srv.on('tlsClientError', (err) => this.server.log.debug({ err: err.message }, 'HTTPS client error'));
       this.configure(srv, 'https');
       this.server.addListener(await this.listen('https', srv, w.tlsPort));

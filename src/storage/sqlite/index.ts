@@ -21,6 +21,8 @@ import { SqliteRosterStore } from './roster.js';
 import { SqliteSmStateStore } from './sm-state.js';
 import { SqliteArchiveStore } from './archive.js';
 import { SqliteOfflineStore } from './offline.js';
+import { SqliteBlocklistStore } from './blocklist.js';
+import { SqlitePubsubStore } from './pubsub.js';
 import { runMigrations } from './migrations.js';
 
 export type Synchronous = 'OFF' | 'NORMAL' | 'FULL';
@@ -41,6 +43,8 @@ export class SqliteStorage implements Storage {
   readonly smState: SqliteSmStateStore;
   readonly archive: SqliteArchiveStore;
   readonly offline: SqliteOfflineStore;
+  readonly blocklist: SqliteBlocklistStore;
+  readonly pubsub: SqlitePubsubStore;
   /** Migration ids applied by this open (empty when the schema was current). */
   readonly appliedMigrations: readonly string[];
   private closed = false;
@@ -55,6 +59,8 @@ export class SqliteStorage implements Storage {
     this.smState = new SqliteSmStateStore(db);
     this.archive = new SqliteArchiveStore(db);
     this.offline = new SqliteOfflineStore(db);
+    this.blocklist = new SqliteBlocklistStore(db);
+    this.pubsub = new SqlitePubsubStore(db);
   }
 
   static open(path: string, opts: SqliteOpenOptions): SqliteStorage {

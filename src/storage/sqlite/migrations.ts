@@ -11,6 +11,8 @@
  */
 import type { Database } from 'better-sqlite3';
 import { ROSTER_MIGRATION_SQL } from './roster.js';
+import { BLOCKLIST_MIGRATION_SQL } from './blocklist.js';
+import { PUBSUB_MIGRATION_SQL } from './pubsub.js';
 
 export interface Migration {
   /** Unique and sortable: 'NNNN-what'. */
@@ -108,6 +110,10 @@ export const migrations: Migration[] = [
       CREATE INDEX offline_by_user ON offline (username);
     `,
   },
+  // Blocked JIDs per account (XEP-0191), see src/storage/sqlite/blocklist.ts.
+  { id: '0007-blocklist', sql: BLOCKLIST_MIGRATION_SQL },
+  // PEP nodes, items and the XEP-0115 caps cache (src/storage/sqlite/pubsub.ts).
+  { id: '0008-pubsub', sql: PUBSUB_MIGRATION_SQL },
 ];
 
 export class MigrationError extends Error {
