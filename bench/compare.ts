@@ -14,7 +14,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  ROOT, anchorVersions, ensureVeronaUsers, waitForLogin, machineInfo, runDriver, startAnchor, startVerona, writeVeronaConfig,
+  ROOT, anchorVersions, ensureVeronaUsers, waitForLogin, quiesce, machineInfo, runDriver, startAnchor, startVerona, writeVeronaConfig,
   type DriverKind, type Json, type ServerHandle,
 } from './lib.js';
 import { median } from './driver/stats.js';
@@ -70,6 +70,7 @@ const SCENARIOS: Record<string, Scenario> = {
 type Rec = { server: string; driver: DriverKind; scen: string; rep: number; result: Json; cmd: string[] };
 const records: Rec[] = [];
 const skipped: string[] = [];
+let veronaConfig = '';
 const RAW = join(ROOT, 'bench', 'results', `compare-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}.jsonl`);
 
 function log(s: string): void {
@@ -100,6 +101,7 @@ async function startServers(): Promise<ServerHandle[]> {
       if (!KEEP) await import('node:fs').then((fs) => fs.rmSync(dataDir, { recursive: true, force: true }));
       try {
         const cfg = writeVeronaConfig({ dataDir });
+        veronaConfig = readFileSync(cfg, 'utf8');
         log(`verona: creating ${USERS} users`);
         log(`verona: ${await ensureVeronaUsers(cfg, USERS)}`);
         out.push(await startVerona({ dataDir }));
@@ -129,6 +131,8 @@ async function run(s: ServerHandle, driver: DriverKind, sc: Scenario, rep: numbe
     await s.restart();
     await new Promise((r) => setTimeout(r, 3000));
   }
+  const waited = await quiesce(s.pid);
+  if (waited > 5) log(`${s.name}: waited ${waited} s for the server to go idle`);
   const label = `${s.name}`;
   try {
     const { result, cmd } = await runDriver(driver, s, sc.mode, sc.args(s), label);
@@ -349,7 +353,10 @@ async function main(): Promise<void> {
     '',
   ];
   const table = SECTION === 'agreement' ? agreementTable(versions) : compareTable(versions);
-  writeSection([...head, table, '', 'Driver commands (one per server and scenario; ports and PIDs of this run):', '', commandsSection()].join('\n'));
+  const cfgText = veronaConfig
+    ? ['', 'Verona was started as `node bin/verona.js start --config bench.yml` with this `bench.yml` (everything else default):', '', '```yaml', veronaConfig.trim(), '```']
+    : [];
+  writeSection([...head, table, ...cfgText, '', 'Driver commands (one per server and scenario; ports and PIDs of this run):', '', commandsSection()].join('\n'));
   log(`wrote ${OUT}`);
   process.stdout.write(table + '\n');
 }

@@ -9,6 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { XmppConn } from './driver/conn.js';
+import { readCpuSeconds } from './driver/proc.js';
 
 /** Repository root (this file runs from dist/bench/). */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -304,6 +305,23 @@ export async function waitForLogin(s: ServerHandle, timeoutMs = 60_000, user: [s
     await sleep(500);
   }
   throw new Error(`${s.label}: no successful login within ${timeoutMs / 1000} s (${last})`);
+}
+
+/**
+ * Wait until the server is idle (under `maxCores` of CPU over one second), at most `timeoutMs`.
+ * A saturated anchor keeps working through its backlog for many seconds after a run ends;
+ * without this, the next run measures the tail of the previous one. Returns the seconds waited.
+ */
+export async function quiesce(pid: number, maxCores = 0.1, timeoutMs = 60_000): Promise<number> {
+  const t0 = Date.now();
+  if (!pid) return 0;
+  while (Date.now() - t0 < timeoutMs) {
+    const a = readCpuSeconds(pid);
+    await sleep(1000);
+    const b = readCpuSeconds(pid);
+    if (a === null || b === null || b - a < maxCores) break;
+  }
+  return Math.round((Date.now() - t0) / 100) / 10;
 }
 
 export async function waitForPort(host: string, port: number, timeoutMs: number): Promise<boolean> {

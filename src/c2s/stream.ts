@@ -210,6 +210,10 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
 
   private handleElement(el: Element): void {
     if (this.session) {
+      // RFC 3921 session establishment after bind (Strophe, so converse.js, sends it even when optional): a no-op.
+      if (el.name === 'iq' && el.xmlns === NS.CLIENT && el.attrs.type === 'set' && el.attrs.to === undefined && el.getChild('session', NS.SESSION)) {
+        return this.write(x('iq', NS.CLIENT, { type: 'result', id: el.attrs.id }));
+      }
       if (STANZAS.has(el.name) && el.xmlns === NS.CLIENT) return this.handleStanza(this.session, el);
       if (this.ctx.hooks.fire('stream/nonza', { stream: this, el })) return;
       return this.fail('unsupported-stanza-type', `Unknown element <${el.name} xmlns='${el.xmlns}'>`);

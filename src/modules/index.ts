@@ -15,8 +15,14 @@ import { stanzaIdModule } from './stanza-id.js';
 import { carbonsModule } from './carbons.js';
 import { mamModule } from './mam/index.js';
 import { offlineModule } from './offline.js';
+import { blockingModule } from './blocking.js';
+import { vcardModule } from './vcard.js';
+import { privateModule } from './private.js';
+import { registerModule } from './register.js';
+import { pepModule } from './pep/index.js';
 
 export const allModules: readonly VeronaModule[] = [discoModule, pingModule, versionModule, timeModule, rosterModule,
   mr2Module, stanzaIdModule, carbonsModule, mamModule, offlineModule,
+  blockingModule, vcardModule, privateModule, registerModule, pepModule,
   // sm last: at shutdown it closes first and still hands unacked messages to offline storage.
   csiModule, smModule];

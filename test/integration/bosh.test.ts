@@ -153,6 +153,12 @@ describe('StanzaJS over BOSH', () => {
       const got = new Promise<string | undefined>((resolve) => romeo.on('message', (m) => m.body && resolve(m.body)));
       await juliet.send(xml('message', { to: 'romeo@localhost/bosh', type: 'chat' }, xml('body', {}, 'to bosh')));
       assert.equal(await got, 'to bosh');
+
+      // Both messages are in Romeo's archive, queried over BOSH (MAM).
+      const fin = await romeo.searchHistory({ with: 'juliet@localhost' });
+      assert.equal(fin.complete, true);
+      const bodies = (fin.results ?? []).map((r) => r.item.message?.body);
+      assert.deepEqual(bodies.slice(-2), ['over bosh', 'to bosh']);
     } finally {
       const ended = new Promise((r) => romeo.once('disconnected', r));
       romeo.disconnect();

@@ -107,3 +107,43 @@ test('MR2 message without id: bad-request; a reused id: conflict; neither routed
     j.close();
   }
 });
+
+test('MR2 survives stream-management resumption; the new stream id becomes the archive id prefix', async () => {
+  const phone = await device({ port: port(), user: 'julia', password: 'ju1ia', resource: 'sm-phone', kind: 'mr2' });
+  const romeo = await device({ port: port(), user: 'romeo', password: 'r0meo', resource: 'sm-desk', kind: 'plain' });
+  phone.send(`<enable xmlns='urn:xmpp:sm:3' resume='true'/>`);
+  const enabled = await phone.next('enabled');
+  const previd = String(enabled.attrs.id);
+  const oldStream = phone.streamId;
+  // The connection drops without a stream close: the session waits for resumption.
+  phone.destroy();
+  await new Promise((r) => setTimeout(r, 200));
+  const c = (await connectRaw(port())) as Dev;
+  try {
+    await c.open();
+    c.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from('\0julia\0ju1ia').toString('base64')}</auth>`);
+    await c.next('success');
+    await c.open();
+    const newStream = String(c.header?.attrs.id);
+    assert.notEqual(newStream, oldStream);
+    c.send(`<resume xmlns='urn:xmpp:sm:3' previd='${previd}' h='0'/>`);
+    assert.equal((await c.next((el) => el.name === 'resumed' || el.name === 'failed')).name, 'resumed');
+    // Still MR2: a message to another resource of julia's is forked to it as 'received'.
+    const other = await device({ port: port(), user: 'julia', password: 'ju1ia', resource: 'sm-laptop', kind: 'plain' });
+    romeo.send(`<message to='julia@localhost/sm-laptop' type='chat' id='sm1'><body>after resume</body></message>`);
+    const fork = await c.next((el) => el.name === 'message' && el.getChild('received', 'urn:xmpp:carbons:2') !== undefined);
+    assert.ok(fork);
+    // Still id-checked, and the computed id uses the new stream's id.
+    c.send(`<message to='romeo@localhost' type='chat' id='res-1'><body>sent after resume</body></message>`);
+    await romeo.next((el) => el.name === 'message' && el.getChildText('body') === 'sent after resume');
+    const q = await mamQuery(c as Dev, { fields: { ids: `${newStream}-res-1` } });
+    assert.equal(q.items[0]?.body, 'sent after resume');
+    c.send(`<message to='romeo@localhost' type='chat'><body>no id after resume</body></message>`);
+    const err = await c.next((el) => el.name === 'message' && el.attrs.type === 'error');
+    assert.equal(stanzaErrorCondition(err), 'bad-request');
+    other.close();
+  } finally {
+    c.close();
+    romeo.close();
+  }
+});

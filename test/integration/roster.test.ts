@@ -146,7 +146,7 @@ describe('@xmpp/client', () => {
 });
 
 describe('StanzaJS (WebSocket)', () => {
-  test('roster versioning: a client that cached the roster gets an empty answer', async () => {
+  test('roster versioning: a current copy is not sent again, a stale one gets the changes as pushes', async () => {
     const url = `ws://127.0.0.1:${v.ports.http}/xmpp-websocket`;
     const connect = async (rosterVer?: string): Promise<XMPP.Agent> => {
       const c = XMPP.createClient({ jid: 'benvolio@localhost', password: 'cousin', resource: 'stanza', rosterVer, transports: { websocket: url, bosh: false } });

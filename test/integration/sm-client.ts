@@ -304,3 +304,54 @@ export async function tryResume(o: SmConnectOptions): Promise<{ client: SmClient
   }
   return { client: c, result: c.lastResult as Element };
 }
+
+const MAM = 'urn:xmpp:mam:2';
+const RSM = 'http://jabber.org/protocol/rsm';
+let qn = 0;
+
+/** Every message of the client's own archive after `afterId` (all when undefined), oldest first, paging with RSM. */
+export async function mamAll(c: SmClient, afterId?: string, pageSize = 250): Promise<Array<{ id: string; msg: Element }>> {
+  const out: Array<{ id: string; msg: Element }> = [];
+  let after = afterId;
+  for (;;) {
+    const qid = `mam${++qn}`;
+    c.sendStanza(
+      `<iq type='set' id='${qid}'><query xmlns='${MAM}' queryid='${qid}'><set xmlns='${RSM}'><max>${pageSize}</max>${after ? `<after>${after}</after>` : ''}</set></query></iq>`,
+    );
+    let last: string | undefined;
+    for (;;) {
+      const el = await c.next((e) => (e.name === 'iq' && e.attrs.id === qid) || e.getChild('result', MAM)?.attrs.queryid === qid, 15000);
+      if (el.name === 'iq') {
+        if (el.attrs.type !== 'result') throw new Error(`MAM query failed: ${el.toString()}`);
+        const fin = el.getChild('fin', MAM);
+        if (fin?.attrs.complete === 'true') return out;
+        last = fin?.getChild('set', RSM)?.getChildText('last') ?? undefined;
+        break;
+      }
+      const r = el.getChild('result', MAM) as Element;
+      out.push({ id: r.attrs.id as string, msg: r.getChild('forwarded', 'urn:xmpp:forward:0')?.getChild('message') as Element });
+    }
+    if (!last) return out;
+    after = last;
+  }
+}
+
+/** Is this id in the client's own archive? (XEP-0313 #extended `ids`; item-not-found when it is not.) */
+export async function mamHas(c: SmClient, id: string): Promise<boolean> {
+  const qid = `ids${++qn}`;
+  c.sendStanza(
+    `<iq type='set' id='${qid}'><query xmlns='${MAM}' queryid='${qid}'><x xmlns='jabber:x:data' type='submit'>` +
+      `<field var='FORM_TYPE' type='hidden'><value>${MAM}</value></field><field var='ids'><value>${id}</value></field></x></query></iq>`,
+  );
+  let found = false;
+  for (;;) {
+    const el = await c.next((e) => (e.name === 'iq' && e.attrs.id === qid) || e.getChild('result', MAM)?.attrs.queryid === qid, 15000);
+    if (el.name !== 'iq') {
+      found = true;
+      continue;
+    }
+    if (el.attrs.type === 'result') return found;
+    if (el.getChild('error')?.getChild('item-not-found')) return false;
+    throw new Error(`MAM ids query failed: ${el.toString()}`);
+  }
+}

@@ -11,7 +11,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Element } from '@xmpp/xml';
 import { startVerona, type Verona } from '../helpers/server.js';
-import { SmClient, SM, tryResume, type SmConnectOptions } from './sm-client.js';
+import { SmClient, SM, tryResume, mamAll, type SmConnectOptions } from './sm-client.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // @xmpp/client upgrades to TLS; the test certificate is self-signed
 
@@ -38,32 +38,6 @@ function opts(user: string, resource: string, extra: Partial<SmConnectOptions> =
 const isMsg = (el: Element) => el.name === 'message';
 const body = (el: Element) => el.getChildText('body');
 const chat = (to: string, id: string, text: string) => `<message to='${to}' type='chat' id='${id}'><body>${text}</body></message>`;
-
-/** Every message of the client's own archive after `afterId`, oldest first, paging with RSM. */
-async function mamAll(c: SmClient, afterId?: string): Promise<Array<{ id: string; msg: Element }>> {
-  const out: Array<{ id: string; msg: Element }> = [];
-  let after = afterId;
-  for (let page = 0; page < 1000; page++) {
-    const qid = `q${Date.now()}${page}`;
-    c.sendStanza(
-      `<iq type='set' id='${qid}'><query xmlns='urn:xmpp:mam:2' queryid='${qid}'><set xmlns='http://jabber.org/protocol/rsm'><max>100</max>${after ? `<after>${after}</after>` : ''}</set></query></iq>`,
-    );
-    for (;;) {
-      const el = await c.next((e) => (e.name === 'iq' && e.attrs.id === qid) || e.getChild('result', 'urn:xmpp:mam:2')?.attrs.queryid === qid, 10000);
-      if (el.name === 'iq') {
-        assert.equal(el.attrs.type, 'result', el.toString());
-        const fin = el.getChild('fin', 'urn:xmpp:mam:2');
-        if (fin?.attrs.complete === 'true') return out;
-        after = fin?.getChild('set', 'http://jabber.org/protocol/rsm')?.getChildText('last') ?? undefined;
-        if (!after) return out;
-        break;
-      }
-      const r = el.getChild('result', 'urn:xmpp:mam:2') as Element;
-      out.push({ id: r.attrs.id as string, msg: r.getChild('forwarded', 'urn:xmpp:forward:0')?.getChild('message') as Element });
-    }
-  }
-  return out;
-}
 
 describe('enabling', () => {
   test('sm and csi are offered after authentication; enable with resume gives an id and the default max', async () => {
@@ -652,5 +626,28 @@ describe('restart', () => {
       await s2?.stop();
       s1.cleanup();
     }
+  });
+});
+
+describe('metrics', () => {
+  test('/metrics shows what happened to every stanza in the tests above', async () => {
+    const port = v.ports.http;
+    assert.ok(port, `an HTTP listener (ports: ${JSON.stringify(v.ports)})`);
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const value = (series: string): number => {
+      const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+      return line ? Number(line.slice(series.length + 1)) : 0;
+    };
+    assert.ok(value('verona_sm_resumptions_total{outcome="resumed"}') >= 5, 'resumed');
+    assert.ok(value('verona_sm_resumptions_total{outcome="unknown"}') >= 1, 'unknown');
+    assert.ok(value('verona_sm_resumptions_total{outcome="expired"}') >= 2, 'expired');
+    assert.ok(value('verona_sm_resumptions_total{outcome="bad-h"}') >= 1, 'bad-h');
+    assert.ok(value('verona_sm_unacked_offline_total{reason="legacy-client",source="sm"}') >= 2, 'to offline');
+    assert.ok(value('verona_sm_unacked_dropped_total{reason="archived",source="sm"}') >= 2, 'archived, dropped');
+    assert.ok(value('verona_sm_unacked_dropped_total{reason="delivered-elsewhere",source="sm"}') >= 1, 'delivered elsewhere');
+    assert.ok(value('verona_sm_unacked_bounced_total{reason="iq-request",source="sm"}') >= 1, 'iq bounced');
+    assert.ok(value('verona_csi_held_total{reason="own-sent-copy"}') >= 1, 'csi held own copy');
+    assert.ok(value('verona_csi_flushes_total{reason="active"}') >= 1, 'csi flush on active');
+    assert.match(text, /^verona_sm_hibernating \d+$/m);
   });
 });

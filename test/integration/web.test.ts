@@ -49,15 +49,15 @@ after(async () => {
 const base = (s: Verona): string => `http://127.0.0.1:${s.ports.http}`;
 
 /** A raw request (fetch cannot send a literal '..' path or read gzip bytes as sent). */
-function raw(port: number, reqPath: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+function raw(port: number, reqPath: string, headers: Record<string, string> = {}, method = 'GET', body?: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: reqPath, headers }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port, path: reqPath, headers, method }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
     });
     req.on('error', reject);
-    req.end();
+    req.end(body);
   });
 }
 
@@ -188,6 +188,36 @@ describe('other routes', () => {
     assert.equal((await fetch(`${base(v)}/metrics`, { headers: { 'X-Forwarded-For': '203.0.113.1' } })).status, 403);
     // allowFrom without loopback.
     assert.equal((await fetch(`${base(off)}/metrics`)).status, 403);
+  });
+
+  test('DNS rebinding: a page under a foreign name reaching loopback gets neither /metrics nor a same-host pass', async () => {
+    const port = v.ports.http as number;
+    // An evil page whose name now resolves to 127.0.0.1 sends its own name as Host.
+    assert.equal((await raw(port, '/metrics', { Host: `evil.example:${port}` })).status, 403);
+    assert.equal((await raw(port, '/metrics', { Host: `localhost:${port}` })).status, 200);
+    assert.equal((await raw(port, '/metrics', { Host: `xmpp.localhost:${port}` })).status, 200, 'subdomains of the served domain are ours');
+    const upgrade = (host: string, origin: string): Promise<number> =>
+      new Promise((resolve) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${port}/xmpp-websocket`, ['xmpp'], { headers: { Host: host, Origin: origin } });
+        ws.on('error', () => undefined);
+        ws.once('open', () => {
+          ws.terminate();
+          resolve(101);
+        });
+        ws.once('unexpected-response', (_q, res) => {
+          ws.terminate();
+          resolve(res.statusCode ?? 0);
+        });
+      });
+    assert.equal(await upgrade(`evil.example:${port}`, `http://evil.example:${port}`), 403);
+    assert.equal(await upgrade(`localhost:${port}`, `http://localhost:${port}`), 101);
+    const create = "<body xmlns='http://jabber.org/protocol/httpbind' rid='1' to='localhost' wait='2' hold='1' ver='1.6'/>";
+    const bosh = (host: string) => raw(port, '/http-bind', { Host: host, Origin: `http://${host}`, 'Content-Type': 'text/xml' }, 'POST', create);
+    assert.equal((await bosh(`evil.example:${port}`)).status, 403);
+    const ok = await bosh(`localhost:${port}`);
+    assert.equal(ok.status, 200);
+    const sid = /sid="([^"]+)"/.exec(ok.body.toString())?.[1] ?? '';
+    await raw(port, '/http-bind', { 'Content-Type': 'text/xml' }, 'POST', `<body xmlns='http://jabber.org/protocol/httpbind' sid='${sid}' rid='2' type='terminate'/>`);
   });
 
   test('endpoint paths explain themselves; unknown paths and methods are refused', async () => {

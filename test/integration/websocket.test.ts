@@ -8,6 +8,7 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { WebSocket } from 'ws';
 import { client, xml, type XmppClient } from '@xmpp/client';
 import { Parser, type Element } from '@xmpp/xml';
@@ -197,6 +198,20 @@ describe('@xmpp/client over WebSocket', () => {
       const got3 = nextStanza(julietTcp, (el) => el.is('message') && el.getChildText('body') === 'to tcp');
       await romeo.send(xml('message', { to: 'juliet@localhost/tcp', type: 'chat' }, xml('body', {}, 'to tcp')));
       assert.equal((await got3).attrs.from, 'romeo@localhost/ws');
+
+      // The conversation is in Romeo's archive, queried over the WebSocket (MAM).
+      const results: string[] = [];
+      romeo.on('stanza', (el) => {
+        const r = el.is('message') ? el.getChild('result', 'urn:xmpp:mam:2') : undefined;
+        const body = r?.getChild('forwarded', 'urn:xmpp:forward:0')?.getChild('message')?.getChildText('body');
+        if (r?.attrs.queryid === 'q1' && body) results.push(body);
+      });
+      const form = xml('x', { xmlns: 'jabber:x:data', type: 'submit' },
+        xml('field', { var: 'FORM_TYPE', type: 'hidden' }, xml('value', {}, 'urn:xmpp:mam:2')),
+        xml('field', { var: 'with' }, xml('value', {}, 'juliet@localhost')));
+      const fin = await romeo.iqCaller.request(xml('iq', { type: 'set' }, xml('query', { xmlns: 'urn:xmpp:mam:2', queryid: 'q1' }, form)));
+      assert.equal(fin.getChild('fin', 'urn:xmpp:mam:2')?.attrs.complete, 'true');
+      assert.deepEqual(results, ['over the websocket', 'from tcp', 'to tcp']);
     } finally {
       await Promise.all([romeo.stop(), juliet.stop(), julietTcp.stop()]);
     }
@@ -390,6 +405,26 @@ describe('behind a trusted proxy', () => {
     await new Promise((r) => setTimeout(r, 100));
     const a3 = await connectWs(port(), h('198.51.100.7'));
     for (const c of [a2, b1, a3]) c.close();
+  });
+
+  test('refused handshakes do not use up the per-address allowance', async () => {
+    const headers = { 'X-Forwarded-For': '198.51.100.9', 'X-Forwarded-Proto': 'https' };
+    // No Sec-WebSocket-Key: ws itself refuses the handshake.
+    for (let i = 0; i < 3; i++) {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port: port(), path: '/xmpp-websocket', headers: { ...headers, Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Protocol': 'xmpp' } });
+        req.on('response', (res) => resolve(res.statusCode ?? 0));
+        req.on('upgrade', () => reject(new Error('upgraded without a key')));
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(status, 400);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    const c1 = await connectWs(port(), { headers });
+    const c2 = await connectWs(port(), { headers });
+    c1.close();
+    c2.close();
   });
 });
 

@@ -93,7 +93,7 @@ class Archiver {
   }
 
   /** Queue one row; `done` resolves true when committed, false when preferences (roster) said no; rejects on failure. */
-  private enqueue(username: string, other: JID, outgoing: boolean, xml: string, mkId: (seq: number) => string, mustExist: boolean): { id: string; done: Promise<boolean> } | undefined {
+  private enqueue(username: string, other: JID, outgoing: boolean, xml: string, mkId: (seq: number) => string, recipientExists: Promise<boolean> | undefined): { id: string; done: Promise<boolean> } | undefined {
     const withBare = other.bare.toString();
     const allow = prefsAllow(this.prefs.get(username), withBare);
     if (allow === false) {
@@ -104,16 +104,22 @@ class Archiver {
     const seq = this.clock.next();
     const id = mkId(seq);
     const rec: ArchiveRecord = { username, seq, id, with: withBare, withResource: other.resource, outgoing, stanza: xml };
-    const checks: Array<Promise<boolean>> = [];
-    if (mustExist) checks.push(this.api.storage.accounts.exists(username));
-    if (allow === 'roster') checks.push(this.inRoster(username, withBare));
+    const exists = recipientExists ?? Promise.resolve(true);
+    const roster = allow === 'roster' ? this.inRoster(username, withBare) : Promise.resolve(true);
     let done: Promise<boolean>;
-    if (checks.length === 0) done = this.store.append(rec).then(() => true);
+    if (recipientExists === undefined && allow !== 'roster') done = this.store.append(rec).then(() => true);
     else
-      done = Promise.all(checks).then((oks) => {
-        if (oks.every(Boolean)) return this.store.append(rec).then(() => true);
-        this.skipped.inc({ reason: oks[0] === false && mustExist ? 'no-such-account' : 'prefs-roster' });
-        return false;
+      done = Promise.all([exists, roster]).then(([ok, inRoster]) => {
+        // A message to an account that does not exist is bounced: it belongs in neither archive.
+        if (!ok) {
+          this.skipped.inc({ reason: 'no-such-account' });
+          return false;
+        }
+        if (!inRoster) {
+          this.skipped.inc({ reason: 'prefs-roster' });
+          return false;
+        }
+        return this.store.append(rec).then(() => true);
       });
     return { id, done };
   }
@@ -142,12 +148,17 @@ class Archiver {
     const toSelf = localSender && e.to.local === e.from.local;
     // Namespace-complete, so the stored text parses on its own later.
     const xml = serialize(e.stanza, '');
+    // With a session bound the recipient account exists; otherwise ask storage (the router bounces
+    // messages to unknown accounts after these hooks, and such a message is archived nowhere).
+    const recipientExists = toSelf || this.api.sessions.byUser(e.to.local).length > 0 ? undefined : this.api.storage.accounts.exists(e.to.local);
+    // Consumed below only when a row is queued; a failed lookup must never become an unhandled rejection.
+    recipientExists?.catch(() => undefined);
 
     if (localSender && e.origin) {
       const origin = e.origin;
       const msgId = e.stanza.attrs.id;
       const mkId = origin.mr2 && msgId !== undefined ? () => computableId(origin.streamId, msgId) : archiveIdFor;
-      const s = this.enqueue(e.from.local, toSelf ? e.from : e.to, true, xml, mkId, false);
+      const s = this.enqueue(e.from.local, toSelf ? e.from : e.to, true, xml, mkId, recipientExists);
       if (s) {
         e.waits.push(
           s.done.then(
@@ -168,9 +179,8 @@ class Archiver {
       if (toSelf) return false;
     }
 
-    // The recipient's copy. Its account may not exist (the router bounces those later): checked before storing.
-    const mustExist = this.api.sessions.byUser(e.to.local).length === 0;
-    const r = this.enqueue(e.to.local, e.from, false, xml, archiveIdFor, mustExist);
+    // The recipient's copy.
+    const r = this.enqueue(e.to.local, e.from, false, xml, archiveIdFor, recipientExists);
     if (r) {
       e.waits.push(
         r.done.then(

@@ -17,7 +17,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
-import type { ServerResponse } from 'node:http';
 import { escapeAttr, serialize, type Element } from '../../xml/element.js';
 import { serializeOnce } from '../../xml/serialize-cache.js';
 import { parseXml, XmlError } from '../../xml/parser.js';

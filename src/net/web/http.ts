@@ -16,6 +16,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import { isIP } from 'node:net';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
@@ -39,6 +40,13 @@ export interface ClientInfo {
   host: string | undefined;
   /** The request carried proxy headers from a peer that is not a trusted proxy (so loopback means nothing). */
   untrustedForwarding: boolean;
+  /**
+   * The Host names this server (an IP literal, localhost, the domain or a
+   * subdomain, publicUrl's host, an allowed origin's host). A browser page
+   * whose DNS name was rebound to our address sends its own name here, so
+   * same-host origin checks and /metrics depend on it.
+   */
+  knownHost: boolean;
 }
 
 const HOST_HEADER = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
@@ -64,6 +72,7 @@ export class WebFront {
   private readonly proxies: net.BlockList;
   private readonly metricsFrom: net.BlockList;
   private readonly origins: Set<string>;
+  private readonly hostNames = new Set<string>();
   private readonly sessionsPer = new Map<string, number>();
   private readonly socketsPer = new Map<string, number>();
   private readonly httpServers: http.Server[] = [];
@@ -73,6 +82,10 @@ export class WebFront {
     this.proxies = addressList(w.trustedProxies);
     this.metricsFrom = addressList(w.metrics.allowFrom);
     this.origins = new Set(w.allowedOrigins);
+    for (const o of [w.publicUrl, ...w.allowedOrigins]) {
+      if (o === '' || o === '*' || o === 'null') continue;
+      this.hostNames.add(new URL(o).hostname.replace(/^\[|\]$/g, ''));
+    }
     this.ws = w.websocket.enabled ? new WebSocketGateway(this) : undefined;
     this.bosh = w.bosh.enabled ? new BoshManager(this) : undefined;
     this.site = new WebSite(this);
@@ -102,15 +115,27 @@ export class WebFront {
       }
       const proto = (fwdProto ?? '').split(',')[0]?.trim().toLowerCase();
       const viaHttps = proto === undefined || proto === '' ? tls : proto === 'https' || proto === 'wss';
-      return { address, secure: viaHttps, https: viaHttps, host: hostOk(fwdHost?.split(',')[0]?.trim()) ?? hostOk(req.headers.host), untrustedForwarding: false };
+      const host = hostOk(fwdHost?.split(',')[0]?.trim()) ?? hostOk(req.headers.host);
+      return { address, secure: viaHttps, https: viaHttps, host, untrustedForwarding: false, knownHost: this.knownHost(host) };
     }
+    const host = hostOk(req.headers.host);
     return {
       address: peer,
       secure: tls || (isLoopback(peer) && !forwarding),
       https: tls,
-      host: hostOk(req.headers.host),
+      host,
       untrustedForwarding: forwarding,
+      knownHost: this.knownHost(host),
     };
+  }
+
+  /** See ClientInfo.knownHost. `host` is a validated Host header value (lower case, maybe with a port). */
+  private knownHost(host: string | undefined): boolean {
+    if (host === undefined) return false;
+    const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
+    if (isIP(name) !== 0 || name === 'localhost' || name.endsWith('.localhost')) return true;
+    const domain = this.server.domain;
+    return name === domain || name.endsWith(`.${domain}`) || this.hostNames.has(name);
   }
 
   /**
@@ -129,8 +154,9 @@ export class WebFront {
     } catch {
       return false;
     }
-    // The page's own host (either scheme: the same server's http and https listeners).
-    if (info.host !== undefined && o.host === info.host) return true;
+    // The page's own host (either scheme: the same server's http and https listeners),
+    // when that host is one of our names (not a DNS name rebound to our address).
+    if (info.host !== undefined && info.knownHost && o.host === info.host) return true;
     const pub = this.server.config.web.publicUrl;
     return pub !== '' && new URL(pub).origin === o.origin;
   }
@@ -226,7 +252,8 @@ export class WebFront {
     const m = this.server.config.web.metrics;
     if (!m.enabled) return text(res, 404, 'Not found');
     // A loopback peer relaying for others (an unlisted proxy) must not open the door.
-    if (info.untrustedForwarding || !inList(this.metricsFrom, info.address)) return text(res, 403, 'Forbidden');
+    // Nor a page whose DNS name was rebound to 127.0.0.1 (it sends its own name as Host).
+    if (info.untrustedForwarding || !info.knownHost || !inList(this.metricsFrom, info.address)) return text(res, 403, 'Forbidden');
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'Method not allowed', { Allow: 'GET, HEAD' });
     const body = this.server.metrics.render();
     res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Cache-Control': 'no-store', 'Content-Length': Buffer.byteLength(body) });

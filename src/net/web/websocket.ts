@@ -213,7 +213,13 @@ export class WebSocketGateway {
     // RFC 7395 §3.1: the 'xmpp' subprotocol is mandatory.
     if (!offered.includes('xmpp')) return front.refuseUpgrade(socket, 400, 'The WebSocket subprotocol "xmpp" is required');
     if (!front.acquireSession(info.address)) return front.refuseUpgrade(socket, 429, 'Too many connections from your address');
+    // ws refuses a malformed handshake itself without calling back: give the slot back then.
+    let upgraded = false;
+    socket.once('close', () => {
+      if (!upgraded) front.releaseSession(info.address);
+    });
     this.wss.handleUpgrade(req, socket, head, (ws) => {
+      upgraded = true;
       const srv = front.server;
       const c = srv.config.c2s;
       const t = new WebSocketTransport(ws, {

@@ -120,6 +120,8 @@ export class SqliteRosterStore implements RosterStore {
   private readonly putTx: (username: string, item: RosterItemData) => number;
   private readonly removeTx: (username: string, jid: string) => number | undefined;
   private readonly versionTx: (username: string) => VersionRow;
+  private readonly readAllTx: (username: string) => { items: RosterItem[]; version: RosterVersion };
+  private readonly changesTx: (username: string, counter: number) => RosterChanges | undefined;
 
   constructor(
     private readonly db: Database,
@@ -176,6 +178,17 @@ export class SqliteRosterStore implements RosterStore {
       return ver;
     });
 
+    // Items and version read in one transaction, so that they belong together.
+    this.readAllTx = db.transaction((username: string) => ({
+      items: this.s.all.all(username).map(toItem),
+      version: { ...this.versionTx(username) },
+    }));
+    this.changesTx = db.transaction((username: string, counter: number): RosterChanges | undefined => {
+      const v = this.versionTx(username);
+      if (counter < v.floor || counter > v.counter) return undefined;
+      return { items: this.s.itemsSince.all(username, counter).map(toItem), removed: this.s.tombsSince.all(username, counter) };
+    });
+
     this.removeTx = db.transaction((username: string, jid: string): number | undefined => {
       if (this.s.del.run(username, jid).changes === 0) return undefined;
       const ver = bump(username);
@@ -192,8 +205,7 @@ export class SqliteRosterStore implements RosterStore {
   }
 
   async getAll(username: string): Promise<{ items: RosterItem[]; version: RosterVersion }> {
-    const read = this.db.transaction(() => ({ items: this.s.all.all(username).map(toItem), version: { ...this.versionTx(username) } }));
-    return read();
+    return this.readAllTx(username);
   }
 
   async get(username: string, jid: string): Promise<RosterItem | undefined> {
@@ -218,12 +230,7 @@ export class SqliteRosterStore implements RosterStore {
   }
 
   async changesSince(username: string, counter: number): Promise<RosterChanges | undefined> {
-    const read = this.db.transaction((): RosterChanges | undefined => {
-      const v = this.versionTx(username);
-      if (counter < v.floor || counter > v.counter) return undefined;
-      return { items: this.s.itemsSince.all(username, counter).map(toItem), removed: this.s.tombsSince.all(username, counter) };
-    });
-    return read();
+    return this.changesTx(username, counter);
   }
 
   async pending(username: string): Promise<PendingRequest[]> {
