@@ -182,7 +182,9 @@ export class Router {
     // Recipient side first, so a message to one's own account never also yields a 'sent' copy.
     if (e.to.domain === this.domain && e.to.local !== '') {
       const sessions = this.registry.byUser(e.to.local).filter((s) => !s.closed && !e.skipResources?.has(s.resource));
-      const view = recipientIsSender ? sessions.filter((s) => s !== e.origin) : sessions;
+      // A message to one's own bare JID is not echoed to the sending resource (it gets a
+      // 'sent' fork if anything); one addressed to the sender's own full JID is delivered.
+      const view = recipientIsSender && e.to.isBare() ? sessions.filter((s) => s !== e.origin) : sessions;
       const d = decideIncoming(
         { type, toResource: e.to.isBare() ? undefined : e.to.resource, carbonsEligible: eligible },
         view,

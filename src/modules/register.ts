@@ -10,9 +10,11 @@
  *     c2s.requireTls, only once the stream is encrypted);
  *   - changing the own password (§3.3), `allowPasswordChange`;
  *   - cancelling the own account (§3.2, <remove/>), `allowRemove`: the
- *     account's presence subscriptions are cancelled, its other sessions end,
- *     every piece of its data is deleted (storage.deleteUserData), the IQ is
- *     answered, then the requesting stream gets a <not-authorized/> stream error.
+ *     account's contacts see it go offline and lose their subscriptions, the
+ *     IQ is answered, every stream of the account ends with a <not-authorized/>
+ *     stream error, and then every piece of its data is deleted
+ *     (storage.deleteUserData; milliseconds after the answer, once what the
+ *     ending sessions write has settled).
  * The last two work on any authenticated stream, bound or not, and do not
  * depend on `enabled`.
  *

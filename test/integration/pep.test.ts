@@ -22,7 +22,7 @@ const PW = 'secret';
 const USERS = [
   'juliet', 'romeo', 'nurse', 'benvolio', // notify
   'rosaline', 'paris', // lying caps
-  'capulet', 'montague', 'prince', // access
+  'capulet', 'montague', // access (benvolio is the stranger)
   'tybalt', 'mercutio', // options
   'friar', 'balthasar', // retract/delete
   'lady', 'lord', // last item
@@ -43,12 +43,7 @@ process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // @xmpp/client upgrades with ST
 let v: Verona;
 
 before(async () => {
-  v = await startVerona();
-  // `verona adduser` per account, three at a time (each is a process start: sequential would take ~10 s).
-  const queue = [...USERS];
-  await Promise.all([0, 1, 2].map(async () => {
-    for (let u = queue.shift(); u !== undefined; u = queue.shift()) await v.adduser(u, PW);
-  }));
+  v = await startVerona({ users: USERS.map((u) => [u, PW] as [string, string]) });
 });
 after(async () => {
   await v.stop();
@@ -156,11 +151,11 @@ describe('PEP on the real server', () => {
   test('disco: the account is a pubsub/pep service, and disco#items lists the nodes the asker may see', async () => {
     const cap = await login('capulet');
     const mon = await login('montague');
-    const prince = await login('prince');
+    const stranger = await login('benvolio', 'disco');
     try {
       cap.send('<presence/>');
       mon.send('<presence/>');
-      prince.send('<presence/>');
+      stranger.send('<presence/>');
       await subscribe(mon, cap); // Montague sees Capulet's presence
       const info = await ok(cap, 'get', `<query xmlns='${DISCO_INFO}'/>`, 'capulet@localhost');
       const q = info.getChild('query');
@@ -179,7 +174,7 @@ describe('PEP on the real server', () => {
       };
       assert.deepEqual(await nodesOf(cap), ['urn:test:open-node', 'urn:test:presence-node', 'urn:test:private-node']);
       assert.deepEqual(await nodesOf(mon), ['urn:test:open-node', 'urn:test:presence-node']);
-      assert.deepEqual(await nodesOf(prince), ['urn:test:open-node']);
+      assert.deepEqual(await nodesOf(stranger), ['urn:test:open-node']);
       // Item ids of one node (XEP-0060 §5.5).
       const items = await ok(mon, 'get', `<query xmlns='http://jabber.org/protocol/disco#items' node='urn:test:presence-node'/>`, 'capulet@localhost');
       assert.deepEqual(items.getChild('query')?.getChildren('item').map((i) => i.attrs.name), ['a']);
@@ -187,26 +182,26 @@ describe('PEP on the real server', () => {
       // Access models on items retrieval (XEP-0060 §6.5.9).
       const get = (node: string) => `<pubsub xmlns='${PEP}'><items node='${node}'/></pubsub>`;
       assert.equal((await ok(mon, 'get', get('urn:test:presence-node'), 'capulet@localhost')).getChild('pubsub')?.getChild('items')?.getChildren('item').length, 1);
-      assert.deepEqual(await fails(prince, 'get', get('urn:test:presence-node'), 'capulet@localhost'), ['not-authorized', 'presence-subscription-required']);
-      assert.equal((await ok(prince, 'get', get('urn:test:open-node'), 'capulet@localhost')).getChild('pubsub')?.getChild('items')?.getChildren('item').length, 1);
+      assert.deepEqual(await fails(stranger, 'get', get('urn:test:presence-node'), 'capulet@localhost'), ['not-authorized', 'presence-subscription-required']);
+      assert.equal((await ok(stranger, 'get', get('urn:test:open-node'), 'capulet@localhost')).getChild('pubsub')?.getChild('items')?.getChildren('item').length, 1);
       assert.deepEqual(await fails(mon, 'get', get('urn:test:private-node'), 'capulet@localhost'), ['not-allowed', 'closed-node']);
-      assert.deepEqual(await fails(prince, 'get', get('urn:test:private-node'), 'capulet@localhost'), ['not-allowed', 'closed-node']);
+      assert.deepEqual(await fails(stranger, 'get', get('urn:test:private-node'), 'capulet@localhost'), ['not-allowed', 'closed-node']);
       assert.equal((await ok(cap, 'get', get('urn:test:private-node'))).getChild('pubsub')?.getChild('items')?.getChildren('item').length, 1);
-      assert.deepEqual(await fails(prince, 'get', get('urn:test:nothing-here'), 'capulet@localhost'), ['item-not-found', undefined]);
+      assert.deepEqual(await fails(stranger, 'get', get('urn:test:nothing-here'), 'capulet@localhost'), ['item-not-found', undefined]);
       // Only the owner publishes.
       assert.deepEqual(await fails(mon, 'set', publish('urn:test:presence-node', 'x', `<x xmlns='urn:test'/>`), 'capulet@localhost'), ['forbidden', undefined]);
       // The owner puts Prince on the whitelist (affiliation member): now he may read.
-      await ok(cap, 'set', `<pubsub xmlns='${NS_OWNER}'><affiliations node='urn:test:private-node'><affiliation jid='prince@localhost' affiliation='member'/></affiliations></pubsub>`);
-      assert.equal((await ok(prince, 'get', get('urn:test:private-node'), 'capulet@localhost')).getChild('pubsub')?.getChild('items')?.getChildren('item').length, 1);
+      await ok(cap, 'set', `<pubsub xmlns='${NS_OWNER}'><affiliations node='urn:test:private-node'><affiliation jid='benvolio@localhost' affiliation='member'/></affiliations></pubsub>`);
+      assert.equal((await ok(stranger, 'get', get('urn:test:private-node'), 'capulet@localhost')).getChild('pubsub')?.getChild('items')?.getChildren('item').length, 1);
       const affs = await ok(cap, 'get', `<pubsub xmlns='${NS_OWNER}'><affiliations node='urn:test:private-node'/></pubsub>`);
       assert.deepEqual(
         affs.getChild('pubsub')?.getChild('affiliations')?.getChildren('affiliation').map((a) => `${a.attrs.jid}=${a.attrs.affiliation}`),
-        ['capulet@localhost=owner', 'prince@localhost=member'],
+        ['capulet@localhost=owner', 'benvolio@localhost=member'],
       );
     } finally {
       cap.close();
       mon.close();
-      prince.close();
+      stranger.close();
     }
   });
 
@@ -302,6 +297,9 @@ describe('PEP on the real server', () => {
       assert.deepEqual(await fails(tybalt, 'set', publish('urn:test:max', '4', `<n xmlns='urn:test'/>`, { 'pubsub#max_items': '5' })), ['conflict', 'precondition-not-met']);
       assert.deepEqual(await fails(tybalt, 'set', publish('urn:test:max', '4', `<n xmlns='urn:test'/>`, { 'pubsub#access_model': 'open' })), ['conflict', 'precondition-not-met']);
       assert.deepEqual(await ids(tybalt, 'urn:test:max'), ['2', '3'], 'a refused publish stores nothing');
+      // A field this server does not know can never be met (XEP-0060 §7.1.5: reject unknown fields), and no node is made.
+      assert.deepEqual(await fails(tybalt, 'set', publish('urn:test:fresh', '1', `<n xmlns='urn:test'/>`, { 'pubsub#made_up': '1' })), ['conflict', 'precondition-not-met']);
+      assert.deepEqual(await fails(tybalt, 'get', get('urn:test:fresh')), ['item-not-found', undefined]);
       // The owner reconfigures; then the same options are met.
       const conf = await ok(tybalt, 'get', `<pubsub xmlns='${NS_OWNER}'><configure node='urn:test:max'/></pubsub>`);
       const fields = conf.getChild('pubsub')?.getChild('configure')?.getChild('x')?.getChildren('field') ?? [];
@@ -323,6 +321,17 @@ describe('PEP on the real server', () => {
       const m = await mercutio.next(isEvent('tybalt@localhost', 'urn:test:transient'));
       assert.equal(eventChild(m).getChild('item')?.getChild('n')?.text(), 'now');
       assert.deepEqual(await ids(mercutio, 'urn:test:transient', '', 'tybalt@localhost'), []);
+
+      // Explicit create with a configuration (XEP-0060 §8.1.3), a second create conflicts; the default configuration.
+      await ok(tybalt, 'set', `<pubsub xmlns='${PEP}'><create node='urn:test:made'/><configure><x xmlns='jabber:x:data' type='submit'>` +
+        `<field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>` +
+        `<field var='pubsub#access_model'><value>whitelist</value></field></x></configure></pubsub>`);
+      assert.deepEqual(await fails(tybalt, 'set', `<pubsub xmlns='${PEP}'><create node='urn:test:made'/></pubsub>`), ['conflict', undefined]);
+      assert.deepEqual(await fails(mercutio, 'get', get('urn:test:made'), 'tybalt@localhost'), ['not-allowed', 'closed-node']);
+      const dflt = await ok(tybalt, 'get', `<pubsub xmlns='${NS_OWNER}'><default/></pubsub>`);
+      const dfields = dflt.getChild('pubsub')?.getChild('default')?.getChild('x')?.getChildren('field') ?? [];
+      assert.equal(dfields.find((f) => f.attrs.var === 'pubsub#max_items')?.getChildText('value'), '1');
+      assert.equal(dfields.find((f) => f.attrs.var === 'pubsub#access_model')?.getChildText('value'), 'presence');
 
       // Errors of the publish request itself.
       assert.deepEqual(await fails(tybalt, 'set', `<pubsub xmlns='${PEP}'><publish><item><n xmlns='urn:test'/></item></publish></pubsub>`), ['bad-request', 'nodeid-required']);

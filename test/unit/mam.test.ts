@@ -225,3 +225,21 @@ describe('runQuery on a real archive', () => {
     assert.ok(x('a', 'b'));
   });
 });
+
+describe('stanza-id spoofing protection (XEP-0359 §5)', () => {
+  test('stanza-ids claiming this server or its accounts are removed; others and origin-id stay', async () => {
+    const { stripStanzaIds } = await import('../../src/modules/stanza-id.js');
+    const msg = parseXml(
+      `<message xmlns='jabber:client'><body>x</body>` +
+        `<stanza-id xmlns='urn:xmpp:sid:0' by='juliet@capulet.lit' id='forged1'/>` +
+        `<stanza-id xmlns='urn:xmpp:sid:0' by='capulet.lit' id='forged2'/>` +
+        `<stanza-id xmlns='urn:xmpp:sid:0' id='no-by'/>` +
+        `<stanza-id xmlns='urn:xmpp:sid:0' by='room@muc.example.org' id='kept'/>` +
+        `<stanza-id xmlns='urn:xmpp:sid:0' by='juliet@capulet.lit/balcony' id='full-jid-is-no-archive'/>` +
+        `<origin-id xmlns='urn:xmpp:sid:0' id='mine'/></message>`,
+    );
+    assert.equal(stripStanzaIds(msg, 'capulet.lit'), 3);
+    assert.deepEqual(msg.getChildren('stanza-id', 'urn:xmpp:sid:0').map((s) => s.attrs.id), ['kept', 'full-jid-is-no-archive']);
+    assert.equal(msg.getChild('origin-id', 'urn:xmpp:sid:0')?.attrs.id, 'mine');
+  });
+});

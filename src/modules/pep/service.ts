@@ -322,15 +322,13 @@ export class PepService {
     throw new StanzaError('bad-request');
   }
 
-  /** A configuration patch from a form, or an error when it has fields or values PEP cannot honour. */
-  private patchFrom(form: Element | undefined, formType: string, strictUnknown: boolean): { patch: Partial<NodeConfig>; invalid: string | undefined } {
+  /** A configuration patch from a form, and the first field (unknown, or with a value PEP cannot honour) that spoils it. */
+  private patchFrom(form: Element | undefined, formType: string): { patch: Partial<NodeConfig>; invalid: string | undefined } {
     const f = readForm(form?.getChild('x', NS.DATA_FORMS));
     if (!f || f.type === 'cancel') return { patch: {}, invalid: undefined };
     if (f.formType !== undefined && f.formType !== formType) throw new StanzaError('bad-request', `FORM_TYPE must be ${formType}`);
     const parsed = parseConfigFields(f.fields, this.opts.maxItems);
-    // publish-options may carry fields this server does not implement; they are ignored (clients add them freely).
-    const bad = parsed.errors.find((e) => strictUnknown || e.reason === 'invalid-value');
-    return { patch: parsed.patch, invalid: bad?.field };
+    return { patch: parsed.patch, invalid: parsed.errors[0]?.field };
   }
 
   private async publish(owner: string, publish: Element, optionsEl: Element | undefined): Promise<Element> {
@@ -342,18 +340,19 @@ export class PepService {
     const payloads = item.elements();
     if (payloads.length === 0) throw pubsubError('bad-request', 'payload-required');
     if (payloads.length > 1) throw pubsubError('bad-request', 'invalid-payload');
-    const { patch, invalid } = this.patchFrom(optionsEl, NS_PUBLISH_OPTIONS, false);
+    const { patch, invalid } = this.patchFrom(optionsEl, NS_PUBLISH_OPTIONS);
     const id = item.attrs.id !== undefined && item.attrs.id !== '' ? item.attrs.id : this.nextId('item');
     const payload = serialize(payloads[0] as Element, '');
 
     return this.run(owner, async () => {
+      // XEP-0060 §7.1.5: every option is a precondition. One this server cannot honour (an unknown
+      // field, which the XEP says to reject, or an unsupported value) can never be met, node or not.
+      if (invalid !== undefined) throw pubsubError('conflict', 'precondition-not-met', undefined, `Cannot honour ${invalid}`);
       let node = await this.store.getNode(owner, name);
       if (node) {
-        if (invalid !== undefined || unmetPrecondition(node.config, patch, this.opts.maxItems) !== undefined) {
-          throw pubsubError('conflict', 'precondition-not-met');
-        }
+        const unmet = unmetPrecondition(node.config, patch, this.opts.maxItems);
+        if (unmet !== undefined) throw pubsubError('conflict', 'precondition-not-met', undefined, `${unmet} differs from the node's configuration`);
       } else {
-        if (invalid !== undefined) throw pubsubError('not-acceptable', undefined, undefined, `Unsupported value for ${invalid}`);
         node = await this.createChecked(owner, name, { ...defaultConfig(this.opts.defaultMaxItems), ...patch });
       }
       const rec: PubsubItem = { id, publisher: this.bare(owner), publishedAt: Date.now(), payload };
@@ -394,7 +393,7 @@ export class PepService {
   private async create(owner: string, create: Element, configure: Element | undefined): Promise<Element | undefined> {
     // XEP-0060 §8.1.3 instant nodes (no name) make no sense for PEP, whose node names are protocol namespaces.
     const name = nodeName(create);
-    const { patch, invalid } = this.patchFrom(configure, NS_NODE_CONFIG, true);
+    const { patch, invalid } = this.patchFrom(configure, NS_NODE_CONFIG);
     if (invalid !== undefined) throw new StanzaError('not-acceptable', `Unsupported configuration field or value ${invalid}`);
     return this.run(owner, async () => {
       if (await this.store.getNode(owner, name)) throw new StanzaError('conflict');
@@ -457,7 +456,7 @@ export class PepService {
     const name = nodeName(action);
     const form = readForm(action.getChild('x', NS.DATA_FORMS));
     if (!form) throw new StanzaError('bad-request', 'A data form is required');
-    const { patch, invalid } = this.patchFrom(action, NS_NODE_CONFIG, true);
+    const { patch, invalid } = this.patchFrom(action, NS_NODE_CONFIG);
     if (invalid !== undefined) throw new StanzaError('not-acceptable', `Unsupported configuration field or value ${invalid}`);
     return this.run(owner, async () => {
       const node = await this.requireNode(owner, name);

@@ -171,7 +171,6 @@ class StreamManagement {
       });
     }, PRIORITY.OBSERVE);
     api.provide(UNDELIVERED_SERVICE, ((session, stanzas, source) => this.dispose(session, stanzas, source)) satisfies UndeliveredSink);
-    api.discoFeature(NS.SM);
 
     this.sweeper = setInterval(() => this.sweep(), 1000);
     this.sweeper.unref();
