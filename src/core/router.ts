@@ -44,6 +44,8 @@ export class Router {
   private readonly iqHandlers = new Map<string, IqHandler>();
   private readonly pendingIq = new Map<string, { resolve: (el: Element) => void; timer: NodeJS.Timeout }>();
   private iqCounter = 0;
+  /** Delivery of the last archived message (see chain()). */
+  private deliveryTail: Promise<void> = Promise.resolve();
   readonly domainJid: JID;
   private readonly routed: Counter;
   userExists: UserExists = async () => false;
@@ -369,16 +371,24 @@ export class Router {
    */
   private chain(session: Session, waits: Promise<unknown>[], deliver?: () => void, e?: StanzaEvent): Promise<void> {
     const prev = session.inboundTail;
-    const next =
-      waits.length === 0
-        ? prev.then(() => this.safe(deliver))
-        : Promise.all([prev, Promise.allSettled(waits)]).then(([, results]) => {
-            if (e) for (const r of results) if (r.status === 'rejected') e.archiveFailed = true;
-            this.safe(deliver);
-          });
+    let next: Promise<void>;
+    if (waits.length === 0) {
+      next = prev.then(() => this.safe(deliver));
+    } else {
+      // Archived messages are also delivered in archive order across all
+      // sessions (deliveryTail): ids are assigned in hook order, so a client
+      // that sees id N live has already seen every earlier id, and a catch-up
+      // "after N" neither repeats nor skips a message.
+      next = Promise.all([prev, Promise.allSettled(waits), this.deliveryTail]).then(([, results]) => {
+        if (e) for (const r of results) if (r.status === 'rejected') e.archiveFailed = true;
+        this.safe(deliver);
+      });
+      this.deliveryTail = next;
+    }
     session.inboundTail = next;
     return next;
   }
+
 
   private safe(fn: (() => void) | undefined): void {
     if (!fn) return;

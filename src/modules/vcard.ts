@@ -17,7 +17,6 @@
  * Options (moduleOptions.vcard): maxSize (bytes of the serialized vCard,
  * 131072) — larger sets get not-acceptable.
  */
-import { NS } from '../core/namespaces.js';
 import { StanzaError } from '../core/errors.js';
 import type { VeronaModule } from '../core/module.js';
 import { serialize, x, type Element } from '../xml/element.js';

@@ -54,9 +54,8 @@ describe('crash soak, 3 cycles', () => {
     assert.equal(report.receiverArchiveRows, report.written);
   });
 
-  // Fails now and then until the router delivers each recipient's messages in archive-id order
-  // (deliveries of one group commit are interleaved per sender today; see docs/stream-management.md).
-  test('the receiver, catching up after the last id it saw, sees each message exactly once', { todo: 'needs archive-order delivery in Router.chain' }, () => {
+  // Holds because the router delivers archived messages in archive-id order (Router.chain).
+  test('the receiver, catching up after the last id it saw, sees each message exactly once', () => {
     assert.deepEqual(report.receiverProblems, []);
   });
 });

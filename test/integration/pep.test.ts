@@ -198,6 +198,10 @@ describe('PEP on the real server', () => {
         affs.getChild('pubsub')?.getChild('affiliations')?.getChildren('affiliation').map((a) => `${a.attrs.jid}=${a.attrs.affiliation}`),
         ['capulet@localhost=owner', 'benvolio@localhost=member'],
       );
+      // A contact the owner blocks (XEP-0191) reads nothing any more.
+      await ok(cap, 'set', `<block xmlns='urn:xmpp:blocking'><item jid='montague@localhost'/></block>`);
+      const blocked = await iq(mon, 'get', get('urn:test:presence-node'), 'capulet@localhost');
+      assert.equal(blocked.attrs.type, 'error');
     } finally {
       cap.close();
       mon.close();

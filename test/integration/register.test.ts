@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import type { Element } from '@xmpp/xml';
 import { startVerona, type Verona } from '../helpers/server.js';
-import { connectClient, connectRaw, nextId, type RawConnection, type TestClient } from '../helpers/client.js';
+import { connectClient, connectRaw, nextId, type RawConnection } from '../helpers/client.js';
 
 const execFileP = promisify(execFile);
 const REGISTER = 'jabber:iq:register';
@@ -328,4 +328,3 @@ test('with c2s.requireTls the feature is offered only after STARTTLS', async () 
   }
 });
 
-export type { TestClient };

@@ -26,6 +26,7 @@ import { serialize, x, type Element } from '../../xml/element.js';
 import { parseXml } from '../../xml/parser.js';
 import type { Affiliation, NodeConfig, PubsubItem, PubsubNode, PubsubStore } from '../../storage/pubsub.js';
 import type { PresenceAuth, RosterApi, RosterChangeEvent } from '../roster/api.js';
+import type { BlockingService } from '../blocking.js';
 import type { Counter } from '../../metrics/metrics.js';
 import { CapsCache, notifyNodes, parseCaps, type CapsAnnouncement } from './caps.js';
 import { configForm, defaultConfig, keepCount, NS_NODE_CONFIG, NS_PUBLISH_OPTIONS, parseConfigFields, readForm, unmetPrecondition } from './config.js';
@@ -160,6 +161,12 @@ export class PepService {
     return jid.domain === this.api.domain && jid.local === owner;
   }
 
+  /** The node's affiliation of `jid`; a JID the owner blocks (XEP-0191) counts as an outcast. */
+  private affiliation(owner: string, node: PubsubNode | undefined, jid: JID): Affiliation | undefined {
+    if (this.api.service<BlockingService>('blocking')?.blocks(owner, jid)) return 'outcast';
+    return node?.affiliations[jid.bare.toString()];
+  }
+
   /** The asker's relation to `owner` (without the roster module, only the owner sees presence). */
   private async relation(owner: string, asker: JID, node: PubsubNode | undefined): Promise<Relation> {
     const isOwner = this.isOwner(owner, asker);
@@ -168,7 +175,7 @@ export class PepService {
       const auth = this.presenceAuth();
       canSeePresence = auth ? await auth.canSeePresence(owner, asker) : false;
     }
-    return { isOwner, canSeePresence, affiliation: node?.affiliations[asker.bare.toString()] };
+    return { isOwner, canSeePresence, affiliation: isOwner ? undefined : this.affiliation(owner, node, asker) };
   }
 
   private async checkAccess(owner: string, asker: JID, node: PubsubNode): Promise<void> {
@@ -218,8 +225,7 @@ export class PepService {
     for (const b of subscribers) {
       const j = tryParseJID(b);
       if (!j || j.domain !== this.api.domain || j.local === '' || j.local === owner) continue;
-      const rel: Relation = { isOwner: false, canSeePresence: true, affiliation: node.affiliations[j.bare.toString()] };
-      for (const s of this.api.sessions.byUser(j.local)) add(s, rel);
+      for (const s of this.api.sessions.byUser(j.local)) add(s, { isOwner: false, canSeePresence: true, affiliation: this.affiliation(owner, node, s.jid) });
     }
     return out;
   }
