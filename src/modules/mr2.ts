@@ -48,35 +48,84 @@ function hash53(s: string): number {
 /**
  * The last `capacity` ids seen, first in first out. Holds 53-bit hashes: a
  * false "already used" needs a hash collision among at most `capacity` ids
- * (odds about capacity² / 2^54, i.e. never in practice).
+ * (odds about capacity / 2^53 per message, i.e. never in practice).
+ *
+ * Memory matters (one per sending MR2 session): the hashes live unboxed in
+ * an open-addressing table (a Float64Array, linear probing, at most half
+ * full, grown on demand) and a ring of the same doubles for eviction, about
+ * 24 bytes per remembered id; a Set of numbers costs nearly three times that.
  */
 export class RecentIds {
-  private readonly set = new Set<number>();
+  /** Slots hold hash + 1 (0 = empty). */
+  private table = new Float64Array(16);
+  private mask = 15;
+  private count = 0;
   private readonly ring: number[] = [];
   private next = 0;
 
   constructor(readonly capacity: number) {}
 
+  private find(key: number): number {
+    let i = (key >>> 0) & this.mask;
+    for (;;) {
+      const v = this.table[i] as number;
+      if (v === 0 || v === key) return i;
+      i = (i + 1) & this.mask;
+    }
+  }
+
+  private grow(): void {
+    const old = this.table;
+    this.table = new Float64Array(old.length * 2);
+    this.mask = this.table.length - 1;
+    for (const v of old) if (v !== 0) this.table[this.find(v)] = v;
+  }
+
+  /** Linear-probing deletion: shift the following run back so that no lookup stops early. */
+  private remove(key: number): void {
+    let i = this.find(key);
+    if (this.table[i] === 0) return;
+    this.table[i] = 0;
+    this.count--;
+    let j = i;
+    for (;;) {
+      j = (j + 1) & this.mask;
+      const v = this.table[j] as number;
+      if (v === 0) return;
+      const home = (v >>> 0) & this.mask;
+      // Move v back to the hole unless its home lies cyclically in (i, j].
+      const stays = i <= j ? home > i && home <= j : home > i || home <= j;
+      if (!stays) {
+        this.table[i] = v;
+        this.table[j] = 0;
+        i = j;
+      }
+    }
+  }
+
   has(id: string): boolean {
-    return this.set.has(hash53(id));
+    const key = hash53(id) + 1;
+    return this.table[this.find(key)] === key;
   }
 
   /** Returns false when the id was already there. */
   add(id: string): boolean {
-    const h = hash53(id);
-    if (this.set.has(h)) return false;
-    if (this.ring.length < this.capacity) this.ring.push(h);
+    const key = hash53(id) + 1;
+    if (this.table[this.find(key)] === key) return false;
+    if (this.ring.length < this.capacity) this.ring.push(key);
     else {
-      this.set.delete(this.ring[this.next] as number);
-      this.ring[this.next] = h;
+      this.remove(this.ring[this.next] as number);
+      this.ring[this.next] = key;
       this.next = (this.next + 1) % this.capacity;
     }
-    this.set.add(h);
+    if ((this.count + 1) * 2 > this.table.length) this.grow();
+    this.table[this.find(key)] = key;
+    this.count++;
     return true;
   }
 
   get size(): number {
-    return this.set.size;
+    return this.count;
   }
 }
 

@@ -51,3 +51,26 @@ test('checkMr2Id: missing id is bad-request, reuse is conflict, a new stream sta
 test('the sender\'s archive id is <stream id>-<message id>', () => {
   assert.equal(computableId('Xb3-9_a', 'msg-1'), 'Xb3-9_a-msg-1');
 });
+
+test('RecentIds matches a reference model under random adds and evictions', () => {
+  let seed = 1;
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  for (const cap of [1, 2, 3, 7, 64, 500]) {
+    const r = new RecentIds(cap);
+    const order: string[] = [];
+    for (let i = 0; i < 20000; i++) {
+      const id = `x${rnd(cap * 3)}`;
+      const expectNew = !order.includes(id);
+      assert.equal(r.add(id), expectNew, `cap ${cap} step ${i} id ${id}`);
+      if (expectNew) {
+        order.push(id);
+        if (order.length > cap) order.shift();
+      }
+      assert.equal(r.size, order.length);
+    }
+    for (const id of order) assert.equal(r.has(id), true);
+  }
+});
