@@ -29,6 +29,7 @@ export class RawConnection {
   constructor(socket: net.Socket) {
     this.socket = socket;
     this.attach(socket);
+    this.attachParser();
   }
 
   private attach(socket: net.Socket): void {
@@ -42,15 +43,6 @@ export class RawConnection {
       for (const w of this.closeWaiters.splice(0)) w();
     });
     socket.on('error', () => undefined);
-    this.parser.on('start', (el) => {
-      this.header = el;
-      for (const w of this.headerWaiters.splice(0)) w(el);
-    });
-    this.parser.on('element', (el) => this.push(el));
-    this.parser.on('end', () => {
-      this.ended = true;
-    });
-    this.parser.on('error', () => undefined);
   }
 
   private push(el: Element): void {
@@ -110,13 +102,13 @@ export class RawConnection {
   async open(domain = 'localhost'): Promise<Element> {
     this.header = undefined;
     this.parser = new Parser();
-    this.attachParserOnly();
+    this.attachParser();
     this.send(`<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='${domain}' version='1.0'>`);
     await this.waitHeader();
     return this.next('stream:features');
   }
 
-  private attachParserOnly(): void {
+  private attachParser(): void {
     this.parser.on('start', (el) => {
       this.header = el;
       for (const w of this.headerWaiters.splice(0)) w(el);
@@ -137,15 +129,7 @@ export class RawConnection {
       sec.once('error', j);
     });
     this.socket = sec;
-    sec.on('data', (d: Buffer) => {
-      const s = d.toString('utf8');
-      this.raw += s;
-      this.parser.write(s);
-    });
-    sec.on('close', () => {
-      this.closed = true;
-      for (const w of this.closeWaiters.splice(0)) w();
-    });
+    this.attach(sec);
   }
 
   close(): void {
