@@ -81,6 +81,11 @@ export class SqliteStorage implements Storage {
       if (!['OFF', 'NORMAL', 'FULL'].includes(opts.synchronous)) throw new Error(`bad synchronous mode ${opts.synchronous}`);
       db.pragma(`synchronous = ${opts.synchronous}`);
       db.pragma('foreign_keys = ON');
+      // Checkpoint the WAL every ~40 MB instead of SQLite's default ~4 MB: the
+      // automatic checkpoint runs inside a commit, and at the default it was most
+      // of the group-commit time (bench/mam-archive.ts: ~1.5-2x throughput).
+      db.pragma('wal_autocheckpoint = 10000');
+      db.pragma('cache_size = -65536'); // 64 MiB page cache: MAM pages stay in memory
       const applied = runMigrations(db);
       return new SqliteStorage(db, path, applied);
     } catch (err) {
