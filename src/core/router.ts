@@ -179,6 +179,8 @@ export class Router {
     const type = normalizeType(e.stanza.attrs.type);
     const eligible = carbonsEligible(e.stanza).ok;
     const recipientIsSender = e.origin !== undefined && e.to.local === e.from.local && e.to.domain === e.from.domain;
+    // Resources of the recipient account that got the message; they matter for the sender's
+    // forks only when both are the same account (never two copies to one resource).
     const handledResources = new Set<string>();
 
     // Recipient side first, so a message to one's own account never also yields a 'sent' copy.
@@ -205,7 +207,7 @@ export class Router {
     }
     if (e.origin) {
       const senders = this.registry.byUser(e.from.local).filter((s) => !s.closed);
-      for (const del of decideOutgoing({ type, fromResource: e.from.resource, carbonsEligible: eligible }, senders, handledResources)) {
+      for (const del of decideOutgoing({ type, fromResource: e.from.resource, carbonsEligible: eligible }, senders, recipientIsSender ? handledResources : undefined)) {
         const s = senders.find((v) => v.resource === del.resource);
         if (s) this.deliverCopy(e, s, 'sent', e.senderArchiveId, e.from.bare.toString(), del.reason);
       }

@@ -33,9 +33,13 @@
  * whole content is `{any}` matches any content. In attribute values and
  * text, `{any}` matches any value and `{capture:name}` matches any value and
  * binds it to `name`; `${name}` is replaced before parsing (in sends and
- * expectations alike). Per client, `${Name.jid}`, `${Name.bare}` and
- * `${Name.resource}` are bound after it connects ("Romeo's phone" gives
- * `${Romeo_phone.jid}`).
+ * expectations alike). Per client, `${Name.jid}`, `${Name.bare}`,
+ * `${Name.resource}` and `${Name.stream}` (the id of the server's stream
+ * header after SASL, the prefix of an MR2 client's own archive ids) are bound
+ * after it connects ("Romeo's phone" gives `${Romeo_phone.jid}`). A client
+ * declared with `mr2: true` enables Message Routing 2.0 between SASL and
+ * bind (docs/protocol.md §1) and its connect step fails unless the server
+ * answers `<enabled/>`.
  *
  * The stanzas of one "receives:" block may arrive in any order; blocks are
  * taken one after the other, and a client must not receive anything a block
@@ -45,7 +49,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Parser, type Element as XElement } from '@xmpp/xml';
 import { startVerona, type Verona } from './server.js';
-import { connectClient, type TestClient } from './client.js';
+import { connectClient, type RawConnection, type TestClient } from './client.js';
 
 // ---- the script model ------------------------------------------------------------
 
@@ -53,6 +57,8 @@ export interface ClientDef {
   name: string;
   jid: string;
   password: string;
+  /** Send `<enable xmlns='urn:xmpp:mr2:0'/>` between SASL and bind and require `<enabled/>`. */
+  mr2: boolean;
   line: number;
 }
 
@@ -130,7 +136,7 @@ export function parseScript(text: string, file = '<script>'): Script {
     while (i < lines.length && (isIndented(lines[i] as string) || (lines[i] as string).trim() === '')) {
       const f = (lines[i] as string).trim();
       if (f !== '' && !f.startsWith('#')) {
-        const m = /^([A-Za-z-]+):\s*(.*)$/.exec(f);
+        const m = /^([A-Za-z0-9-]+):\s*(.*)$/.exec(f);
         if (!m) fail(i, `expected "key: value" (got ${JSON.stringify(f)})`);
         fields[(m as RegExpExecArray)[1] as string] = (m as RegExpExecArray)[2] as string;
       }
@@ -150,7 +156,11 @@ export function parseScript(text: string, file = '<script>'): Script {
     if (!name) fail(start, '[Client] needs a name');
     if (!fields.jid || fields.password === undefined) fail(start, `[Client] ${name} needs jid: and password:`);
     if (clients.some((c) => c.name === name)) fail(start, `client ${name} defined twice`);
-    clients.push({ name, jid: fields.jid as string, password: fields.password as string, line: start + 1 });
+    const unknown = Object.keys(fields).filter((k) => !['jid', 'password', 'mr2'].includes(k));
+    // A misspelt field would otherwise be silently ignored and the script would test something else.
+    if (unknown.length) fail(start, `[Client] ${name}: unknown field(s) ${unknown.join(', ')} (jid, password, mr2)`);
+    if (fields.mr2 !== undefined && fields.mr2 !== 'true' && fields.mr2 !== 'false') fail(start, `[Client] ${name}: mr2: must be true or false`);
+    clients.push({ name, jid: fields.jid as string, password: fields.password as string, mr2: fields.mr2 === 'true', line: start + 1 });
   }
   if (inHeader) fail(lines.length - 1, 'missing ----- between the definitions and the conversation');
   if (clients.length === 0) fail(0, 'no [Client] defined');
@@ -328,13 +338,25 @@ export async function runScript(script: Script, opts: RunOptions = {}): Promise<
         case 'connect': {
           if (conn) throw new Error(`${step.client} is already connected`);
           const [bare, resource] = [def.jid.split('/')[0] as string, def.jid.includes('/') ? def.jid.slice(def.jid.indexOf('/') + 1) : undefined];
-          const c = await connectClient({ port: server.ports.c2s as number, user: bare.split('@')[0] as string, password: def.password, resource, domain: server.domain });
+          const c = await connectClient({
+            port: server.ports.c2s as number,
+            user: bare.split('@')[0] as string,
+            password: def.password,
+            resource,
+            domain: server.domain,
+            preBind: def.mr2 ? (rc) => enableMr2(rc, timeoutMs) : undefined,
+          });
           conns.set(step.client, c);
+          // connectClient returns with the post-SASL stream open, so this is the header whose id
+          // an MR2 client prefixes to its own archive ids (docs/protocol.md §3).
+          const streamId = c.header?.attrs.id;
+          if (!streamId) throw new Error(`${step.client}: the server's stream header after SASL has no id`);
           const v = varName(step.client);
           vars.set(`${v}.jid`, c.jid);
           vars.set(`${v}.bare`, c.jid.split('/')[0] as string);
           vars.set(`${v}.resource`, c.jid.slice(c.jid.indexOf('/') + 1));
-          log(`${step.client} connected as ${c.jid}`);
+          vars.set(`${v}.stream`, streamId);
+          log(`${step.client} connected as ${c.jid} (stream ${streamId}${def.mr2 ? ', MR2' : ''})`);
           break;
         }
         case 'send': {
@@ -403,6 +425,20 @@ export async function runScript(script: Script, opts: RunOptions = {}): Promise<
       server.cleanup();
     }
   }
+}
+
+const MR2_NS = 'urn:xmpp:mr2:0';
+
+/** MR2 enable between SASL and bind: the answer must be <enabled/>, anything else fails the connect step. */
+async function enableMr2(c: RawConnection, timeoutMs: number): Promise<void> {
+  c.send(`<enable xmlns='${MR2_NS}'/>`);
+  let answer: XElement;
+  try {
+    answer = await c.next((el) => el.getNS() === MR2_NS && (el.getName() === 'enabled' || el.getName() === 'failed'), timeoutMs);
+  } catch {
+    throw new Error(`MR2: no <enabled/> or <failed/> within ${timeoutMs} ms of <enable xmlns='${MR2_NS}'/>`);
+  }
+  if (answer.getName() !== 'enabled') throw new Error(`MR2: <enable/> was refused: ${answer.toString()}`);
 }
 
 /**

@@ -83,6 +83,24 @@ describe('parseScript', () => {
     bad('[Client] A\n\tpassword: p\n-----\n', /needs jid: and password:/);
   });
 
+  test('mr2: true asks for MR2 on that client only; unknown or malformed client fields are errors', () => {
+    const s = parseScript(
+      ['[Client] A', '\tjid: a@localhost/x', '\tpassword: p', '\tmr2: true', '[Client] B', '\tjid: b@localhost', '\tpassword: p', '[Client] C', '\tjid: c@localhost', '\tpassword: p', '\tmr2: false', '-----', 'A connects'].join('\n'),
+      'm.scs',
+    );
+    assert.deepEqual(
+      s.clients.map((c) => [c.name, c.mr2]),
+      [
+        ['A', true],
+        ['B', false],
+        ['C', false],
+      ],
+    );
+    const bad = (t: string, re: RegExp) => assert.throws(() => parseScript(t, 'bad.scs'), (e: unknown) => e instanceof ScriptSyntaxError && re.test(e.message));
+    bad('[Client] A\n\tjid: a@localhost\n\tpassword: p\n\tmr2: yes\n-----\n', /bad\.scs:1: .*mr2: must be true or false/);
+    bad('[Client] A\n\tjid: a@localhost\n\tpassword: p\n\tmr: true\n-----\n', /bad\.scs:1: .*unknown field\(s\) mr/);
+  });
+
   test('variable names of clients', () => {
     assert.equal(varName("Romeo's phone"), 'Romeo_phone');
     assert.equal(varName('Juliet'), 'Juliet');
