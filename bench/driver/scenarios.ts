@@ -350,7 +350,10 @@ export async function chat(t: Target, o: ChatOpts): Promise<Result> {
         // Fell behind by more than a second (driver or socket stalled): do not burst to catch up.
         base = tn - Math.floor(k / S) * interval;
       }
-      while (due(k) <= tn) sendOne((phases[k % S] as { ui: number }).ui), k++;
+      while (due(k) <= tn) {
+        sendOne((phases[k % S] as { ui: number }).ui);
+        k++;
+      }
       openLoopTimer = setTimeout(tick, Math.max(0, due(k) - now()));
     };
     tick();
