@@ -410,12 +410,18 @@ export class PepService {
 
   // ---- pubsub#owner -------------------------------------------------------------------
 
-  async ownerGet(ctx: IqContext): Promise<Element> {
+  /** The owner namespace is for the account itself only; returns the action element. */
+  private async ownerAction(ctx: IqContext): Promise<{ owner: string; action: Element }> {
     const owner = ctx.to.local;
     await this.existingAccount(owner);
     this.requireOwner(owner, ctx);
     const action = ctx.payload.elements()[0];
     if (!action) throw new StanzaError('bad-request');
+    return { owner, action };
+  }
+
+  async ownerGet(ctx: IqContext): Promise<Element> {
+    const { owner, action } = await this.ownerAction(ctx);
     switch (action.name) {
       case 'configure': {
         const node = await this.requireNode(owner, nodeName(action));
@@ -437,11 +443,7 @@ export class PepService {
   }
 
   async ownerSet(ctx: IqContext): Promise<undefined> {
-    const owner = ctx.to.local;
-    await this.existingAccount(owner);
-    this.requireOwner(owner, ctx);
-    const action = ctx.payload.elements()[0];
-    if (!action) throw new StanzaError('bad-request');
+    const { owner, action } = await this.ownerAction(ctx);
     switch (action.name) {
       case 'configure':
         return this.configure(owner, action);

@@ -4,19 +4,6 @@
 import type { Database, Statement } from 'better-sqlite3';
 import { AccountExistsError, type AccountRecord, type AccountStore, type ScramCredential } from '../types.js';
 
-interface Row {
-  username: string;
-  created_at: number;
-  sha1_salt: Buffer;
-  sha1_iterations: number;
-  sha1_stored_key: Buffer;
-  sha1_server_key: Buffer;
-  sha256_salt: Buffer;
-  sha256_iterations: number;
-  sha256_stored_key: Buffer;
-  sha256_server_key: Buffer;
-}
-
 type CredParams = {
   sha1_salt: Buffer;
   sha1_iterations: number;
@@ -27,6 +14,11 @@ type CredParams = {
   sha256_stored_key: Buffer;
   sha256_server_key: Buffer;
 };
+
+interface Row extends CredParams {
+  username: string;
+  created_at: number;
+}
 
 function credParams(scram: AccountRecord['scram']): CredParams {
   const a = scram['SHA-1'];
