@@ -10,6 +10,7 @@
  *   SCEN [idle,login,chat1,chat2,rate100,rate2000,mam]  (add idle50k for 50,000 Verona sessions)
  *   REPEAT [3]  DUR [10]  PAIRS [50]  IDLE_CP [1000,5000]  MAM_N [20000]  VERONA_MAM_N [1000000]
  *   MAM_ITER [30]  OUT [docs/benchmarks.md]  KEEP [0: fresh data dirs]  SECTION [compare|agreement]
+ *   REPORT_ONLY=bench/results/compare-X.jsonl: only rewrite the section from those raw results
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,22 +21,27 @@ import {
 import { median } from './driver/stats.js';
 
 const env = (k: string, d: string): string => process.env[k] ?? d;
-const SERVERS = env('SERVERS', 'prosody,ejabberd,verona').split(',').filter(Boolean);
-const DRIVERS = env('DRIVERS', 'ts').split(',').filter(Boolean) as DriverKind[];
-const SCEN = env('SCEN', 'idle,login,chat1,chat2,rate100,rate2000,mam').split(/[ ,]+/).filter(Boolean);
-const REPEAT = Number(env('REPEAT', '3'));
-const DUR = env('DUR', '10');
-const PAIRS = env('PAIRS', '50');
-const IDLE_CP = env('IDLE_CP', '1000,5000');
-const MAM_N = env('MAM_N', '20000');
-const VERONA_MAM_N = env('VERONA_MAM_N', '1000000');
+/** Run settings; REPORT_ONLY replaces them with the ones recorded in the raw file. */
+const S = {
+  SERVERS: env('SERVERS', 'prosody,ejabberd,verona').split(',').filter(Boolean),
+  DRIVERS: env('DRIVERS', 'ts').split(',').filter(Boolean) as DriverKind[],
+  SCEN: env('SCEN', 'idle,login,chat1,chat2,rate100,rate2000,mam').split(/[ ,]+/).filter(Boolean),
+  REPEAT: Number(env('REPEAT', '3')),
+  DUR: env('DUR', '10'),
+  PAIRS: env('PAIRS', '50'),
+  IDLE_CP: env('IDLE_CP', '1000,5000'),
+  MAM_N: env('MAM_N', '20000'),
+  VERONA_MAM_N: env('VERONA_MAM_N', '1000000'),
+  SECTION: '',
+};
+S.SECTION = env('SECTION', S.DRIVERS.length > 1 ? 'agreement' : 'compare');
 const MAM_ITER = env('MAM_ITER', '30');
 const OUT = env('OUT', join(ROOT, 'docs', 'benchmarks.md'));
 const KEEP = env('KEEP', '0') === '1';
-const SECTION = env('SECTION', DRIVERS.length > 1 ? 'agreement' : 'compare');
 const WORK = env('BENCH_WORK', '/tmp/verona-bench');
-const IDLE_MAX = Math.max(...IDLE_CP.split(',').map(Number));
-const USERS = Math.max(IDLE_MAX, 2 * Number(PAIRS), 1000, SCEN.includes('idle50k') ? 50000 : 0);
+const idleMax = (): number => Math.max(...S.IDLE_CP.split(',').map(Number));
+const idleFirst = (): string => S.IDLE_CP.split(',')[0] as string;
+const USERS = Math.max(idleMax(), 2 * Number(S.PAIRS), 1000, S.SCEN.includes('idle50k') ? 50000 : 0);
 
 interface Scenario {
   key: string;
@@ -50,19 +56,19 @@ interface Scenario {
 
 const ids = (s: ServerHandle): string => join(WORK, `${s.name}-mam-ids.json`);
 const SCENARIOS: Record<string, Scenario> = {
-  idle: { key: 'idle', mode: 'idle', restart: true, args: () => ['--checkpoints', IDLE_CP, '--concurrency', '50', '--settle', '5'] },
+  idle: { key: 'idle', mode: 'idle', restart: true, args: () => ['--checkpoints', S.IDLE_CP, '--concurrency', '50', '--settle', '5'] },
   idle50k: {
     key: 'idle50k', mode: 'idle', restart: true, only: ['verona'], drivers: ['ts'],
     args: () => ['--checkpoints', '10000,50000', '--concurrency', '100', '--settle', '10'],
   },
   login: { key: 'login', mode: 'login', drivers: ['ts'], args: () => ['--count', '1000', '--concurrency', '50'] },
-  chat1: { key: 'chat1', mode: 'chat', args: () => ['--pairs', PAIRS, '--resources', '1', '--duration', DUR, '--window', '5'] },
-  chat2: { key: 'chat2', mode: 'chat', args: () => ['--pairs', PAIRS, '--resources', '2', '--duration', DUR, '--window', '5'] },
-  rate100: { key: 'rate100', mode: 'chat', args: () => ['--pairs', PAIRS, '--resources', '1', '--duration', DUR, '--rate', '100'] },
+  chat1: { key: 'chat1', mode: 'chat', args: () => ['--pairs', S.PAIRS, '--resources', '1', '--duration', S.DUR, '--window', '5'] },
+  chat2: { key: 'chat2', mode: 'chat', args: () => ['--pairs', S.PAIRS, '--resources', '2', '--duration', S.DUR, '--window', '5'] },
+  rate100: { key: 'rate100', mode: 'chat', args: () => ['--pairs', S.PAIRS, '--resources', '1', '--duration', S.DUR, '--rate', '100'] },
   // The anchors saturate near 300 msg/s; 2,000 msg/s is a Verona-only target.
   rate2000: {
     key: 'rate2000', mode: 'chat', only: ['verona'],
-    args: () => ['--pairs', PAIRS, '--resources', '1', '--duration', DUR, '--rate', '2000'],
+    args: () => ['--pairs', S.PAIRS, '--resources', '1', '--duration', S.DUR, '--rate', '2000'],
   },
   mamquery: { key: 'mamquery', mode: 'mamquery', args: (s) => ['--iterations', MAM_ITER, '--ids-file', ids(s)] },
 };
@@ -79,7 +85,7 @@ function log(s: string): void {
 
 async function startServers(): Promise<ServerHandle[]> {
   const out: ServerHandle[] = [];
-  for (const name of SERVERS) {
+  for (const name of S.SERVERS) {
     if (name === 'prosody' || name === 'ejabberd') {
       log(`starting ${name}${KEEP ? '' : ' (fresh)'}`);
       const s = startAnchor(name, !KEEP);
@@ -126,6 +132,8 @@ async function runDriverWith(s: ServerHandle, globals: string[], mode: string, a
   return JSON.parse(line.slice(7)) as Json;
 }
 
+const driverOrder = (rep: number): DriverKind[] => (rep % 2 === 1 ? S.DRIVERS : [...S.DRIVERS].reverse());
+
 async function run(s: ServerHandle, driver: DriverKind, sc: Scenario, rep: number): Promise<void> {
   if (sc.restart) {
     await s.restart();
@@ -137,7 +145,7 @@ async function run(s: ServerHandle, driver: DriverKind, sc: Scenario, rep: numbe
   try {
     const { result, cmd } = await runDriver(driver, s, sc.mode, sc.args(s), label);
     records.push({ server: s.name, driver, scen: sc.key, rep, result, cmd });
-    appendFileSync(RAW, JSON.stringify({ server: s.name, driver, scen: sc.key, rep, ...result }) + '\n');
+    appendFileSync(RAW, JSON.stringify({ server: s.name, driver, scen: sc.key, rep, cmd, ...result }) + '\n');
     log(`${s.name} ${driver} ${sc.key} #${rep}: ${brief(sc.key, result)}`);
   } catch (e) {
     log(`${s.name} ${driver} ${sc.key} #${rep}: FAILED ${(e as Error).message.slice(0, 400)}`);
@@ -192,7 +200,7 @@ function figures(scen: string, r: Json): Record<string, number> {
   return out;
 }
 
-function med(server: string, scen: string, fig: string, driver: DriverKind = DRIVERS[0] as DriverKind): { m: number | null; all: number[] } {
+function med(server: string, scen: string, fig: string, driver: DriverKind = S.DRIVERS[0] as DriverKind): { m: number | null; all: number[] } {
   const all = records
     .filter((x) => x.server === server && x.scen === scen && x.driver === driver)
     .map((x) => figures(scen, x.result)[fig])
@@ -204,26 +212,33 @@ const fmt = (v: number | null | undefined, d = 1): string =>
   v === null || v === undefined ? 'n/a' : v >= 100 ? String(Math.round(v)) : String(Math.round(v * 10 ** d) / 10 ** d);
 
 function lastIdleCp(): number {
-  return IDLE_MAX;
+  return idleMax();
+}
+
+function settingsOf(): Record<string, string | number> {
+  return {
+    SERVERS: S.SERVERS.join(','), DRIVERS: S.DRIVERS.join(','), SCEN: S.SCEN.join(','), REPEAT: S.REPEAT, DUR: S.DUR, PAIRS: S.PAIRS,
+    IDLE_CP: S.IDLE_CP, MAM_N: S.MAM_N, VERONA_MAM_N: S.VERONA_MAM_N,
+  };
 }
 
 function compareTable(versions: Record<string, string>): string {
-  const have = (s: string): boolean => SERVERS.includes(s);
+  const have = (s: string): boolean => S.SERVERS.includes(s);
   const label = (s: string): string => versions[s] ?? s;
   const cols = ['prosody', 'ejabberd', 'verona'].filter(have);
   const lines: string[] = [];
   lines.push(`| figure | ${cols.map(label).join(' | ')} | Verona vs best anchor | target | met |`);
   lines.push(`| --- | ${cols.map(() => '---:').join(' | ')} | ---: | --- | --- |`);
-  type Row = { name: string; scen: string; fig: string; higher: boolean; target: (v: number, best: number | null) => boolean; targetText: string; unit?: string; extra?: (s: string) => string };
+  type Row = { name: string; scen: string; fig: string; higher: boolean; target: (v: number, best: number | null) => boolean; targetText: string; info?: boolean; extra?: (s: string) => string };
   const rows: Row[] = [
-    { name: `archived 1-1 msgs/s, ${PAIRS} pairs, saturated`, scen: 'chat1', fig: 'msgs_per_s', higher: true, target: (v, b) => b !== null && v >= 10 * b, targetText: '>= 10x best anchor' },
+    { name: `archived 1-1 msgs/s, ${S.PAIRS} pairs, saturated`, scen: 'chat1', fig: 'msgs_per_s', higher: true, target: (v, b) => b !== null && v >= 10 * b, targetText: '>= 10x best anchor' },
     { name: 'same, 2 resources per user + forking (copies/s)', scen: 'chat2', fig: 'msgs_per_s', higher: true, target: (v, b) => b !== null && v >= 10 * b, targetText: '>= 10x', extra: (s) => ` (${fmt(med(s, 'chat2', 'copies_per_s').m)})` },
     { name: 'delivery latency p99 at a fixed 100 msg/s (ms)', scen: 'rate100', fig: 'p99_ms', higher: false, target: (v) => v <= 10, targetText: '<= 10 ms' },
     { name: 'delivery latency p99 at a fixed 2,000 msg/s (ms)', scen: 'rate2000', fig: 'p99_ms', higher: false, target: (v) => v <= 25, targetText: '<= 25 ms' },
-    { name: `server memory per idle session, bind + presence, N=${lastIdleCp()} (KiB)`, scen: 'idle', fig: `kib_per_conn@${lastIdleCp()}`, higher: false, target: (v) => v <= 30, targetText: '<= 30 KiB' },
+    { name: `server memory per idle session, bind + presence, N=${lastIdleCp()} (KiB; at N=${idleFirst()})`, scen: 'idle', fig: `kib_per_conn@${lastIdleCp()}`, higher: false, target: (v) => v <= 30, targetText: '<= 30 KiB', extra: (s) => ` (${fmt(med(s, 'idle', `kib_per_conn@${idleFirst()}`).m)})` },
     { name: 'idle sessions in one process (alive of 50,000)', scen: 'idle50k', fig: 'alive@50000', higher: true, target: (v) => v >= 50000, targetText: '50,000' },
-    { name: 'logins/s, PLAIN against SCRAM keys, 50 in flight (first 1000 of idle)', scen: 'idle', fig: `logins_per_s@${IDLE_CP.split(',')[0]}`, higher: true, target: (v) => { const p = med('prosody', 'idle', `logins_per_s@${IDLE_CP.split(',')[0]}`).m; return p !== null && v >= 3 * p; }, targetText: '>= 3x Prosody' },
-    { name: 'logins/s with churn (login + close, 50 in flight)', scen: 'login', fig: 'logins_per_s_churn', higher: true, target: () => true, targetText: '(info)' },
+    { name: 'logins/s, PLAIN against SCRAM keys, 50 in flight (first 1000 of idle)', scen: 'idle', fig: `logins_per_s@${idleFirst()}`, higher: true, target: (v) => { const p = med('prosody', 'idle', `logins_per_s@${idleFirst()}`).m; return p !== null && v >= 3 * p; }, targetText: '>= 3x Prosody' },
+    { name: 'logins/s with churn (login + close, 50 in flight)', scen: 'login', fig: 'logins_per_s_churn', higher: true, target: () => true, targetText: '(info)', info: true },
     { name: 'MAM last page of 50, p99 (ms)', scen: 'mamquery', fig: 'last_page_p99_ms', higher: false, target: (v) => v <= 5 && (med('verona', 'mamquery', 'archive_size').m ?? 0) >= 1_000_000, targetText: '<= 5 ms on 1,000,000', extra: (s) => ` (${fmt(med(s, 'mamquery', 'archive_size').m)} msgs)` },
     { name: 'lost + missing + duplicated copies, all chat runs', scen: '*chat', fig: 'bad_copies', higher: false, target: (v) => v === 0, targetText: '0' },
   ];
@@ -233,7 +248,7 @@ function compareTable(versions: Record<string, string>): string {
     for (const s of cols) {
       let v: number | null;
       if (r.scen === '*chat') {
-        const all = records.filter((x) => x.server === s && x.driver === DRIVERS[0] && x.result['scenario'] === 'chat');
+        const all = records.filter((x) => x.server === s && x.driver === S.DRIVERS[0] && x.result['scenario'] === 'chat');
         v = all.length ? all.reduce((a, x) => a + (figures('chat', x.result)['bad_copies'] ?? 0), 0) : null;
       } else v = med(s, r.scen, r.fig).m;
       vals[s] = v;
@@ -246,7 +261,7 @@ function compareTable(versions: Record<string, string>): string {
     if (v !== null && best !== null && r.scen !== '*chat') {
       ratio = r.higher ? `${fmt(v / best, 2)}x` : v > 0 ? `${fmt(best / v, 2)}x better` : 'inf';
     }
-    const met = v === null ? 'not run' : r.target(v, best) ? 'yes' : '**no**';
+    const met = r.info ? '-' : v === null ? 'not run' : r.target(v, best) ? 'yes' : '**no**';
     if (Object.values(vals).every((x) => x === null)) continue;
     lines.push(`| ${r.name} | ${cells.join(' | ')} | ${ratio} | ${r.targetText} | ${have('verona') ? met : '-'} |`);
   }
@@ -262,14 +277,14 @@ function compareTable(versions: Record<string, string>): string {
 function agreementTable(versions: Record<string, string>): string {
   const lines = ['| server | scenario | figure | Python driver (runs) | TS driver (runs) | TS / Python |', '| --- | --- | --- | --- | --- | ---: |'];
   const figsOf: Record<string, string[]> = {
-    idle: [`logins_per_s@${IDLE_CP.split(',')[0]}`, ...IDLE_CP.split(',').map((n) => `kib_per_conn@${n}`), 'login_fails'],
+    idle: [`logins_per_s@${idleFirst()}`, ...S.IDLE_CP.split(',').map((n) => `kib_per_conn@${n}`), 'login_fails'],
     chat1: ['msgs_per_s', 'p50_ms', 'p99_ms', 'bad_copies'],
     chat2: ['msgs_per_s', 'copies_per_s', 'p99_ms', 'bad_copies'],
     rate100: ['msgs_per_s', 'p50_ms', 'p99_ms', 'bad_copies'],
     mamquery: ['last_page_p50_ms', 'last_page_p99_ms'],
   };
-  for (const s of SERVERS) {
-    for (const scen of SCEN.flatMap((x) => (x === 'mam' ? ['mamquery'] : [x]))) {
+  for (const s of S.SERVERS) {
+    for (const scen of S.SCEN.flatMap((x) => (x === 'mam' ? ['mamquery'] : [x]))) {
       for (const fig of figsOf[scen] ?? []) {
         const py = med(s, scen, fig, 'py');
         const ts = med(s, scen, fig, 'ts');
@@ -289,22 +304,84 @@ function commandsSection(): string {
     const k = `${r.server}/${r.driver}/${r.scen}`;
     if (seen.has(k)) continue;
     seen.add(k);
-    out.push(`${r.cmd.map((a) => a.replace(ROOT + '/', '')).join(' ')}`);
+    out.push(r.cmd.map((a, i) => (i === 0 && a === process.execPath ? 'node' : a.replace(ROOT + '/', ''))).join(' '));
   }
   return '```\n' + out.join('\n') + '\n```';
 }
 
 function writeSection(body: string): void {
-  const begin = `<!-- BEGIN ${SECTION} (generated by bench/compare.sh; edits here are overwritten) -->`;
-  const end = `<!-- END ${SECTION} -->`;
+  const begin = `<!-- BEGIN ${S.SECTION} (generated by bench/compare.sh; edits here are overwritten) -->`;
+  const end = `<!-- END ${S.SECTION} -->`;
   let doc = existsSync(OUT) ? readFileSync(OUT, 'utf8') : '# Benchmarks\n';
-  const re = new RegExp(`<!-- BEGIN ${SECTION} [^>]*-->[\\s\\S]*?<!-- END ${SECTION} -->`);
+  const re = new RegExp(`<!-- BEGIN ${S.SECTION} [^>]*-->[\\s\\S]*?<!-- END ${S.SECTION} -->`);
   const block = `${begin}\n${body}\n${end}`;
   doc = re.test(doc) ? doc.replace(re, () => block) : `${doc.trimEnd()}\n\n${block}\n`;
   writeFileSync(OUT, doc);
 }
 
+/** What the report's head needs; stored as the last line of the raw file so REPORT_ONLY can redo it. */
+interface Meta {
+  started: string;
+  machine: Json;
+  versions: Record<string, string>;
+  packages: { prosody: string; ejabberd: string };
+  skipped: string[];
+  raw: string;
+  settings: Record<string, string | number>;
+  veronaConfig: string;
+}
+
+function render(meta: Meta): string {
+  const m = meta.machine;
+  const st = meta.settings;
+  const head = [
+    `Run of ${meta.started.slice(0, 16).replace('T', ' ')} UTC, ${st['REPEAT']} runs per figure (medians), ${st['DUR']} s measured per chat run, servers interleaved.`,
+    '',
+    `- machine: ${m['cpu']}, ${m['cores']} cores, ${m['mem_gib']} GiB, ${m['distro']}, ${m['os']}; load average ${m['loadavg_at_start']} at start, ${m['loadavg_at_end']} at end (the machine is shared)`,
+    `- versions: ${Object.values(meta.versions).join(', ')} (Debian packages prosody ${meta.packages.prosody}, ejabberd ${meta.packages.ejabberd}); Node ${m['node']}`,
+    `- drivers: ${S.DRIVERS.map((d) => (d === 'ts' ? 'bench/driver (TypeScript)' : '/work/shared/bench/driver/xmppbench.py')).join(' and ')}`,
+    ...meta.skipped.map((x) => `- **not run**: ${x}`),
+    `- raw results: ${meta.raw}`,
+    `- reproduce: \`${Object.entries(st).map(([k, v]) => `${k}=${v}`).join(' ')} bench/compare.sh\``,
+    '',
+  ];
+  const table = S.SECTION === 'agreement' ? agreementTable(meta.versions) : compareTable(meta.versions);
+  const cfgText = meta.veronaConfig
+    ? ['', 'Verona was started as `node bin/verona.js start --config bench.yml` with this `bench.yml` (everything else default):', '', '```yaml', meta.veronaConfig.trim(), '```']
+    : [];
+  writeSection([...head, table, ...cfgText, '', 'Driver commands (one per server and scenario; ports and PIDs of this run):', '', commandsSection()].join('\n'));
+  return table;
+}
+
+/** REPORT_ONLY=bench/results/compare-X.jsonl: rewrite the section from raw results, run nothing. */
+function reportOnly(file: string): string {
+  let meta: Meta | null = null;
+  for (const line of readFileSync(file, 'utf8').split('\n').filter(Boolean)) {
+    const r = JSON.parse(line) as Json & { meta?: Meta; server: string; driver: DriverKind; scen: string; rep: number; cmd?: string[] };
+    if (r.meta) meta = r.meta;
+    else records.push({ server: r.server, driver: r.driver, scen: r.scen, rep: r.rep, result: r, cmd: r.cmd ?? [] });
+  }
+  if (meta === null) throw new Error(`${file} has no meta line (written at the end of every compare run)`);
+  // The tables read the run's settings, not this process's environment.
+  const st = meta.settings;
+  S.SERVERS = String(st['SERVERS']).split(',');
+  S.DRIVERS = String(st['DRIVERS']).split(',') as DriverKind[];
+  S.SCEN = String(st['SCEN']).split(',');
+  S.REPEAT = Number(st['REPEAT']);
+  S.DUR = String(st['DUR']);
+  S.PAIRS = String(st['PAIRS']);
+  S.IDLE_CP = String(st['IDLE_CP']);
+  S.MAM_N = String(st['MAM_N']);
+  S.VERONA_MAM_N = String(st['VERONA_MAM_N']);
+  S.SECTION = process.env.SECTION ?? (S.DRIVERS.length > 1 ? 'agreement' : 'compare');
+  return render(meta);
+}
+
 async function main(): Promise<void> {
+  if (process.env.REPORT_ONLY) {
+    process.stdout.write(reportOnly(process.env.REPORT_ONLY) + '\n');
+    return;
+  }
   mkdirSync(WORK, { recursive: true });
   mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
   const machine = machineInfo();
@@ -313,25 +390,27 @@ async function main(): Promise<void> {
   const servers = await startServers();
   const versions: Record<string, string> = Object.fromEntries(servers.map((s) => [s.name, s.label]));
   try {
-    for (const key of SCEN) {
+    for (const key of S.SCEN) {
       if (key === 'mam') {
         // Fill once per server (it is the slow part), then query REPEAT times.
         for (const s of servers) {
-          const n = s.name === 'verona' ? VERONA_MAM_N : MAM_N;
+          const n = s.name === 'verona' ? S.VERONA_MAM_N : S.MAM_N;
           const { result, cmd } = await runDriver('ts', s, 'mamfill', ['--count', n, '--ids-file', ids(s)], s.name, 60 * 60_000);
           records.push({ server: s.name, driver: 'ts', scen: 'mamfill', rep: 1, result, cmd });
-          appendFileSync(RAW, JSON.stringify({ server: s.name, driver: 'ts', scen: 'mamfill', rep: 1, ...result }) + '\n');
+          appendFileSync(RAW, JSON.stringify({ server: s.name, driver: 'ts', scen: 'mamfill', rep: 1, cmd, ...result }) + '\n');
           log(`${s.name} mamfill: ${brief('mamfill', result)}`);
         }
-        for (let rep = 1; rep <= REPEAT; rep++) for (const s of servers) for (const d of DRIVERS) await run(s, d, SCENARIOS['mamquery'] as Scenario, rep);
+        for (let rep = 1; rep <= S.REPEAT; rep++) for (const s of servers) for (const d of driverOrder(rep)) await run(s, d, SCENARIOS['mamquery'] as Scenario, rep);
         continue;
       }
       const sc = SCENARIOS[key];
       if (!sc) throw new Error(`unknown scenario ${key}`);
-      for (let rep = 1; rep <= REPEAT; rep++) {
+      for (let rep = 1; rep <= S.REPEAT; rep++) {
         for (const s of servers) {
           if (sc.only && !sc.only.includes(s.name)) continue;
-          for (const d of DRIVERS) if (!sc.drivers || sc.drivers.includes(d)) await run(s, d, sc, rep);
+          // Alternate which driver goes first, so that neither always meets the server just
+          // after the other's run (archive growth, WAL checkpoints).
+          for (const d of driverOrder(rep)) if (!sc.drivers || sc.drivers.includes(d)) await run(s, d, sc, rep);
         }
       }
     }
@@ -339,24 +418,11 @@ async function main(): Promise<void> {
     for (const s of servers) await s.stop().catch((e: unknown) => log(`stop ${s.name}: ${(e as Error).message}`));
   }
   machine['loadavg_at_end'] = (await import('node:os')).loadavg().map((x) => x.toFixed(2)).join(' ');
-  const head = [
-    `Run of ${t0.toISOString().slice(0, 16).replace('T', ' ')} UTC, ${REPEAT} runs per figure (medians), ${DUR} s measured per chat run, servers interleaved.`,
-    '',
-    `- machine: ${machine['cpu']}, ${machine['cores']} cores, ${machine['mem_gib']} GiB, ${machine['distro']}, ${machine['os']}; load average ${machine['loadavg_at_start']} at start, ${machine['loadavg_at_end']} at end (the machine is shared)`,
-    `- versions: ${Object.values(versions).join(', ')} (Debian packages prosody ${av.prosody}, ejabberd ${av.ejabberd}); Node ${machine['node']}`,
-    `- drivers: ${DRIVERS.map((d) => (d === 'ts' ? 'bench/driver (TypeScript)' : '/work/shared/bench/driver/xmppbench.py')).join(' and ')}`,
-    ...skipped.map((x) => `- **not run**: ${x}`),
-    `- raw results: ${RAW.replace(ROOT + '/', '')}`,
-    `- reproduce: \`${Object.entries({ SERVERS: SERVERS.join(','), DRIVERS: DRIVERS.join(','), SCEN: SCEN.join(','), REPEAT, DUR, PAIRS, IDLE_CP, MAM_N, VERONA_MAM_N })
-      .map(([k, v]) => `${k}=${v}`)
-      .join(' ')} bench/compare.sh\``,
-    '',
-  ];
-  const table = SECTION === 'agreement' ? agreementTable(versions) : compareTable(versions);
-  const cfgText = veronaConfig
-    ? ['', 'Verona was started as `node bin/verona.js start --config bench.yml` with this `bench.yml` (everything else default):', '', '```yaml', veronaConfig.trim(), '```']
-    : [];
-  writeSection([...head, table, ...cfgText, '', 'Driver commands (one per server and scenario; ports and PIDs of this run):', '', commandsSection()].join('\n'));
+  const meta: Meta = {
+    started: t0.toISOString(), machine, versions, packages: av, skipped, raw: RAW.replace(ROOT + '/', ''), settings: settingsOf(), veronaConfig,
+  };
+  appendFileSync(RAW, JSON.stringify({ meta }) + '\n');
+  const table = render(meta);
   log(`wrote ${OUT}`);
   process.stdout.write(table + '\n');
 }
