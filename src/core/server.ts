@@ -239,6 +239,7 @@ export class Server implements ServerContext {
 
 export async function startServer(config: Config, log?: Logger): Promise<Server> {
   const storage = openStorage(config);
+  storage.startMaintenance?.();
   const server = new Server(config, storage, log);
   const cert = await ensureCertificate(config);
   if (cert.generated) server.log.info({ cert: cert.path.cert }, 'generated a self-signed certificate');

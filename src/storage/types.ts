@@ -67,6 +67,8 @@ export interface Storage {
   readonly pubsub?: PubsubStore;
   /** Remove every piece of data of an account (all stores). */
   deleteUserData(username: string): Promise<void>;
+  /** Background maintenance for a long-running server (e.g. SQLite WAL checkpoints on a worker thread). */
+  startMaintenance?(): void;
   /** Flush pending writes and close. */
   close(): Promise<void>;
 }

@@ -13,6 +13,7 @@
  */
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { AccountStore, KeyValueStore, Storage } from '../types.js';
 import { SqliteAccountStore } from './accounts.js';
@@ -48,6 +49,7 @@ export class SqliteStorage implements Storage {
   /** Migration ids applied by this open (empty when the schema was current). */
   readonly appliedMigrations: readonly string[];
   private closed = false;
+  private checkpointer: Worker | undefined;
 
   private constructor(db: Database.Database, path: string, applied: string[]) {
     this.db = db;
@@ -81,10 +83,9 @@ export class SqliteStorage implements Storage {
       if (!['OFF', 'NORMAL', 'FULL'].includes(opts.synchronous)) throw new Error(`bad synchronous mode ${opts.synchronous}`);
       db.pragma(`synchronous = ${opts.synchronous}`);
       db.pragma('foreign_keys = ON');
-      // Checkpoint the WAL every ~40 MB instead of SQLite's default ~4 MB: the
-      // automatic checkpoint runs inside a commit, and at the default it was most
-      // of the group-commit time (bench/mam-archive.ts: ~1.5-2x throughput).
-      db.pragma('wal_autocheckpoint = 10000');
+      // The automatic checkpoint runs inside a commit and was most of the
+      // group-commit time (bench/mam-archive.ts); the server moves it to a worker.
+      db.pragma('wal_autocheckpoint = 1000'); // the server moves checkpoints to a worker (startMaintenance)
       db.pragma('cache_size = -65536'); // 64 MiB page cache: MAM pages stay in memory
       const applied = runMigrations(db);
       return new SqliteStorage(db, path, applied);
@@ -129,11 +130,52 @@ export class SqliteStorage implements Storage {
     this.deleteAllSync(username);
   }
 
+  /**
+   * Long-running server only: move WAL checkpoints to a worker thread (see
+   * checkpointer.ts). CLI commands keep SQLite's automatic checkpoint.
+   */
+  startMaintenance(intervalMs = 250): void {
+    if (this.checkpointer || this.path === ':memory:') return;
+    this.db.pragma('wal_autocheckpoint = 0');
+    const w = new Worker(new URL('./checkpointer.js', import.meta.url), { workerData: { path: this.path, intervalMs } });
+    w.on('error', () => {
+      // Without the worker, fall back to SQLite's own checkpoints so the WAL cannot grow without bound.
+      if (!this.closed) this.db.pragma('wal_autocheckpoint = 1000');
+    });
+    w.unref();
+    this.checkpointer = w;
+  }
+
+  private async stopMaintenance(): Promise<void> {
+    const w = this.checkpointer;
+    if (!w) return;
+    this.checkpointer = undefined;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => void w.terminate().then(() => resolve()), 2000);
+      w.once('message', () => {
+        clearTimeout(t);
+        void w.terminate().then(() => resolve());
+      });
+      w.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      w.postMessage('stop');
+    });
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     // Archive rows still in the group-commit queue are committed before the connection goes.
     this.archive.close();
+    await this.stopMaintenance();
+    try {
+      // Leave a small WAL behind: fold it into the database now that nothing writes.
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {
+      // best effort only
+    }
     try {
       // Cheap; keeps the query planner's statistics fresh (SQLite's advice for long-lived connections).
       this.db.pragma('optimize');
