@@ -21,7 +21,7 @@ modes:
   chat      --pairs 50 --resources 1 [--carbons] [--mr2] [--sm] --rate 0 --window 5 --size 100
             --warmup 3 --duration 20 --drain 15 --concurrency 50
   mamfill   --src mamsrc --dst mamdst --count 100000 --window 200 --size 100 --ids-file F
-  mamquery  --src mamsrc --dst mamdst --iterations 30 --ids-file F
+  mamquery  --src mamsrc --dst mamdst --iterations 30 --warmup-queries 10 --ids-file F
 users are <prefix><i> with password <pwprefix><i>, or line i of --users-file ("name password").
 --src/--dst passwords default to the user name (--src-password/--dst-password to override).`;
 
@@ -62,6 +62,7 @@ const options = {
   'dst-password': { type: 'string' },
   'ids-file': { type: 'string', default: '/tmp/xmppbench-mam-ids.json' },
   iterations: { type: 'string', default: '30' },
+  'warmup-queries': { type: 'string', default: '10' },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
@@ -158,7 +159,7 @@ export async function main(argv: string[]): Promise<Result> {
       });
       break;
     case 'mamquery':
-      res = await mamquery(t, { src, dst, idsFile: a['ids-file'], iterations: num(a.iterations, 30, 'iterations') });
+      res = await mamquery(t, { src, dst, idsFile: a['ids-file'], iterations: num(a.iterations, 30, 'iterations'), warmup: num(a['warmup-queries'], 10, 'warmup-queries') });
       break;
     default:
       throw new Error(`unknown mode ${mode}\n${HELP}`);

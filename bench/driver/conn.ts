@@ -293,7 +293,10 @@ export class XmppConn {
         if (!connected) reject(e);
         this.fail(e);
       });
-      sock.on('close', () => this.fail(new XmppError('connection closed')));
+      sock.on('close', () => {
+        // An Error (with its stack) per closed connection showed in the churn profile.
+        if (!this.closed) this.fail(new XmppError('connection closed'));
+      });
     });
   }
 

@@ -4,7 +4,7 @@
  * bind -> stanzas to the Router. Every error path ends in the right stream
  * error and a closed connection; nothing a client sends can throw out of here.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomFillSync } from 'node:crypto';
 import { Element, x } from '../xml/element.js';
 import { JID, JIDError, prepareResource } from '../jid/jid.js';
 import { NS } from '../core/namespaces.js';
@@ -20,9 +20,19 @@ type State = 'wait-header' | 'open' | 'closing' | 'closed';
 
 const STANZAS = new Set(['message', 'presence', 'iq']);
 
+/** Random bytes for stream ids, refilled 128 ids at a time: one randomBytes() call per stream showed in login profiles. */
+const idPool = Buffer.alloc(12 * 128);
+let idPoolNext = idPool.length;
+
 export function newStreamId(): string {
   // 96 random bits, URL-safe: unique and short, since it prefixes archive ids.
-  return randomBytes(12).toString('base64url');
+  if (idPoolNext === idPool.length) {
+    randomFillSync(idPool);
+    idPoolNext = 0;
+  }
+  const id = idPool.toString('base64url', idPoolNext, idPoolNext + 12);
+  idPoolNext += 12;
+  return id;
 }
 
 export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {

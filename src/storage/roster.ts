@@ -65,6 +65,8 @@ export interface PendingRequest {
 export interface RosterStore {
   /** All items (ordered by jid) and the current version. */
   getAll(username: string): Promise<{ items: RosterItem[]; version: RosterVersion }>;
+  /** The items alone (ordered by jid): what presence broadcasts read, without touching the version. */
+  items(username: string): Promise<RosterItem[]>;
   get(username: string, jid: string): Promise<RosterItem | undefined>;
   count(username: string): Promise<number>;
   /** Insert or replace one item; bumps the version and returns the new counter (the item's ver). */
@@ -93,7 +95,7 @@ function copy(item: RosterItem): RosterItem {
 
 /** In-memory RosterStore: the reference semantics, also usable without a database. */
 export class MemoryRosterStore implements RosterStore {
-  private readonly items = new Map<string, Map<string, RosterItem>>();
+  private readonly byUser = new Map<string, Map<string, RosterItem>>();
   private readonly tombstones = new Map<string, Map<string, number>>();
   private readonly versions = new Map<string, RosterVersion>();
   private readonly pendingMap = new Map<string, Map<string, PendingRequest>>();
@@ -102,8 +104,8 @@ export class MemoryRosterStore implements RosterStore {
   constructor(private readonly maxTombstones = MAX_TOMBSTONES) {}
 
   private userItems(u: string): Map<string, RosterItem> {
-    let m = this.items.get(u);
-    if (!m) this.items.set(u, (m = new Map()));
+    let m = this.byUser.get(u);
+    if (!m) this.byUser.set(u, (m = new Map()));
     return m;
   }
 
@@ -122,13 +124,17 @@ export class MemoryRosterStore implements RosterStore {
     return { items, version: { ...this.ver(username) } };
   }
 
+  async items(username: string): Promise<RosterItem[]> {
+    return (await this.getAll(username)).items;
+  }
+
   async get(username: string, jid: string): Promise<RosterItem | undefined> {
-    const i = this.items.get(username)?.get(jid);
+    const i = this.byUser.get(username)?.get(jid);
     return i ? copy(i) : undefined;
   }
 
   async count(username: string): Promise<number> {
-    return this.items.get(username)?.size ?? 0;
+    return this.byUser.get(username)?.size ?? 0;
   }
 
   async put(username: string, item: RosterItemData): Promise<number> {
@@ -139,7 +145,7 @@ export class MemoryRosterStore implements RosterStore {
   }
 
   async remove(username: string, jid: string): Promise<number | undefined> {
-    const m = this.items.get(username);
+    const m = this.byUser.get(username);
     if (!m?.has(jid)) return undefined;
     m.delete(jid);
     const ver = this.bump(username);
@@ -197,7 +203,7 @@ export class MemoryRosterStore implements RosterStore {
 
   /** Drop everything of one account (what deleteUserData does for SQL tables). */
   deleteUser(username: string): void {
-    this.items.delete(username);
+    this.byUser.delete(username);
     this.tombstones.delete(username);
     this.versions.delete(username);
     this.pendingMap.delete(username);

@@ -45,6 +45,8 @@ function conformance(name: string, make: () => { store: RosterStore; small: Rost
       const all = await h.store.getAll('romeo');
       assert.deepEqual(all.items.map((i) => i.jid), ['juliet@localhost', 'nurse@localhost']);
       assert.equal(all.version.counter, v3);
+      assert.deepEqual(await h.store.items('romeo'), all.items, 'items() is getAll() without the version');
+      assert.deepEqual(await h.store.items('someone-else'), []);
       assert.equal(await h.store.count('someone-else'), 0);
     });
 

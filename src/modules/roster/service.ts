@@ -432,7 +432,7 @@ export class RosterService implements RosterApi, PresenceAuth {
   ): Promise<void> {
     const user = session.username;
     const full = session.jid.toString();
-    const { items } = await this.store.getAll(user);
+    const items = await this.store.items(user);
     const others = this.api.sessions.byUser(user).filter((s) => s !== session && !s.closed);
     const plan = planBroadcast({
       kind,
@@ -545,15 +545,15 @@ export class RosterService implements RosterApi, PresenceAuth {
   }
 
   async presenceSubscribers(owner: string): Promise<string[]> {
-    return (await this.store.getAll(owner)).items.filter((i) => hasFrom(i.subscription)).map((i) => i.jid);
+    return (await this.store.items(owner)).filter((i) => hasFrom(i.subscription)).map((i) => i.jid);
   }
 
   async presenceSubscriptions(owner: string): Promise<string[]> {
-    return (await this.store.getAll(owner)).items.filter((i) => hasTo(i.subscription)).map((i) => i.jid);
+    return (await this.store.items(owner)).filter((i) => hasTo(i.subscription)).map((i) => i.jid);
   }
 
   async items(owner: string): Promise<RosterItem[]> {
-    return (await this.store.getAll(owner)).items;
+    return this.store.items(owner);
   }
 
   onChange(listener: (ev: RosterChangeEvent) => void): void {

@@ -208,6 +208,12 @@ export class SqliteRosterStore implements RosterStore {
     return this.readAllTx(username);
   }
 
+  async items(username: string): Promise<RosterItem[]> {
+    // One statement, no transaction: getAll() may have to create the version row (a write),
+    // and every login's presence broadcast comes through here.
+    return this.s.all.all(username).map(toItem);
+  }
+
   async get(username: string, jid: string): Promise<RosterItem | undefined> {
     const r = this.s.get.get(username, jid);
     return r ? toItem(r) : undefined;
