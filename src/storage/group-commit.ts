@@ -44,6 +44,8 @@ export class GroupCommit<T> {
   private readonly maxBatch: number;
   private readonly windowMs: number;
   private closed = false;
+  private paused = false;
+  private resumed: Array<() => void> = [];
 
   constructor(private readonly opts: GroupCommitOptions<T>) {
     this.maxBatch = Math.max(1, opts.maxBatch ?? 500);
@@ -60,6 +62,7 @@ export class GroupCommit<T> {
     if (this.closed) return Promise.reject(new Error('group commit closed'));
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ item, resolve, reject });
+      if (this.paused) return;
       if (this.queue.length >= this.maxBatch) this.flush();
       else this.schedule();
     });
@@ -78,9 +81,38 @@ export class GroupCommit<T> {
     this.timer = undefined;
   }
 
-  /** Commit everything queued now (synchronously). */
+  /**
+   * Hold commits: items queue up (their promises wait) until resume(). Used while the WAL is
+   * being reset by the checkpoint worker, which needs a moment with no writer; holding the
+   * queue keeps the event loop running instead of waiting in SQLite's busy handler.
+   */
+  pause(): void {
+    this.paused = true;
+    this.clearTimer();
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.flush();
+    const waiting = this.resumed;
+    this.resumed = [];
+    for (const w of waiting) w();
+  }
+
+  /** Commit what is queued now, or, while paused, as soon as commits resume. */
+  drain(): Promise<void> {
+    if (!this.paused) {
+      this.flush();
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.resumed.push(resolve));
+  }
+
+  /** Commit everything queued now (synchronously); nothing while paused. */
   flush(): void {
     this.clearTimer();
+    if (this.paused) return;
     while (this.queue.length > 0) {
       const batch = this.queue.length <= this.maxBatch ? this.queue : this.queue.slice(0, this.maxBatch);
       this.queue = batch === this.queue ? [] : this.queue.slice(this.maxBatch);
@@ -113,6 +145,7 @@ export class GroupCommit<T> {
 
   /** Commit what is queued and refuse new items (shutdown). */
   close(): void {
+    this.resume();
     this.flush();
     this.closed = true;
   }

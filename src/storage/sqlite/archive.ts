@@ -142,8 +142,17 @@ export class SqliteArchiveStore implements ArchiveStore {
     return this.group.add(rec);
   }
 
-  async flush(): Promise<void> {
-    this.group.flush();
+  flush(): Promise<void> {
+    return this.group.drain();
+  }
+
+  /** Hold and release archive commits (the checkpoint worker's WAL reset, see checkpointer.ts). */
+  pauseWrites(): void {
+    this.group.pause();
+  }
+
+  resumeWrites(): void {
+    this.group.resume();
   }
 
   /** Commit what is queued and refuse further rows (storage shutdown). */

@@ -6,35 +6,84 @@
  * automatic checkpoint off on its connection and this worker thread, with a
  * connection of its own, runs PASSIVE checkpoints (which never block
  * writers) on a timer.
+ *
+ * PASSIVE alone is not enough under sustained load: SQLite starts the WAL
+ * over from its beginning only when a writer finds every frame already
+ * copied back, and with a commit every few milliseconds a checkpoint never
+ * catches up. The WAL then grows by everything written (1.5 GB after a
+ * 20-minute benchmark), costs that disk, and slows every read, which must
+ * search the WAL's index before the database. So when a checkpoint leaves
+ * more than `resetFrames` frames in the WAL, the worker asks the main thread
+ * to hold archive commits (the group-commit queue keeps filling; the event
+ * loop keeps running), runs a TRUNCATE checkpoint, which copies the few
+ * frames written since the last pass and empties the WAL file, and tells the
+ * main thread to go on. Protocol, all messages { type }:
+ *   worker -> main: 'pause' (hold writes, answer 'paused'), 'resume' (with ms
+ *   and frames of the reset), 'stopped';  main -> worker: 'paused', 'stop'.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 
-interface Options {
+export interface CheckpointerOptions {
   path: string;
   intervalMs: number;
+  resetFrames: number;
 }
 
-const { path, intervalMs } = workerData as Options;
-const db = new Database(path, { timeout: 5000 });
-db.pragma('busy_timeout = 5000');
+export type WorkerMessage = { type: 'pause' } | { type: 'resume'; ms: number; frames: number; ok: boolean } | { type: 'stopped' };
+export type MainMessage = { type: 'paused' } | { type: 'stop' };
+
+interface CheckpointRow {
+  busy: number;
+  log: number;
+  checkpointed: number;
+}
+
+const { path, intervalMs, resetFrames } = workerData as CheckpointerOptions;
+const db = new Database(path, { timeout: 1000 });
+let waitingForPause = false;
+let frames = 0;
+
+const post = (m: WorkerMessage): void => parentPort?.postMessage(m);
 
 const timer = setInterval(() => {
+  if (waitingForPause) return;
   try {
-    db.pragma('wal_checkpoint(PASSIVE)');
+    const r = db.pragma('wal_checkpoint(PASSIVE)') as CheckpointRow[];
+    frames = r[0]?.log ?? 0;
+    if (frames > resetFrames) {
+      waitingForPause = true;
+      post({ type: 'pause' });
+    }
   } catch {
     // SQLITE_BUSY and friends: try again at the next tick.
   }
 }, intervalMs);
 
-parentPort?.on('message', (m: unknown) => {
-  if (m === 'stop') {
+function reset(): void {
+  const t0 = performance.now();
+  let ok = false;
+  try {
+    const r = db.pragma('wal_checkpoint(TRUNCATE)') as CheckpointRow[];
+    ok = r[0]?.busy === 0;
+  } catch {
+    // Busy past the timeout (a long reader): the next pass tries again.
+  } finally {
+    waitingForPause = false;
+    post({ type: 'resume', ms: Math.round((performance.now() - t0) * 10) / 10, frames, ok });
+  }
+}
+
+parentPort?.on('message', (m: MainMessage) => {
+  if (m.type === 'paused') {
+    reset();
+  } else if (m.type === 'stop') {
     clearInterval(timer);
     try {
       db.pragma('wal_checkpoint(PASSIVE)');
     } finally {
       db.close();
-      parentPort?.postMessage('stopped');
+      post({ type: 'stopped' });
     }
   }
 });

@@ -25,6 +25,13 @@ import { SqliteOfflineStore } from './offline.js';
 import { SqliteBlocklistStore } from './blocklist.js';
 import { SqlitePubsubStore } from './pubsub.js';
 import { runMigrations } from './migrations.js';
+import type { CheckpointerOptions, MainMessage, WorkerMessage } from './checkpointer.js';
+
+/**
+ * WAL size (frames of one page, 4 KiB by default: 64 MiB) past which the checkpoint worker
+ * resets the WAL instead of letting it grow (see checkpointer.ts).
+ */
+export const WAL_RESET_FRAMES = 16384;
 
 export type Synchronous = 'OFF' | 'NORMAL' | 'FULL';
 
@@ -50,6 +57,8 @@ export class SqliteStorage implements Storage {
   readonly appliedMigrations: readonly string[];
   private closed = false;
   private checkpointer: Worker | undefined;
+  /** The checkpoint worker's latest WAL resets (duration of the hold, frames in the WAL, success). */
+  readonly walResets: Array<{ ms: number; frames: number; ok: boolean }> = [];
 
   private constructor(db: Database.Database, path: string, applied: string[]) {
     this.db = db;
@@ -134,11 +143,34 @@ export class SqliteStorage implements Storage {
    * Long-running server only: move WAL checkpoints to a worker thread (see
    * checkpointer.ts). CLI commands keep SQLite's automatic checkpoint.
    */
-  startMaintenance(intervalMs = 250): void {
+  startMaintenance(intervalMs = 250, resetFrames = WAL_RESET_FRAMES): void {
     if (this.checkpointer || this.path === ':memory:') return;
     this.db.pragma('wal_autocheckpoint = 0');
-    const w = new Worker(new URL('./checkpointer.js', import.meta.url), { workerData: { path: this.path, intervalMs } });
+    const data: CheckpointerOptions = { path: this.path, intervalMs, resetFrames };
+    const w = new Worker(new URL('./checkpointer.js', import.meta.url), { workerData: data });
+    let guard: NodeJS.Timeout | undefined;
+    const resume = (): void => {
+      clearTimeout(guard);
+      guard = undefined;
+      w.unref();
+      this.archive.resumeWrites();
+    };
+    w.on('message', (m: WorkerMessage) => {
+      if (m.type === 'pause') {
+        this.archive.pauseWrites();
+        // Held commits are promises someone awaits: keep the process alive until the worker
+        // answers, and never hold them for long, whatever happens to the worker.
+        w.ref();
+        guard = setTimeout(resume, 2000);
+        w.postMessage({ type: 'paused' } satisfies MainMessage);
+      } else if (m.type === 'resume') {
+        resume();
+        this.walResets.push({ ms: m.ms, frames: m.frames, ok: m.ok });
+        if (this.walResets.length > 100) this.walResets.shift();
+      }
+    });
     w.on('error', () => {
+      resume();
       // Without the worker, fall back to SQLite's own checkpoints so the WAL cannot grow without bound.
       if (!this.closed) this.db.pragma('wal_autocheckpoint = 1000');
     });
@@ -152,7 +184,8 @@ export class SqliteStorage implements Storage {
     this.checkpointer = undefined;
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => void w.terminate().then(() => resolve()), 2000);
-      w.once('message', () => {
+      w.on('message', (m: WorkerMessage) => {
+        if (m.type !== 'stopped') return;
         clearTimeout(t);
         void w.terminate().then(() => resolve());
       });
@@ -160,7 +193,7 @@ export class SqliteStorage implements Storage {
         clearTimeout(t);
         resolve();
       });
-      w.postMessage('stop');
+      w.postMessage({ type: 'stop' } satisfies MainMessage);
     });
   }
 
