@@ -239,8 +239,16 @@ export class Server implements ServerContext {
 
 export async function startServer(config: Config, log?: Logger): Promise<Server> {
   const storage = openStorage(config);
-  storage.startMaintenance?.();
   const server = new Server(config, storage, log);
+  const walResets = server.metrics.counter('verona_wal_resets_total', 'WAL resets by the checkpoint worker (archive commits held meanwhile)');
+  const walHoldMs = server.metrics.counter('verona_wal_reset_hold_ms_total', 'Milliseconds archive commits were held for WAL resets');
+  storage.startMaintenance?.({
+    onWalReset: (r) => {
+      walResets.inc({ ok: String(r.ok) });
+      walHoldMs.inc(undefined, r.ms);
+      server.log.info(r, 'WAL reset');
+    },
+  });
   const cert = await ensureCertificate(config);
   if (cert.generated) server.log.info({ cert: cert.path.cert }, 'generated a self-signed certificate');
   for (const w of cert.warnings ?? []) server.log.warn({ cert: cert.path.cert }, w);

@@ -50,6 +50,12 @@ export interface KeyValueStore {
  * (roster, archive, offline) are added as optional members here and
  * implemented per backend.
  */
+/** What background maintenance reports, for logs and metrics. */
+export interface MaintenanceEvents {
+  /** The WAL was started over while archive commits were held for `ms` (see sqlite/checkpointer.ts). */
+  onWalReset?(r: { ms: number; frames: number; ok: boolean }): void;
+}
+
 export interface Storage {
   readonly accounts: AccountStore;
   readonly kv: KeyValueStore;
@@ -68,7 +74,7 @@ export interface Storage {
   /** Remove every piece of data of an account (all stores). */
   deleteUserData(username: string): Promise<void>;
   /** Background maintenance for a long-running server (e.g. SQLite WAL checkpoints on a worker thread). */
-  startMaintenance?(): void;
+  startMaintenance?(events?: MaintenanceEvents): void;
   /** Flush pending writes and close. */
   close(): Promise<void>;
 }

@@ -39,7 +39,7 @@ test('sustained archive writes: the WAL is reset by the worker and stays small; 
   const storage = SqliteStorage.open(file, { synchronous: 'NORMAL' });
   try {
     // Tiny thresholds so that a test-sized load crosses them many times.
-    storage.startMaintenance(20, 200);
+    storage.startMaintenance({}, 20, 200);
     const clock = new ArchiveClock();
     const body = 'x'.repeat(400);
     let written = 0;

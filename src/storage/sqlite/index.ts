@@ -15,7 +15,7 @@ import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import type { AccountStore, KeyValueStore, Storage } from '../types.js';
+import type { AccountStore, KeyValueStore, MaintenanceEvents, Storage } from '../types.js';
 import { SqliteAccountStore } from './accounts.js';
 import { SqliteKeyValueStore } from './kv.js';
 import { SqliteRosterStore } from './roster.js';
@@ -143,7 +143,7 @@ export class SqliteStorage implements Storage {
    * Long-running server only: move WAL checkpoints to a worker thread (see
    * checkpointer.ts). CLI commands keep SQLite's automatic checkpoint.
    */
-  startMaintenance(intervalMs = 250, resetFrames = WAL_RESET_FRAMES): void {
+  startMaintenance(events: MaintenanceEvents = {}, intervalMs = 250, resetFrames = WAL_RESET_FRAMES): void {
     if (this.checkpointer || this.path === ':memory:') return;
     this.db.pragma('wal_autocheckpoint = 0');
     const data: CheckpointerOptions = { path: this.path, intervalMs, resetFrames };
@@ -165,8 +165,10 @@ export class SqliteStorage implements Storage {
         w.postMessage({ type: 'paused' } satisfies MainMessage);
       } else if (m.type === 'resume') {
         resume();
-        this.walResets.push({ ms: m.ms, frames: m.frames, ok: m.ok });
+        const r = { ms: m.ms, frames: m.frames, ok: m.ok };
+        this.walResets.push(r);
         if (this.walResets.length > 100) this.walResets.shift();
+        events.onWalReset?.(r);
       }
     });
     w.on('error', () => {
