@@ -170,6 +170,22 @@ export function nextId(): string {
   return `t${++idc}`;
 }
 
+/** Send an IQ with a fresh id and wait for the answer of that id (result or error). */
+export async function sendIq(c: RawConnection, body: string, attrs = "type='set'"): Promise<Element> {
+  const id = nextId();
+  c.send(`<iq ${attrs} id='${id}'>${body}</iq>`);
+  return c.next((el) => el.is('iq') && el.attrs.id === id);
+}
+
+/** The defined condition of a stanza error (RFC 6120 §8.3.3), or undefined. */
+export function stanzaErrorOf(el: Element): string | undefined {
+  return el
+    .getChild('error')
+    ?.getChildElements()
+    .find((c) => c.getNS() === 'urn:ietf:params:xml:ns:xmpp-stanzas' && c.getName() !== 'text')
+    ?.getName();
+}
+
 /** Connect, authenticate with SASL PLAIN (tests run with allowPlainWithoutTls), bind. */
 export async function connectClient(o: ClientOptions): Promise<TestClient> {
   const domain = o.domain ?? 'localhost';

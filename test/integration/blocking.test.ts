@@ -11,12 +11,11 @@ import assert from 'node:assert/strict';
 import { client, xml } from '@xmpp/client';
 import type { Element } from '@xmpp/xml';
 import { startVerona, type Verona } from '../helpers/server.js';
-import { connectClient, nextId, type TestClient } from '../helpers/client.js';
+import { connectClient, sendIq, stanzaErrorOf, type TestClient } from '../helpers/client.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // xmpp.js uses STARTTLS; the test server's certificate is self-signed
 
 const BLOCKING = 'urn:xmpp:blocking';
-const STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 const USERS: Array<[string, string]> = [
   ['romeo', 'r0meo'],
   ['juliet', 'jul1et'],
@@ -41,14 +40,9 @@ function connect(user: string, resource: string, presence = false): Promise<Test
 }
 
 /** Send an IQ and return its answer. */
-async function iq(c: TestClient, body: string, attrs = "type='set'"): Promise<Element> {
-  const id = nextId();
-  c.send(`<iq ${attrs} id='${id}'>${body}</iq>`);
-  return c.next((el) => el.is('iq') && el.attrs.id === id);
-}
+const iq = sendIq;
 
-const errorOf = (el: Element): string | undefined =>
-  el.getChild('error')?.getChildElements().find((c) => c.getNS() === STANZAS && c.getName() !== 'text')?.getName();
+const errorOf = stanzaErrorOf;
 const isPush = (kind: string) => (el: Element) => el.is('iq') && el.attrs.type === 'set' && el.getChild(kind, BLOCKING) !== undefined;
 const isPresence = (from: string, type?: string) => (el: Element) => el.is('presence') && el.attrs.from === from && el.attrs.type === type;
 const body = (s: string) => (el: Element) => el.is('message') && el.getChildText('body') === s;

@@ -6,12 +6,10 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Element } from '@xmpp/xml';
 import { startVerona, type Verona } from '../helpers/server.js';
-import { connectClient, nextId, type TestClient } from '../helpers/client.js';
+import { connectClient, sendIq, stanzaErrorOf } from '../helpers/client.js';
 
 const PRIVATE = 'jabber:iq:private';
-const STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 let v: Verona;
 
 before(async () => {
@@ -25,13 +23,8 @@ after(async () => {
   v.cleanup();
 });
 
-async function iq(c: TestClient, body: string, attrs = "type='set'"): Promise<Element> {
-  const id = nextId();
-  c.send(`<iq ${attrs} id='${id}'>${body}</iq>`);
-  return c.next((el) => el.is('iq') && el.attrs.id === id);
-}
-const errorOf = (el: Element): string | undefined =>
-  el.getChild('error')?.getChildElements().find((c) => c.getNS() === STANZAS && c.getName() !== 'text')?.getName();
+const iq = sendIq;
+const errorOf = stanzaErrorOf;
 const q = (inner: string): string => `<query xmlns='${PRIVATE}'>${inner}</query>`;
 
 const BOOKMARKS = "<storage xmlns='storage:bookmarks'><conference jid='balcony@rooms.localhost' autojoin='true' name='Balcony'><nick>romeo</nick></conference></storage>";

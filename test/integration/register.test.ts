@@ -16,20 +16,14 @@ import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import type { Element } from '@xmpp/xml';
 import { startVerona, type Verona } from '../helpers/server.js';
-import { connectClient, connectRaw, nextId, type RawConnection } from '../helpers/client.js';
+import { connectClient, sendIq, stanzaErrorOf, connectRaw, nextId, type RawConnection } from '../helpers/client.js';
 
 const execFileP = promisify(execFile);
 const REGISTER = 'jabber:iq:register';
-const STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 
-const errorOf = (el: Element): string | undefined =>
-  el.getChild('error')?.getChildElements().find((c) => c.getNS() === STANZAS && c.getName() !== 'text')?.getName();
+const errorOf = stanzaErrorOf;
 
-async function iq(c: RawConnection, body: string, attrs = "type='set'"): Promise<Element> {
-  const id = nextId();
-  c.send(`<iq ${attrs} id='${id}'>${body}</iq>`);
-  return c.next((el) => el.is('iq') && el.attrs.id === id);
-}
+const iq = sendIq;
 
 /** A fresh unauthenticated stream and its features. */
 async function anonymous(port: number): Promise<{ c: RawConnection; features: Element }> {

@@ -8,14 +8,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { client, xml } from '@xmpp/client';
-import type { Element } from '@xmpp/xml';
 import { startVerona, type Verona } from '../helpers/server.js';
-import { connectClient, nextId, type TestClient } from '../helpers/client.js';
+import { connectClient, sendIq, stanzaErrorOf } from '../helpers/client.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // xmpp.js uses STARTTLS; the test server's certificate is self-signed
 
 const VCARD = 'vcard-temp';
-const STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 let v: Verona;
 
 before(async () => {
@@ -29,13 +27,8 @@ after(async () => {
   v.cleanup();
 });
 
-async function iq(c: TestClient, body: string, attrs = "type='set'"): Promise<Element> {
-  const id = nextId();
-  c.send(`<iq ${attrs} id='${id}'>${body}</iq>`);
-  return c.next((el) => el.is('iq') && el.attrs.id === id);
-}
-const errorOf = (el: Element): string | undefined =>
-  el.getChild('error')?.getChildElements().find((c) => c.getNS() === STANZAS && c.getName() !== 'text')?.getName();
+const iq = sendIq;
+const errorOf = stanzaErrorOf;
 const connect = (user: string, password: string, resource: string, port = v.ports.c2s as number) =>
   connectClient({ port, user, password, resource });
 
