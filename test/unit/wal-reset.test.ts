@@ -57,7 +57,18 @@ test('sustained archive writes: the WAL is reset by the worker and stays small; 
           }),
         );
       }
-      await Promise.all(ps);
+      // Every batch must commit within 5 s, holds included. The timer also keeps the event loop
+      // alive the way a server's listening sockets do: without it the loop sometimes emptied
+      // while a batch waited for the worker's message (1 run in 6).
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`a batch was not committed within 5 s (after ${written} rows)`)), 5000);
+      });
+      try {
+        await Promise.race([Promise.all(ps), late]);
+      } finally {
+        clearTimeout(timer);
+      }
       written += ps.length;
       maxWal = Math.max(maxWal, statSync(`${file}-wal`, { throwIfNoEntry: false })?.size ?? 0);
       await sleep(1);
