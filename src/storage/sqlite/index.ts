@@ -57,8 +57,6 @@ export class SqliteStorage implements Storage {
   readonly appliedMigrations: readonly string[];
   private closed = false;
   private checkpointer: Worker | undefined;
-  /** The checkpoint worker's latest WAL resets (duration of the hold, frames in the WAL, success). */
-  readonly walResets: Array<{ ms: number; frames: number; ok: boolean }> = [];
 
   private constructor(db: Database.Database, path: string, applied: string[]) {
     this.db = db;
@@ -157,6 +155,7 @@ export class SqliteStorage implements Storage {
     };
     w.on('message', (m: WorkerMessage) => {
       if (m.type === 'pause') {
+        if (this.closed) return; // 'stop' is on its way to the worker; nothing is written any more
         this.archive.pauseWrites();
         // Held commits are promises someone awaits: keep the process alive until the worker
         // answers, and never hold them for long, whatever happens to the worker.
@@ -165,10 +164,7 @@ export class SqliteStorage implements Storage {
         w.postMessage({ type: 'paused' } satisfies MainMessage);
       } else if (m.type === 'resume') {
         resume();
-        const r = { ms: m.ms, frames: m.frames, ok: m.ok };
-        this.walResets.push(r);
-        if (this.walResets.length > 100) this.walResets.shift();
-        events.onWalReset?.(r);
+        events.onWalReset?.({ ms: m.ms, frames: m.frames, ok: m.ok });
       }
     });
     w.on('error', () => {
@@ -184,6 +180,10 @@ export class SqliteStorage implements Storage {
     const w = this.checkpointer;
     if (!w) return;
     this.checkpointer = undefined;
+    // The worker is unref'd while it runs; its 'stopped' message and its exit are what this
+    // waits for, so it must keep the process alive now, or close() never gets to the final
+    // checkpoint when nothing else is left in the event loop.
+    w.ref();
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => void w.terminate().then(() => resolve()), 2000);
       w.on('message', (m: WorkerMessage) => {
