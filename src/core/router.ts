@@ -36,6 +36,18 @@ export interface IqContext {
 /** Returns the result payload (or undefined for an empty result); throws StanzaError for an error. */
 export type IqHandler = (ctx: IqContext) => Element | undefined | void | Promise<Element | undefined | void>;
 
+/**
+ * Where stanzas for a domain that has no local accounts go: a hosted service on
+ * a subdomain (MUC, upload), an external component (XEP-0114), or a remote
+ * server (s2s). The router has already run the sender-side hooks; the route
+ * owns delivery from here. Throw a StanzaError to bounce the stanza.
+ */
+export interface ExternalRoute {
+  /** A short name for logs and metrics ('s2s', 'component', 'muc', ...). */
+  readonly kind: string;
+  send(stanza: Element, from: JID, to: JID, origin: Session | undefined): void;
+}
+
 export interface UserExists {
   (username: string): Promise<boolean>;
 }
@@ -49,6 +61,10 @@ export class Router {
   readonly domainJid: JID;
   private readonly routed: Counter;
   userExists: UserExists = async () => false;
+  /** Routes for domains served by something other than local accounts (exact domain match). */
+  private readonly routes = new Map<string, ExternalRoute>();
+  /** Where every other non-local domain goes (the s2s manager); unset: remote-server-not-found. */
+  remoteRoute: ExternalRoute | undefined;
 
   constructor(
     readonly domain: string,
@@ -69,6 +85,38 @@ export class Router {
 
   isLocal(jid: JID): boolean {
     return jid.domain === this.domain;
+  }
+
+  /** Serve `domain` with `route` (a hosted service, a component). Throws when the domain is taken. */
+  addRoute(domain: string, route: ExternalRoute): void {
+    if (domain === this.domain || this.routes.has(domain)) throw new Error(`domain ${domain} is already routed`);
+    this.routes.set(domain, route);
+  }
+
+  removeRoute(domain: string, route?: ExternalRoute): void {
+    if (route === undefined || this.routes.get(domain) === route) this.routes.delete(domain);
+  }
+
+  /** The route for a non-local domain: an exact route, else the remote route, else undefined. */
+  routeFor(domain: string): ExternalRoute | undefined {
+    return this.routes.get(domain) ?? this.remoteRoute;
+  }
+
+  /** Domains with a route of their own (for disco#items of the server). */
+  routedDomains(): string[] {
+    return [...this.routes.keys()];
+  }
+
+  /** Hand a stanza to the route of a non-local domain, bouncing when there is none or it refuses. */
+  private routeExternal(stanza: Element, from: JID, to: JID, origin: Session | undefined): void {
+    const route = this.routeFor(to.domain);
+    try {
+      if (!route) throw new StanzaError('remote-server-not-found', `Remote domain ${to.domain} is not reachable`);
+      route.send(stanza, from, to, origin);
+    } catch (err) {
+      if (!(err instanceof StanzaError)) this.log.error({ err, domain: to.domain }, 'external route failed');
+      this.bounce(stanza, err instanceof StanzaError ? err : new StanzaError('internal-server-error'), origin);
+    }
   }
 
   /**
@@ -149,8 +197,8 @@ export class Router {
     try {
       if (e.origin && this.hooks.fire('message/out', e, true)) return false;
       if (e.to.domain !== this.domain) {
-        // No server-to-server yet: remote domains are unreachable.
-        throw new StanzaError('remote-server-not-found', `Remote domain ${e.to.domain} is not reachable`);
+        this.routeExternal(e.stanza, e.from, e.to, e.origin);
+        return false;
       }
       if (e.to.local === '') {
         this.hooks.fire('message/server', e, true);
@@ -240,7 +288,10 @@ export class Router {
     try {
       if (e.origin && this.hooks.fire('presence/out', e, true)) return;
       if (broadcast) return; // presence without 'to' only matters to the presence module
-      if (e.to.domain !== this.domain) return; // no s2s: presence to remote domains is dropped
+      if (e.to.domain !== this.domain) {
+        this.routeExternal(e.stanza, e.from, e.to, e.origin);
+        return;
+      }
       if (e.to.local === '') return;
       if (this.hooks.fire('presence/in', e, true)) return;
       // Default (no presence module): deliver to the full JID, or to every available resource.
@@ -275,7 +326,8 @@ export class Router {
         }
         if (to === undefined || to.local === '' ) return;
       }
-      if (to && !to.isBare()) this.toFullJid(stanza, to, origin);
+      if (to && to.domain !== this.domain) this.routeExternal(stanza, from, to, origin);
+      else if (to && !to.isBare()) this.toFullJid(stanza, to, origin);
       return;
     }
     if (type !== 'get' && type !== 'set') {
@@ -289,7 +341,7 @@ export class Router {
     }
     const payload = payloads[0] as Element;
     if (to && to.domain !== this.domain) {
-      this.bounce(stanza, new StanzaError('remote-server-not-found', `Remote domain ${to.domain} is not reachable`), origin);
+      this.routeExternal(stanza, from, to, origin);
       return;
     }
     if (to && !to.isBare()) {
