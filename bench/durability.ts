@@ -23,6 +23,17 @@ const WORK = env('BENCH_WORK', '/tmp/verona-durability');
 const OUT = process.env.OUT;
 const USERS = Math.max(2 * Number(PAIRS), 200);
 
+/** The figures of one chat RESULT line (the driver's field names; see bench/driver/scenarios.ts). */
+function figs(r: Json): { msgs: number; p99: number; bad: number } {
+  const n = (v: unknown): number => (typeof v === 'number' ? v : NaN);
+  const lat = (r['latency_primary'] ?? {}) as Json;
+  return {
+    msgs: n(r['delivered_msgs_per_s']),
+    p99: n(lat['p99_ms']),
+    bad: (n(r['lost_msgs']) || 0) + (n(r['missing_copies']) || 0) + (n(r['dup_copies']) || 0),
+  };
+}
+
 const log = (s: string): void => void process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
 
 interface Named { key: string; label: string; h: ServerHandle }
@@ -64,12 +75,12 @@ async function main(): Promise<void> {
           for (const o of servers) await quiesce(o.h.pid);
           const r = await runDriver('ts', s.h, 'chat', args, `${s.key}-${scen}`);
           ((results[s.key] ??= {})[scen] ??= []).push(r.result);
-          log(`${s.key} ${scen} #${i + 1}: ${JSON.stringify({ msgs: r.result['msgs_per_s'], p99: r.result['p99_ms'], bad: r.result['bad_copies'] })}`);
+          log(`${s.key} ${scen} #${i + 1}: ${JSON.stringify(figs(r.result))}`);
         }
       }
     }
-    const med = (k: string, scen: string, fig: string): number | undefined => {
-      const xs = (results[k]?.[scen] ?? []).map((r) => Number(r[fig])).filter((n) => Number.isFinite(n));
+    const med = (k: string, scen: string, fig: 'msgs' | 'p99'): number | undefined => {
+      const xs = (results[k]?.[scen] ?? []).map((r) => figs(r)[fig]).filter((n) => Number.isFinite(n));
       return xs.length ? (median(xs) ?? undefined) : undefined;
     };
     const fmt = (n: number | undefined, d = 0): string => (n === undefined ? '-' : n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
@@ -78,10 +89,10 @@ async function main(): Promise<void> {
       '',
       '| server | archived msgs/s, saturated | p99 at 100 msg/s (ms) | lost + duplicated copies |',
       '| --- | ---: | ---: | ---: |',
-      ...servers.map((s) => `| ${s.label} | ${fmt(med(s.key, 'chat1', 'msgs_per_s'))} | ${fmt(med(s.key, 'rate100', 'p99_ms'), 1)} | ${fmt((results[s.key]?.['chat1'] ?? []).concat(results[s.key]?.['rate100'] ?? []).reduce((a, r) => a + Number(r['bad_copies'] ?? 0), 0))} |`),
+      ...servers.map((s) => `| ${s.label} | ${fmt(med(s.key, 'chat1', 'msgs'))} | ${fmt(med(s.key, 'rate100', 'p99'), 1)} | ${fmt((results[s.key]?.['chat1'] ?? []).concat(results[s.key]?.['rate100'] ?? []).reduce((a, r) => a + figs(r).bad, 0))} |`),
     ];
-    const full = med('verona-full', 'chat1', 'msgs_per_s');
-    const normal = med('verona-normal', 'chat1', 'msgs_per_s');
+    const full = med('verona-full', 'chat1', 'msgs');
+    const normal = med('verona-normal', 'chat1', 'msgs');
     if (full !== undefined && normal !== undefined) lines.push('', `Durable acks cost ${fmt(100 * (1 - full / normal), 0)}% of saturated throughput in this run (FULL ${fmt(full)} vs NORMAL ${fmt(normal)} msgs/s).`);
     const table = lines.join('\n');
     process.stdout.write(table + '\n');
