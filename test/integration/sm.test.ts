@@ -419,7 +419,10 @@ describe('resumption', () => {
 
   test('@xmpp/client (an independent XEP-0198 implementation) enables, gets acks and resumes', async () => {
     const { client, xml } = await import('@xmpp/client');
-    const c = client({ service: `xmpp://127.0.0.1:${v.ports.c2s}`, domain: 'localhost', username: 'benvolio', password: PW, resource: 'xmppjs' });
+    // A server of its own with a resumption window that outlasts xmpp.js's reconnect (a 1 s delay,
+    // then TLS and SCRAM again): with the suite's 2 s window a loaded machine let the session expire.
+    const own = await startVerona({ users: [['benvolio', PW], ['juliet', PW]], config: { moduleOptions: { sm: { ...QUIET, resumeTimeout: 60 } } } });
+    const c = client({ service: `xmpp://127.0.0.1:${own.ports.c2s}`, domain: 'localhost', username: 'benvolio', password: PW, resource: 'xmppjs' });
     c.on('error', () => undefined);
     const acked: string[] = [];
     // xmpp.js's stream-management object (its published types leave out the event emitter side).
@@ -449,6 +452,8 @@ describe('resumption', () => {
       assert.equal(sm.id, id1);
     } finally {
       await c.stop().catch(() => undefined);
+      await own.stop();
+      own.cleanup();
     }
   });
 });
