@@ -88,7 +88,7 @@ export async function metric(v: Verona, name: string, labels: Record<string, str
   let sum = 0;
   for (const line of text.split('\n')) {
     if (!line.startsWith(name)) continue;
-    const m = /^([a-z_]+)(\{[^}]*\})?\s+([0-9.e+-]+)$/.exec(line);
+    const m = /^([a-z0-9_]+)(\{[^}]*\})?\s+([0-9.e+-]+)$/.exec(line);
     if (!m || m[1] !== name) continue;
     const l = m[2] ?? '';
     if (Object.entries(labels).every(([k, val]) => l.includes(`${k}="${val}"`))) sum += Number(m[3]);
