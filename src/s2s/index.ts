@@ -24,11 +24,19 @@ export async function startS2S(server: Server): Promise<S2SManager | undefined> 
   const m = new S2SManager({ domain: server.domain, config: server.config, log: server.log, metrics: server.metrics, router: server.router, ...server.tlsCredentials });
   server.router.remoteRoute = m;
   const servers: net.Server[] = [];
+  // Shutdown: the first listener's close also ends every s2s stream (a listener's close waits for
+  // its connections, so the streams must go first). Without listeners, outgoing streams simply die
+  // with the process.
+  let streamsClosed = false;
+  const closeStreams = (): void => {
+    if (!streamsClosed) m.close();
+    streamsClosed = true;
+  };
   if (c.port >= 0) {
     const srv = net.createServer({ noDelay: true }, (s) => m.accept(s, false));
     const port = await listen(srv, c.host, c.port);
     servers.push(srv);
-    server.addListener({ name: 's2s', port, close: () => new Promise((r) => srv.close(() => r())) });
+    server.addListener({ name: 's2s', port, close: () => new Promise((r) => { closeStreams(); srv.close(() => r()); }) });
   }
   if (c.tlsPort >= 0) {
     const srv = tls.createServer(
@@ -38,11 +46,9 @@ export async function startS2S(server: Server): Promise<S2SManager | undefined> 
     srv.on('tlsClientError', (err) => server.log.debug({ err: err.message }, 's2s TLS client error'));
     const port = await listen(srv, c.host, c.tlsPort);
     servers.push(srv);
-    server.addListener({ name: 's2s-tls', port, close: () => new Promise((r) => srv.close(() => r())) });
+    server.addListener({ name: 's2s-tls', port, close: () => new Promise((r) => { closeStreams(); srv.close(() => r()); }) });
   }
   for (const srv of servers) srv.on('error', (err) => server.log.error({ err }, 's2s listener error'));
-  // Streams end before the listeners finish closing (a listener's close waits for its connections).
-  server.addListener({ name: 's2s-streams', port: 0, close: async () => m.close() });
   m.startSweeper();
   return m;
 }
