@@ -119,6 +119,29 @@ function federation(name: string, addrs: [string, string], withCerts: boolean): 
       assert.ok((await metric(B, 'verona_s2s_auth_out_total', { method })) >= 1, `b authenticated to a with ${method}`);
     });
 
+    it('routes IQs both ways: disco#info of the remote server, a request to a remote client and its result, and errors', async () => {
+      const r = await dev(A, 'romeo', 'iq-r', 'mr2');
+      const j = await dev(B, 'juliet', 'iq-j', 'carbons');
+      r.send(`<iq type='get' id='d1' to='b.localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`);
+      const info = await r.next((el) => el.is('iq') && el.attrs.id === 'd1', 30000);
+      assert.equal(info.attrs.type, 'result');
+      assert.equal(info.attrs.from, 'b.localhost');
+      assert.ok(info.getChild('query')?.getChildren('feature').some((f) => f.attrs.var === 'urn:xmpp:ping'));
+      // A request to a remote client, answered by that client.
+      r.send(`<iq type='get' id='v1' to='juliet@b.localhost/iq-j'><query xmlns='jabber:iq:version'/></iq>`);
+      const req = await j.next((el) => el.is('iq') && el.attrs.id === 'v1', 30000);
+      assert.equal(req.attrs.from, 'romeo@a.localhost/iq-r');
+      j.send(`<iq type='result' id='v1' to='romeo@a.localhost/iq-r'><query xmlns='jabber:iq:version'><name>test</name></query></iq>`);
+      const res = await r.next((el) => el.is('iq') && el.attrs.id === 'v1', 30000);
+      assert.equal(res.attrs.type, 'result');
+      assert.equal(res.attrs.from, 'juliet@b.localhost/iq-j');
+      // A resource that does not exist over there: the remote server's error comes back.
+      r.send(`<iq type='get' id='v2' to='juliet@b.localhost/nobody'><query xmlns='jabber:iq:version'/></iq>`);
+      const err = await r.next((el) => el.is('iq') && el.attrs.id === 'v2', 30000);
+      assert.equal(err.attrs.type, 'error');
+      assert.equal(err.getChild('error')?.getChildElements()[0]?.name, 'service-unavailable');
+    });
+
     it('runs a presence subscription end to end, and unavailable on disconnect', async () => {
       const r = await dev(A, 'romeo', 'sub-r', 'mr2');
       const j = await dev(B, 'juliet', 'sub-j', 'mr2');
