@@ -28,7 +28,7 @@ import type { ExternalRoute, Router } from '../core/router.js';
 import type { Session } from '../core/session.js';
 import type { ParserLimits } from '../xml/stream-parser.contract.js';
 import { newStreamId } from '../c2s/stream.js';
-import { S2SConn, type S2STls } from './conn.js';
+import { S2SConn, trusted, type S2STls } from './conn.js';
 import { IncomingStream } from './incoming.js';
 import { OutgoingStream, type VerifyVerdict } from './outgoing.js';
 
@@ -54,6 +54,8 @@ export class S2SManager implements ExternalRoute {
   readonly log: Logger;
   readonly tls: S2STls;
   readonly serverTlsContext: tls.SecureContext;
+  /** One client context for every outgoing stream: building one with the system CAs costs ~100 ms. */
+  readonly clientTlsContext: tls.SecureContext;
   readonly secret: string;
   readonly limits: ParserLimits;
   private readonly router: Router;
@@ -89,6 +91,9 @@ export class S2SManager implements ExternalRoute {
     const extra = this.config.ca.map((f) => readFileSync(f, 'utf8'));
     this.tls = { cert: d.cert, key: d.key, ca: [...tls.rootCertificates, ...extra] };
     this.serverTlsContext = tls.createSecureContext({ cert: d.cert, key: d.key, ca: this.tls.ca, minVersion: 'TLSv1.2' });
+    this.clientTlsContext = tls.createSecureContext({ cert: d.cert, key: d.key, ca: this.tls.ca, minVersion: 'TLSv1.2' });
+    // Parse the trusted CAs now rather than in the first peer's handshake.
+    trusted(this.tls.ca);
     this.secret = this.config.dialbackSecret || randomBytes(32).toString('hex');
     this.limits = { maxStanzaSize: this.config.maxStanzaSize, maxDepth: d.config.c2s.maxDepth, maxAttributes: d.config.c2s.maxAttributes };
     const m = d.metrics;

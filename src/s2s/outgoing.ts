@@ -84,7 +84,7 @@ export class OutgoingStream implements ConnSink {
         resolve(undefined);
       };
       if (t.directTls) {
-        const s = tls.connect({ host: t.host, port: t.port, servername: this.domain, cert: this.m.tls.cert, key: this.m.tls.key, ca: this.m.tls.ca, rejectUnauthorized: false, ALPNProtocols: ['xmpp-server'] });
+        const s = tls.connect({ host: t.host, port: t.port, servername: this.domain, secureContext: this.m.clientTlsContext, rejectUnauthorized: false, ALPNProtocols: ['xmpp-server'] });
         s.once('secureConnect', () => {
           s.removeListener('error', onErr);
           this.tlsReady = true;
@@ -191,7 +191,7 @@ export class OutgoingStream implements ConnSink {
     const conn = this.conn;
     if (!conn) return;
     try {
-      await conn.startTlsClient(this.domain, this.m.tls);
+      await conn.startTlsClient(this.domain, this.m.clientTlsContext);
     } catch (err) {
       this.m.log.info({ domain: this.domain, err: (err as Error).message }, 's2s: outgoing TLS handshake failed');
       return this.failWith(new StanzaError('remote-server-not-found', `TLS with ${this.domain} failed`), 'tls-failed');
