@@ -61,5 +61,24 @@ export function defaultConfig(): Config {
       client: { enabled: true, title: 'Verona' },
       metrics: { enabled: true, allowFrom: ['127.0.0.1', '::1'] },
     },
+    // Federation (docs/federation.md): RFC 6120 ports, TLS and verified identities by default.
+    s2s: {
+      enabled: true,
+      host: '0.0.0.0',
+      port: 5269,
+      tlsPort: 5270,
+      requireTls: true,
+      secureAuth: false,
+      insecureDomains: [],
+      ca: [],
+      hosts: {},
+      dialbackSecret: '',
+      connectTimeout: 30,
+      authTimeout: 30,
+      idleTimeout: 600,
+      maxStanzaSize: 262144,
+      maxStreamsPerAddress: 8,
+      maxQueue: 1000,
+    },
   };
 }

@@ -22,7 +22,9 @@ export type Rule =
   | { kind: 'stringList' }
   | { kind: 'section'; fields: Readonly<Record<string, Rule>> }
   /** Free-form mapping of module name -> mapping of options (checked by each module). */
-  | { kind: 'moduleOptions' };
+  | { kind: 'moduleOptions' }
+  /** Mapping of string -> non-empty string (s2s.hosts); `prepare` checks each value. */
+  | { kind: 'stringMap'; prepare?: (v: string) => string };
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const MECHANISMS = ['SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN'] as const;
@@ -124,6 +126,32 @@ const web: Fields<Config['web']> = {
   },
 };
 
+// Federation (docs/federation.md).
+function prepareHostPort(v: string): string {
+  const m = /^(.+):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new Error(`expected host:port, got ${JSON.stringify(v)}`);
+  prepareHost((m[1] as string).replace(/^\[(.*)\]$/, '$1'));
+  return v;
+}
+const s2s: Fields<Config['s2s']> = {
+  enabled: { kind: 'bool' },
+  host: { kind: 'string', prepare: prepareHost },
+  port,
+  tlsPort: port,
+  requireTls: { kind: 'bool' },
+  secureAuth: { kind: 'bool' },
+  insecureDomains: { kind: 'stringList' },
+  ca: { kind: 'stringList' },
+  hosts: { kind: 'stringMap', prepare: prepareHostPort },
+  dialbackSecret: { kind: 'string', allowEmpty: true },
+  connectTimeout: seconds(1, 3600),
+  authTimeout: seconds(1, 3600),
+  idleTimeout: seconds(0, 86400),
+  maxStanzaSize: { kind: 'int', min: 10000, max: 16 * 1024 * 1024 },
+  maxStreamsPerAddress: { kind: 'int', min: 0, max: 1_000_000, hint: '0 turns the limit off' },
+  maxQueue: { kind: 'int', min: 1, max: 1_000_000 },
+};
+
 const root: Fields<Config> = {
   domain: { kind: 'string', prepare: prepareServedDomain },
   dataDir: path,
@@ -135,6 +163,7 @@ const root: Fields<Config> = {
   modules: { kind: 'section', fields: { disabled: { kind: 'stringList' } } satisfies Fields<Config['modules']> },
   moduleOptions: { kind: 'moduleOptions' },
   web: { kind: 'section', fields: web },
+  s2s: { kind: 'section', fields: s2s },
 };
 
 export const configSchema: Rule = { kind: 'section', fields: root };
@@ -275,6 +304,19 @@ export function validate(rule: Rule, raw: unknown, def: unknown, path: string[],
         if (opts === null || opts === undefined) out[name] = {};
         else if (isMapping(opts)) out[name] = structuredClone(opts);
         else fail([...path, name], `expected a mapping of options, got ${describeValue(opts)}`);
+      }
+      return out;
+    }
+    case 'stringMap': {
+      if (!isMapping(raw)) return fail(path, `expected a mapping of names to strings, got ${describeValue(raw)}`);
+      const out: Record<string, string> = {};
+      for (const [k, v] of Object.entries(raw)) {
+        if (typeof v !== 'string' || v === '') fail([...path, k], `expected a non-empty string, got ${describeValue(v)}`);
+        try {
+          out[k.toLowerCase()] = rule.prepare ? rule.prepare(v as string) : (v as string);
+        } catch (err) {
+          fail([...path, k], (err as Error).message);
+        }
       }
       return out;
     }

@@ -68,4 +68,23 @@ export interface Config {
     client: { enabled: boolean; title: string };
     metrics: { enabled: boolean; allowFrom: string[] };
   };
+  /** Server-to-server federation (docs/federation.md). */
+  s2s: {
+    enabled: boolean; // accept and open s2s streams (false: remote domains get remote-server-not-found)
+    host: string; // listen address
+    port: number; // STARTTLS s2s port (default 5269), 0 = ephemeral, -1 = disabled
+    tlsPort: number; // direct TLS s2s port, XEP-0368 (default 5270), 0 = ephemeral, -1 = disabled
+    requireTls: boolean; // refuse peers without TLS (except insecureDomains)
+    secureAuth: boolean; // only certificate authentication (SASL EXTERNAL), never dialback
+    insecureDomains: string[]; // peers allowed without TLS and with dialback even when secureAuth
+    ca: string[]; // extra CA certificate files (PEM) trusted for peer certificates, besides the system CAs
+    hosts: Record<string, string>; // domain -> host:port, overrides DNS SRV
+    dialbackSecret: string; // XEP-0185 key secret; '' = random per process
+    connectTimeout: number; // seconds to connect and authenticate an outgoing stream
+    authTimeout: number; // seconds an incoming stream may stay unauthenticated
+    idleTimeout: number; // seconds without stanzas before a stream is closed
+    maxStanzaSize: number; // bytes per stanza on an s2s stream
+    maxStreamsPerAddress: number; // incoming streams per remote IP (0 = no limit)
+    maxQueue: number; // stanzas queued per domain while connecting
+  };
 }

@@ -120,6 +120,16 @@ export class Router {
   }
 
   /**
+   * Send a server-made stanza to another domain on behalf of a local session: a failure to reach
+   * it bounces to that session (roster subscription requests to remote contacts).
+   */
+  toRemote(stanza: Element, origin: Session | undefined): void {
+    const to = tryParseJID(stanza.attrs.to);
+    const from = tryParseJID(stanza.attrs.from) ?? this.domainJid;
+    if (to) this.routeExternal(stanza, from, to, origin);
+  }
+
+  /**
    * Entry point for a stanza from a bound client session. `from` is already
    * stamped. Resolves when the stanza is handled: archived (when it is
    * archivable) and routed. SM counts `h` on this.
@@ -160,7 +170,11 @@ export class Router {
       const e: StanzaEvent = { stanza, from, to, origin: undefined, waits: [] };
       if (!this.prepareMessage(e)) return;
       if (e.waits.length === 0) this.deliverMessage(e);
-      else void this.settle(e.waits, e).then(() => this.deliverMessage(e));
+      else {
+        // Archived (e.g. from a remote server): delivered in archive order like a local message (chain()).
+        const next = Promise.all([this.settle(e.waits, e), this.deliveryTail]).then(() => this.safe(() => this.deliverMessage(e)));
+        this.deliveryTail = next;
+      }
     } else if (stanza.name === 'presence') {
       this.routePresence({ stanza, from, to, origin: undefined, waits: [] }, false);
     } else if (stanza.name === 'iq') {
@@ -197,6 +211,11 @@ export class Router {
     try {
       if (e.origin && this.hooks.fire('message/out', e, true)) return false;
       if (e.to.domain !== this.domain) {
+        // Another domain (a remote server, a hosted service). A local user's message is a chat
+        // like a local one on the sender's side (protocol.md): 'message/out' queued the sender's
+        // archive row (MAM), and deliverMessage hands it to the route after the commit, then forks
+        // it to the sender's other devices. Server-generated stanzas go straight out.
+        if (e.origin) return true;
         this.routeExternal(e.stanza, e.from, e.to, e.origin);
         return false;
       }
@@ -253,6 +272,9 @@ export class Router {
         this.bounce(e.stanza, new StanzaError(d.bounce), e.origin);
       }
     }
+    // To another domain (only local senders get here, see prepareMessage): out it goes now that the
+    // sender's copy is archived; a failure bounces to the sender, the archived copy stays.
+    if (e.to.domain !== this.domain) this.routeExternal(e.stanza, e.from, e.to, e.origin);
     if (e.origin) {
       const senders = this.registry.byUser(e.from.local).filter((s) => !s.closed);
       for (const del of decideOutgoing({ type, fromResource: e.from.resource, carbonsEligible: eligible }, senders, recipientIsSender ? handledResources : undefined)) {

@@ -24,6 +24,7 @@ import type { Session } from './session.js';
 import type { ServerContext } from './context.js';
 import type { DiscoRegistry, ModuleApi, VeronaModule } from './module.js';
 import { allModules } from '../modules/index.js';
+import { startS2S } from '../s2s/index.js';
 import { x } from '../xml/element.js';
 import { NS } from './namespaces.js';
 
@@ -258,6 +259,7 @@ export async function startServer(config: Config, log?: Logger): Promise<Server>
   server.secureContext = tls.createSecureContext(tlsOptions(cert.cert, cert.key));
   await server.loadModules(allModules);
   await server.startListeners();
+  await startS2S(server);
   await startWebListeners(server);
   server.startSweeper();
   return server;

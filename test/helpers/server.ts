@@ -58,6 +58,8 @@ export function testConfig(dataDir: string, extra: Record<string, unknown> = {})
       c2s: { host: '127.0.0.1', port: 0, tlsPort: 0, requireTls: false, allowPlainWithoutTls: true },
       web: { host: '127.0.0.1', port: 0, tlsPort: 0 },
       auth: { failuresPerAddress: 1000, failuresPerAccount: 1000 },
+      // No s2s listeners (5269/5270 would collide between test servers); s2s tests set their own.
+      s2s: { host: '127.0.0.1', port: -1, tlsPort: -1 },
     },
     extra,
   );

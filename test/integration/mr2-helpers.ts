@@ -30,6 +30,8 @@ export interface DevOptions {
   priority?: number;
   /** Send initial presence (default true). */
   presence?: boolean;
+  /** The server's domain (default localhost). */
+  domain?: string;
 }
 
 export async function device(o: DevOptions): Promise<Dev> {
@@ -38,6 +40,7 @@ export async function device(o: DevOptions): Promise<Dev> {
     user: o.user,
     password: o.password,
     resource: o.resource,
+    domain: o.domain,
     preBind:
       o.kind === 'mr2'
         ? async (raw) => {

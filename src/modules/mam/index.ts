@@ -25,9 +25,11 @@
  *
  * Why 'message/in' and not 'message/out' for the sender's copy: the
  * recipient side may still refuse the message (blocking), and a refused
- * message must not be in either archive (XEP-0313 §6.1). Messages to remote
- * domains are not archived yet (no server-to-server: the router bounces
- * them); with s2s, the sender's copy of those moves to 'message/out'.
+ * message must not be in either archive (XEP-0313 §6.1). A message to
+ * another domain (s2s) has no local recipient side: its sender's copy is
+ * archived on 'message/out' (onOutgoing), and the router sends it on after
+ * the commit; a message from another domain is archived for the recipient
+ * only (no local sender).
  *
  * Queries, form, metadata and preferences: IQs to the account's own bare JID
  * (or without 'to'); anybody else gets `forbidden`.
@@ -165,31 +167,7 @@ class Archiver {
     recipientExists?.catch(() => undefined);
 
     if (localSender && e.origin) {
-      const origin = e.origin;
-      const msgId = e.stanza.attrs.id;
-      const mkId = origin.mr2 && msgId !== undefined ? () => computableId(origin.streamId, msgId) : archiveIdFor;
-      // The sender's own preferences may exclude the contact; an MR2 sender is then told that its
-      // computable id is not in its archive (docs/protocol.md §6), so "no news" always means "stored".
-      const s = this.enqueue(e.from.local, toSelf ? e.from : e.to, true, xml, mkId, recipientExists, () => {
-        e.senderNotArchived = 'preferences';
-      });
-      if (s) {
-        e.waits.push(
-          s.done.then(
-            (ok) => {
-              if (!ok) return;
-              this.writes.inc({ side: toSelf ? 'self' : 'sender' });
-              e.senderArchiveId = s.id;
-              // A message to oneself is stored once; the other resources' copies carry that id.
-              if (toSelf) e.recipientArchiveId = s.id;
-            },
-            (err: unknown) => {
-              this.failed('sender', e.from.local, s.id, err);
-              throw err;
-            },
-          ),
-        );
-      }
+      this.archiveSender(e, e.origin, toSelf, xml, recipientExists);
       if (toSelf) return false;
     }
 
@@ -209,6 +187,49 @@ class Archiver {
       );
     }
     return false;
+  }
+
+  /**
+   * 'message/out' at PRIORITY.ARCHIVE: a local user's message to another domain (s2s, a hosted
+   * service) has only one side here, the sender's; the remote server archives its recipient's.
+   */
+  onOutgoing(e: StanzaEvent): boolean {
+    if (e.to.domain === this.api.domain || !e.origin || e.from.domain !== this.api.domain) return false;
+    const v = archiveVerdict(e.stanza);
+    if (!v.ok) {
+      this.skipped.inc({ reason: v.reason });
+      return false;
+    }
+    this.archiveSender(e, e.origin, false, serialize(e.stanza, ''), undefined);
+    return false;
+  }
+
+  /** The sender's row under its computable id (MR2) or a server-made one; its commit goes on e.waits. */
+  private archiveSender(e: StanzaEvent, origin: Session, toSelf: boolean, xml: string, recipientExists: Promise<boolean> | undefined): void {
+    const msgId = e.stanza.attrs.id;
+    const mkId = origin.mr2 && msgId !== undefined ? () => computableId(origin.streamId, msgId) : archiveIdFor;
+    // The sender's own preferences may exclude the contact; an MR2 sender is then told that its
+    // computable id is not in its archive (docs/protocol.md §6), so "no news" always means "stored".
+    const s = this.enqueue(e.from.local, toSelf ? e.from : e.to, true, xml, mkId, recipientExists, () => {
+      e.senderNotArchived = 'preferences';
+    });
+    if (s) {
+      e.waits.push(
+        s.done.then(
+          (ok) => {
+            if (!ok) return;
+            this.writes.inc({ side: toSelf ? 'self' : 'sender' });
+            e.senderArchiveId = s.id;
+            // A message to oneself is stored once; the other resources' copies carry that id.
+            if (toSelf) e.recipientArchiveId = s.id;
+          },
+          (err: unknown) => {
+            this.failed('sender', e.from.local, s.id, err);
+            throw err;
+          },
+        ),
+      );
+    }
   }
 }
 
@@ -238,6 +259,8 @@ export const mamModule: VeronaModule = {
     api.discoFeature(NS.MAM_EXTENDED, 'server');
 
     api.hook('message/in', (e) => archiver.onMessage(e), PRIORITY.ARCHIVE);
+    // Messages to other domains: only the sender's side is ours (see onOutgoing).
+    api.hook('message/out', (e) => archiver.onOutgoing(e), PRIORITY.ARCHIVE);
 
     const ownArchive = (ctx: IqContext): string => {
       if (!ctx.self || !ctx.origin) throw new StanzaError('forbidden', 'Only the account itself may use its archive');

@@ -11,9 +11,10 @@
  *
  * Local deliveries between accounts go through `router.route`, which fires
  * 'presence/in' (where e.g. blocking can drop them) and then lands in this
- * module's inbound handler. Remote domains are unreachable (no s2s yet):
- * the router drops presence to them, and an outbound subscribe gets
- * `remote-server-not-found` after the user's own roster state was updated.
+ * module's inbound handler. Presence and subscriptions to remote contacts
+ * go through the router's remote route (s2s, src/s2s/); when their server
+ * cannot be reached, an outbound subscription request bounces to the
+ * sending session after the user's own roster state was updated.
  */
 import { randomBytes } from 'node:crypto';
 import type { ModuleApi } from '../../core/module.js';
@@ -277,9 +278,9 @@ export class RosterService implements RosterApi, PresenceAuth {
     }
   }
 
-  /** Local contacts get it through 'presence/in'; remote domains are unreachable (dropped). */
-  private sendSubscription(contact: JID, el: Element): void {
-    if (contact.domain === this.api.domain) this.api.router.route(el);
+  /** Local contacts get it through 'presence/in'; remote ones through the router's remote route (s2s). */
+  private sendSubscription(_contact: JID, el: Element): void {
+    this.api.router.route(el);
   }
 
   // ---- subscriptions (RFC 6121 §3) ---------------------------------------------------
@@ -298,9 +299,9 @@ export class RosterService implements RosterApi, PresenceAuth {
     if (t.forward) {
       if (contact.domain === this.api.domain) {
         this.api.router.route(subscriptionStanza(type, this.bare(user), jid, stanza));
-      } else if (type === 'subscribe') {
-        // No server-to-server yet: the request cannot be routed (RFC 6120 §8.3.3.13).
-        this.api.router.bounce(stanza, new StanzaError('remote-server-not-found', `Remote domain ${contact.domain} is not reachable`), session);
+      } else {
+        // A remote contact (s2s): a failure to reach its server bounces to this session (RFC 6120 §8.3.3.13).
+        this.api.router.toRemote(subscriptionStanza(type, this.bare(user), jid, stanza), session);
       }
     }
     if (t.changed) await this.apply(user, jid, item, pending !== undefined, t.next);
@@ -455,8 +456,8 @@ export class RosterService implements RosterApi, PresenceAuth {
     }
     for (const c of plan.probe) {
       const cj = tryParseJID(c);
-      // Remote contacts cannot be probed without s2s.
-      if (cj && this.isLocalAccount(cj)) this.api.router.route(x('presence', NS.CLIENT, { type: 'probe', from: full, to: c }));
+      // Remote contacts are probed through their server (s2s).
+      if (cj && cj.local !== '') this.api.router.route(x('presence', NS.CLIENT, { type: 'probe', from: full, to: c }));
     }
     if (plan.resendPending) {
       // §3.1.3: unanswered requests go to every resource that becomes available.

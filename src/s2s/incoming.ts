@@ -1,0 +1,246 @@
+/**
+ * An incoming s2s stream (we are the receiving server, RFC 6120 §4-§9):
+ * header -> features -> [STARTTLS] -> SASL EXTERNAL (XEP-0178) or Server
+ * Dialback (XEP-0220) per domain -> stanzas to the router.
+ *
+ * It also answers <db:verify/> before any authentication (we are then the
+ * authoritative server for a key we issued on one of our outgoing streams).
+ *
+ * Every stanza must come from a domain this stream authenticated and go to
+ * ours (policy.ts checkIncomingStanza); anything else is a stream error and
+ * is never routed. Nothing a peer sends can throw out of here.
+ */
+import { x, type Element } from '../xml/element.js';
+import { NS } from '../core/namespaces.js';
+import { newStreamId } from '../c2s/stream.js';
+import { tryParseJID } from '../jid/jid.js';
+import type { StreamErrorCondition } from '../core/errors.js';
+import { streamError } from '../core/errors.js';
+import type { ConnSink, S2SConn } from './conn.js';
+import { dialbackKeyValid } from './dialback.js';
+import { NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SERVER, fromServerNs } from './ns.js';
+import { checkIncomingStanza, dialbackRequest, incomingFeatures } from './policy.js';
+import type { S2SManager } from './manager.js';
+
+const STANZAS = new Set(['message', 'presence', 'iq']);
+
+export class IncomingStream implements ConnSink {
+  id = '';
+  private state: 'wait-header' | 'open' | 'closed' = 'wait-header';
+  /** Domains this stream authenticated (several with dialback multiplexing). */
+  readonly authenticated = new Set<string>();
+  /** The domain the peer named in its stream header. */
+  peerDomain: string | undefined;
+  private saslDone = false;
+  lastActivity = Date.now();
+  private readonly authTimer: NodeJS.Timeout;
+
+  constructor(
+    readonly conn: S2SConn,
+    private readonly m: S2SManager,
+  ) {
+    conn.attach(this);
+    this.authTimer = setTimeout(() => {
+      if (this.authenticated.size === 0) this.fail('connection-timeout', 'Authentication took too long', 'auth-timeout');
+    }, m.config.authTimeout * 1000);
+    this.authTimer.unref();
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  onStreamStart(attrs: Record<string, string>, ns: string, name: string): void {
+    if (this.state !== 'wait-header') return this.fail('bad-format', 'Unexpected stream header');
+    this.id = newStreamId();
+    const from = attrs.from?.toLowerCase();
+    this.conn.sendHeader({ id: this.id, from: this.m.domain, ...(from ? { to: from } : {}), version: '1.0' });
+    this.state = 'open';
+    if (ns !== NS.STREAM || name !== 'stream' || attrs.xmlns !== NS_SERVER) return this.fail('invalid-namespace', 'Expected a jabber:server stream');
+    if (attrs.version === undefined || !/^1\.\d+$/.test(attrs.version)) return this.fail('unsupported-version', 'Only XMPP version 1.0 is supported');
+    const to = attrs.to?.toLowerCase().replace(/\.$/, '');
+    if (to !== undefined && to !== this.m.domain) return this.fail('host-unknown', `This server does not serve ${to}`);
+    if (from !== undefined) this.peerDomain = from;
+    this.sendFeatures();
+  }
+
+  private sendFeatures(): void {
+    const features = x('features', NS.STREAM);
+    if (!this.saslDone) {
+      const f = incomingFeatures({
+        secure: this.conn.secure,
+        canStartTls: true,
+        requireTls: this.m.config.requireTls,
+        secureAuth: this.m.config.secureAuth,
+        insecurePeer: this.peerDomain !== undefined && this.m.isInsecure(this.peerDomain),
+        peerCertTrusted: this.conn.peerCertTrusted,
+      });
+      if (f.starttls !== 'none') features.append(x('starttls', NS.TLS, {}, f.starttls === 'required' ? [x('required', NS.TLS)] : []));
+      if (f.external) features.append(x('mechanisms', NS.SASL, {}, [x('mechanism', NS.SASL, {}, ['EXTERNAL'])]));
+      if (f.dialback) features.append(x('dialback', NS_DIALBACK_FEATURE, {}, [x('errors', NS_DIALBACK_FEATURE)]));
+    }
+    this.conn.send(features);
+  }
+
+  onElement(el: Element): void {
+    if (this.state !== 'open') return;
+    this.lastActivity = Date.now();
+    try {
+      this.handle(el);
+    } catch (err) {
+      this.m.log.error({ err, stream: this.id }, 's2s: unexpected error handling element');
+      this.fail('internal-server-error');
+    }
+  }
+
+  private handle(el: Element): void {
+    if (el.xmlns === NS_SERVER && STANZAS.has(el.name)) return this.stanza(el);
+    if (el.xmlns === NS_DIALBACK && el.name === 'result') return void this.dialbackResult(el);
+    if (el.xmlns === NS_DIALBACK && el.name === 'verify') return this.dialbackVerify(el);
+    if (el.is('starttls', NS.TLS)) return void this.starttls();
+    if (el.is('auth', NS.SASL)) return this.saslExternal(el);
+    this.fail('unsupported-stanza-type', `Unexpected <${el.name}/> in ${el.xmlns}`);
+  }
+
+  private async starttls(): Promise<void> {
+    if (this.conn.secure) return this.fail('policy-violation', 'TLS is already on');
+    this.conn.send(x('proceed', NS.TLS));
+    try {
+      await this.conn.startTlsServer(this.m.serverTlsContext);
+    } catch (err) {
+      this.m.log.info({ err: (err as Error).message, addr: this.conn.remoteAddress }, 's2s: incoming TLS handshake failed');
+      this.conn.socket.destroy();
+      return;
+    }
+    this.state = 'wait-header';
+    this.conn.restart();
+  }
+
+  /** XEP-0178: the certificate must be valid for the domain asked for (authzid, else the header's from). */
+  private saslExternal(el: Element): void {
+    const fail = (cond: string): void => this.conn.send(x('failure', NS.SASL, {}, [x(cond, NS.SASL)]));
+    if (el.attrs.mechanism !== 'EXTERNAL' || this.saslDone) return fail('invalid-mechanism');
+    const text = el.text().trim();
+    let authzid = this.peerDomain;
+    if (text !== '' && text !== '=') {
+      authzid = Buffer.from(text, 'base64').toString('utf8').toLowerCase();
+    }
+    if (!this.conn.secure || authzid === undefined || !this.conn.certValidFor(authzid)) {
+      this.m.authFailures.inc({ method: 'external' });
+      return fail('not-authorized');
+    }
+    this.conn.send(x('success', NS.SASL));
+    this.saslDone = true;
+    this.authOk(authzid, 'external');
+    this.state = 'wait-header';
+    this.conn.restart();
+  }
+
+  private authOk(domain: string, method: string): void {
+    this.authenticated.add(domain);
+    clearTimeout(this.authTimer);
+    this.m.incomingAuthenticated(this, domain, method);
+  }
+
+  /** XEP-0220 §2.1.2: the originating server asks us to accept its domain with a key. */
+  private async dialbackResult(el: Element): Promise<void> {
+    const from = el.attrs.from?.toLowerCase();
+    const to = el.attrs.to?.toLowerCase();
+    const key = el.text().trim();
+    if (el.attrs.type !== undefined) return; // results addressed to an originating server belong on outgoing streams
+    if (!from || !to || !key || !tryParseJID(from) || from.includes('@') || from.includes('/')) return this.fail('improper-addressing', 'db:result needs from, to and a key');
+    const reply = (type: string, children?: Element[]): void => {
+      if (this.state === 'open') this.conn.send(x('result', NS_DIALBACK, { from: to, to: from, type }, children));
+    };
+    const d = dialbackRequest({
+      to,
+      localDomain: this.m.domain,
+      secure: this.conn.secure,
+      requireTls: this.m.config.requireTls,
+      secureAuth: this.m.config.secureAuth,
+      insecurePeer: this.m.isInsecure(from),
+      peerCertValidForFrom: this.conn.certValidFor(from),
+    });
+    if (d.action === 'refuse') {
+      this.m.authFailures.inc({ method: 'dialback', reason: d.reason });
+      return reply('error', [x('error', NS.CLIENT, { type: 'cancel' }, [x(d.condition, NS.STANZA_ERRORS)])]);
+    }
+    if (d.action === 'accept') {
+      this.authOk(from, 'dialback-cert');
+      return reply('valid');
+    }
+    const verdict = await this.m.verifyDialback(from, this.id, key);
+    if (verdict === 'valid') {
+      this.authOk(from, 'dialback');
+      reply('valid');
+    } else if (verdict === 'invalid') {
+      this.m.authFailures.inc({ method: 'dialback', reason: 'invalid-key' });
+      reply('invalid');
+      // XEP-0220 §2.4: an invalid key ends the stream when nothing else is authenticated on it.
+      if (this.authenticated.size === 0) this.fail('not-authorized', 'Dialback key is not valid');
+    } else {
+      this.m.authFailures.inc({ method: 'dialback', reason: 'authoritative-unreachable' });
+      reply('error', [x('error', NS.CLIENT, { type: 'cancel' }, [x('remote-server-not-found', NS.STANZA_ERRORS)])]);
+    }
+  }
+
+  /** XEP-0220 §2.3: we are the authoritative server: was this key made by us for that stream? */
+  private dialbackVerify(el: Element): void {
+    const from = el.attrs.from?.toLowerCase();
+    const to = el.attrs.to?.toLowerCase();
+    const id = el.attrs.id;
+    if (!from || !to || !id) return this.fail('improper-addressing', 'db:verify needs from, to and id');
+    if (to !== this.m.domain) return void this.conn.send(x('verify', NS_DIALBACK, { from: to, to: from, id, type: 'invalid' }));
+    // The key was made for (receiving = the asker, originating = us, the asker's stream id).
+    const ok = dialbackKeyValid(this.m.secret, from, to, id, el.text());
+    this.conn.send(x('verify', NS_DIALBACK, { from: to, to: from, id, type: ok ? 'valid' : 'invalid' }));
+  }
+
+  private stanza(raw: Element): void {
+    const fromJid = tryParseJID(raw.attrs.from);
+    const toJid = tryParseJID(raw.attrs.to);
+    const c = checkIncomingStanza(this.authenticated, fromJid?.domain ?? (raw.attrs.from === undefined ? undefined : '\u0000bad'), toJid?.domain, this.m.domain);
+    if (!c.ok) {
+      this.m.rejected.inc({ reason: c.reason });
+      // Say who the impostor was in the log; never route it.
+      this.m.log.warn({ stream: this.id, peer: [...this.authenticated], from: raw.attrs.from, to: raw.attrs.to, reason: c.reason }, 's2s: stanza refused');
+      return this.fail(c.condition, c.reason);
+    }
+    this.m.received.inc({ kind: raw.name });
+    this.m.deliverIncoming(fromServerNs(raw));
+  }
+
+  onStreamEnd(): void {
+    this.close();
+  }
+
+  onParseError(condition: string, text: string): void {
+    this.m.garbage.inc({ condition });
+    this.fail(condition as StreamErrorCondition, text);
+  }
+
+  onClosed(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    clearTimeout(this.authTimer);
+    this.m.incomingClosed(this);
+  }
+
+  fail(condition: StreamErrorCondition, text?: string, metric?: string): void {
+    if (this.state === 'closed') return;
+    if (this.state === 'wait-header' && this.id === '') {
+      this.id = newStreamId();
+      this.conn.sendHeader({ id: this.id, from: this.m.domain, version: '1.0' });
+    }
+    this.m.streamErrors.inc({ condition, direction: 'in', ...(metric ? { reason: metric } : {}) });
+    this.m.log.info({ stream: this.id, addr: this.conn.remoteAddress, peer: this.peerDomain, condition, text }, 's2s: incoming stream error');
+    this.conn.send(streamError(condition, text));
+    this.close();
+  }
+
+  close(): void {
+    if (this.state === 'closed') return;
+    this.conn.close();
+    this.onClosed();
+  }
+}

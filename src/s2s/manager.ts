@@ -1,0 +1,248 @@
+/**
+ * The s2s manager: the router's remote route (`router.remoteRoute`, an
+ * ExternalRoute) and the owner of every s2s stream.
+ *
+ * - One outgoing stream per remote domain, reused; stanzas wait in a
+ *   per-domain queue (bounded by s2s.maxQueue) while it connects, and all
+ *   of them bounce with remote-server-not-found / remote-server-timeout when
+ *   it fails (the sender's archived copy stays: the router archived it first).
+ * - Incoming streams are accepted on s2s.port (STARTTLS) and s2s.tlsPort
+ *   (direct TLS, XEP-0368), at most s2s.maxStreamsPerAddress per remote
+ *   address; a domain authenticated on a new incoming stream replaces the
+ *   older stream for that domain (one incoming stream per peer).
+ * - Streams idle for s2s.idleTimeout seconds are closed (one timer for all).
+ * - Dialback verification (XEP-0220 §2.3) goes over our outgoing stream to
+ *   the domain being verified.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import type { Element } from '../xml/element.js';
+import type { JID } from '../jid/jid.js';
+import type { Config } from '../config/types.js';
+import type { Logger } from '../core/logger.js';
+import type { Metrics, Counter } from '../metrics/metrics.js';
+import { StanzaError, streamError } from '../core/errors.js';
+import type { ExternalRoute, Router } from '../core/router.js';
+import type { Session } from '../core/session.js';
+import type { ParserLimits } from '../xml/stream-parser.contract.js';
+import { newStreamId } from '../c2s/stream.js';
+import { S2SConn, trusted, type S2STls } from './conn.js';
+import { IncomingStream } from './incoming.js';
+import { OutgoingStream, type VerifyVerdict } from './outgoing.js';
+
+interface Queued {
+  stanza: Element;
+  origin: Session | undefined;
+}
+
+export interface S2SDeps {
+  domain: string;
+  config: Config;
+  log: Logger;
+  metrics: Metrics;
+  router: Router;
+  cert: string;
+  key: string;
+}
+
+export class S2SManager implements ExternalRoute {
+  readonly kind = 's2s';
+  readonly domain: string;
+  readonly config: Config['s2s'];
+  readonly log: Logger;
+  readonly tls: S2STls;
+  readonly serverTlsContext: tls.SecureContext;
+  /** One client context for every outgoing stream: building one with the system CAs costs ~100 ms. */
+  readonly clientTlsContext: tls.SecureContext;
+  readonly secret: string;
+  readonly limits: ParserLimits;
+  private readonly router: Router;
+  private readonly outgoing = new Map<string, OutgoingStream>();
+  private readonly queues = new Map<string, Queued[]>();
+  private readonly incoming = new Set<IncomingStream>();
+  /** Domain -> the incoming stream that authenticated it last. */
+  private readonly incomingByDomain = new Map<string, IncomingStream>();
+  private readonly perAddress = new Map<string, number>();
+  private readonly insecure: Set<string>;
+  private sweeper: NodeJS.Timeout | undefined;
+  private stopping = false;
+
+  readonly sent: Counter;
+  readonly received: Counter;
+  readonly bounced: Counter;
+  readonly rejected: Counter;
+  readonly garbage: Counter;
+  readonly authFailures: Counter;
+  readonly authOut: Counter;
+  readonly authIn: Counter;
+  readonly streamErrors: Counter;
+  readonly refused: Counter;
+  private readonly connectMs: Counter;
+  private readonly connects: Counter;
+
+  constructor(d: S2SDeps) {
+    this.domain = d.domain;
+    this.config = d.config.s2s;
+    this.log = d.log.child({ component: 's2s' });
+    this.router = d.router;
+    this.insecure = new Set(this.config.insecureDomains.map((s) => s.toLowerCase()));
+    const extra = this.config.ca.map((f) => readFileSync(f, 'utf8'));
+    this.tls = { cert: d.cert, key: d.key, ca: [...tls.rootCertificates, ...extra] };
+    this.serverTlsContext = tls.createSecureContext({ cert: d.cert, key: d.key, ca: this.tls.ca, minVersion: 'TLSv1.2' });
+    this.clientTlsContext = tls.createSecureContext({ cert: d.cert, key: d.key, ca: this.tls.ca, minVersion: 'TLSv1.2' });
+    // Parse the trusted CAs now rather than in the first peer's handshake.
+    trusted(this.tls.ca);
+    this.secret = this.config.dialbackSecret || randomBytes(32).toString('hex');
+    this.limits = { maxStanzaSize: this.config.maxStanzaSize, maxDepth: d.config.c2s.maxDepth, maxAttributes: d.config.c2s.maxAttributes };
+    const m = d.metrics;
+    this.sent = m.counter('verona_s2s_stanzas_sent_total', 'Stanzas sent on outgoing s2s streams, by kind');
+    this.received = m.counter('verona_s2s_stanzas_received_total', 'Stanzas accepted on incoming s2s streams, by kind');
+    this.bounced = m.counter('verona_s2s_bounced_total', 'Stanzas bounced because a remote domain could not be reached, by condition');
+    this.rejected = m.counter('verona_s2s_rejected_total', 'Stanzas refused on incoming s2s streams (never routed), by reason');
+    this.garbage = m.counter('verona_s2s_parse_errors_total', 'S2S streams ended for unparsable or oversized input, by condition');
+    this.authFailures = m.counter('verona_s2s_auth_failures_total', 'Failed s2s authentications, by method and reason');
+    this.authOut = m.counter('verona_s2s_auth_out_total', 'Outgoing s2s streams authenticated, by method');
+    this.authIn = m.counter('verona_s2s_auth_in_total', 'Domains authenticated on incoming s2s streams, by method');
+    this.streamErrors = m.counter('verona_s2s_stream_errors_total', 'S2S stream errors sent, by condition and direction');
+    this.refused = m.counter('verona_s2s_refused_total', 'S2S work refused by a limit, by limit');
+    this.connectMs = m.counter('verona_s2s_connect_ms_total', 'Milliseconds from the first stanza for a domain to its stream being ready (sum)');
+    this.connects = m.counter('verona_s2s_connects_total', 'Outgoing s2s streams that became ready');
+    m.gauge('verona_s2s_streams_out', 'Outgoing s2s streams (any state)', () => this.outgoing.size);
+    m.gauge('verona_s2s_streams_in', 'Incoming s2s streams', () => this.incoming.size);
+  }
+
+  isInsecure(domain: string): boolean {
+    return this.insecure.has(domain);
+  }
+
+  // ---- ExternalRoute ------------------------------------------------------------------------
+
+  send(stanza: Element, _from: JID, to: JID, origin: Session | undefined): void {
+    if (this.stopping) throw new StanzaError('remote-server-not-found', 'The server is shutting down');
+    const domain = to.domain;
+    const out = this.outgoing.get(domain);
+    if (out?.state === 'ready') {
+      this.sent.inc({ kind: stanza.name });
+      out.send(stanza);
+      return;
+    }
+    let q = this.queues.get(domain);
+    if (!q) {
+      q = [];
+      this.queues.set(domain, q);
+    }
+    if (q.length >= this.config.maxQueue) {
+      this.refused.inc({ limit: 'queue' });
+      throw new StanzaError('resource-constraint', `Too many stanzas waiting for ${domain}`);
+    }
+    q.push({ stanza, origin });
+    if (!out) this.connect(domain);
+  }
+
+  private connect(domain: string): OutgoingStream {
+    const s = new OutgoingStream(domain, this);
+    this.outgoing.set(domain, s);
+    this.log.debug({ domain }, 's2s: connecting');
+    void s.start().catch((err: unknown) => this.log.error({ err, domain }, 's2s: connect crashed'));
+    return s;
+  }
+
+  outgoingReady(s: OutgoingStream): void {
+    if (this.outgoing.get(s.domain) !== s) return;
+    const ms = Date.now() - s.startedAt;
+    this.connects.inc();
+    this.connectMs.inc(undefined, ms);
+    this.log.info({ domain: s.domain, ms }, 's2s: outgoing stream ready');
+    const q = this.queues.get(s.domain) ?? [];
+    this.queues.delete(s.domain);
+    for (const item of q) {
+      this.sent.inc({ kind: item.stanza.name });
+      s.send(item.stanza);
+    }
+  }
+
+  /** `err` set: the stream never became ready, so everything queued bounces with it. */
+  outgoingClosed(s: OutgoingStream, err: StanzaError | undefined, reason: string): void {
+    if (this.outgoing.get(s.domain) === s) this.outgoing.delete(s.domain);
+    this.log.info({ domain: s.domain, reason, failed: err !== undefined }, 's2s: outgoing stream closed');
+    const q = this.queues.get(s.domain);
+    if (!q) return;
+    this.queues.delete(s.domain);
+    const e = err ?? new StanzaError('remote-server-not-found', `The stream to ${s.domain} closed`);
+    for (const item of q) {
+      this.bounced.inc({ condition: e.condition });
+      this.router.bounce(item.stanza, e, item.origin);
+    }
+  }
+
+  // ---- incoming ------------------------------------------------------------------------------
+
+  accept(socket: net.Socket, secure: boolean): void {
+    const conn = new S2SConn(socket, secure, this.limits, this.log, this.tls.ca);
+    const addr = conn.remoteAddress;
+    const n = (this.perAddress.get(addr) ?? 0) + 1;
+    if (this.stopping || (this.config.maxStreamsPerAddress > 0 && n > this.config.maxStreamsPerAddress)) {
+      this.refused.inc({ limit: 'streams-per-address' });
+      conn.sendHeader({ id: newStreamId(), from: this.domain, version: '1.0' });
+      conn.send(streamError(this.stopping ? 'system-shutdown' : 'policy-violation', 'Too many streams from this address'));
+      conn.close();
+      return;
+    }
+    this.perAddress.set(addr, n);
+    const s = new IncomingStream(conn, this);
+    this.incoming.add(s);
+  }
+
+  incomingAuthenticated(s: IncomingStream, domain: string, method: string): void {
+    this.authIn.inc({ method });
+    this.log.info({ domain, method, addr: s.conn.remoteAddress }, 's2s: incoming stream authenticated');
+    const prev = this.incomingByDomain.get(domain);
+    this.incomingByDomain.set(domain, s);
+    // One incoming stream per peer: the older one for this domain goes (it may carry other domains too).
+    if (prev && prev !== s) {
+      prev.authenticated.delete(domain);
+      if (prev.authenticated.size === 0) prev.fail('conflict', 'Replaced by a new stream');
+    }
+  }
+
+  incomingClosed(s: IncomingStream): void {
+    if (!this.incoming.delete(s)) return;
+    const addr = s.conn.remoteAddress;
+    const n = (this.perAddress.get(addr) ?? 1) - 1;
+    if (n <= 0) this.perAddress.delete(addr);
+    else this.perAddress.set(addr, n);
+    for (const d of s.authenticated) if (this.incomingByDomain.get(d) === s) this.incomingByDomain.delete(d);
+  }
+
+  deliverIncoming(stanza: Element): void {
+    this.router.route(stanza);
+  }
+
+  /** XEP-0220 §2.3: ask the authoritative server of `originating` over our outgoing stream to it. */
+  verifyDialback(originating: string, streamId: string, key: string): Promise<VerifyVerdict> {
+    const out = this.outgoing.get(originating) ?? this.connect(originating);
+    return out.verify(streamId, key);
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------------
+
+  startSweeper(): void {
+    const idle = this.config.idleTimeout * 1000;
+    if (idle <= 0) return;
+    this.sweeper = setInterval(() => {
+      const now = Date.now();
+      for (const s of [...this.outgoing.values()]) if (s.state === 'ready' && now - s.lastActivity > idle) s.close();
+      for (const s of [...this.incoming]) if (s.authenticated.size > 0 && now - s.lastActivity > idle) s.close();
+    }, Math.min(idle, 5000));
+    this.sweeper.unref();
+  }
+
+  close(): void {
+    this.stopping = true;
+    if (this.sweeper) clearInterval(this.sweeper);
+    for (const s of [...this.outgoing.values()]) s.close();
+    for (const s of [...this.incoming]) s.fail('system-shutdown', 'The server is shutting down');
+  }
+}
