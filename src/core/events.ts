@@ -29,6 +29,8 @@ export interface StanzaEvent {
   archiveFailed?: boolean;
   /** Resources of the recipient that must not get a copy (e.g. already delivered). */
   skipResources?: Set<string>;
+  /** What an external route (hosted MUC) returned for this message: the sender's ack waits for it. */
+  external?: Promise<unknown>;
 }
 
 export interface FeaturesEvent {

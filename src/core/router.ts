@@ -45,7 +45,11 @@ export type IqHandler = (ctx: IqContext) => Element | undefined | void | Promise
 export interface ExternalRoute {
   /** A short name for logs and metrics ('s2s', 'component', 'muc', ...). */
   readonly kind: string;
-  send(stanza: Element, from: JID, to: JID, origin: Session | undefined): void;
+  /**
+   * A promise returned for a message from a local session joins the stanza's waits: stream
+   * management acks it only once the promise settles (a hosted MUC archives the message first).
+   */
+  send(stanza: Element, from: JID, to: JID, origin: Session | undefined): void | Promise<unknown>;
 }
 
 export interface UserExists {
@@ -108,14 +112,15 @@ export class Router {
   }
 
   /** Hand a stanza to the route of a non-local domain, bouncing when there is none or it refuses. */
-  private routeExternal(stanza: Element, from: JID, to: JID, origin: Session | undefined): void {
+  private routeExternal(stanza: Element, from: JID, to: JID, origin: Session | undefined): Promise<unknown> | undefined {
     const route = this.routeFor(to.domain);
     try {
       if (!route) throw new StanzaError('remote-server-not-found', `Remote domain ${to.domain} is not reachable`);
-      route.send(stanza, from, to, origin);
+      return route.send(stanza, from, to, origin) ?? undefined;
     } catch (err) {
       if (!(err instanceof StanzaError)) this.log.error({ err, domain: to.domain }, 'external route failed');
       this.bounce(stanza, err instanceof StanzaError ? err : new StanzaError('internal-server-error'), origin);
+      return undefined;
     }
   }
 
@@ -135,7 +140,7 @@ export class Router {
       case 'message': {
         const e: StanzaEvent = { stanza, from, to: to ?? from.bare, origin: session, waits: [] };
         if (to === undefined) stanza.attrs.to = from.bare.toString();
-        if (!this.prepareMessage(e)) return this.chain(session, []);
+        if (!this.prepareMessage(e)) return this.chain(session, e.external ? [e.external] : []);
         return this.chain(session, e.waits, () => this.deliverMessage(e), e);
       }
       case 'presence': {
@@ -197,7 +202,8 @@ export class Router {
     try {
       if (e.origin && this.hooks.fire('message/out', e, true)) return false;
       if (e.to.domain !== this.domain) {
-        this.routeExternal(e.stanza, e.from, e.to, e.origin);
+        const w = this.routeExternal(e.stanza, e.from, e.to, e.origin);
+        if (w) e.external = w;
         return false;
       }
       if (e.to.local === '') {
