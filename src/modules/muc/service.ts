@@ -860,6 +860,15 @@ export class MucService implements ExternalRoute {
     this.broadcastPresence(room, occ, [], undefined, []);
   }
 
+  /**
+   * Query results go to the asking device only: routed like a message they would be forked
+   * (MR2, carbons) to the account's other devices, which did not ask.
+   */
+  private toRequester(to: JID, el: Element): void {
+    const s = to.domain === this.api.domain ? this.api.sessions.byFullJid(to.local, to.resource) : undefined;
+    if (s && !s.closed) this.api.router.sendToSession(s, el);
+  }
+
   private async mam(room: Room, stanza: Element, payload: Element, from: JID, type: 'get' | 'set'): Promise<Element | undefined> {
     const occ = room.bySession.get(from.toString());
     fail(canReadArchive(room.affiliationOf(from.bare.toString()), occ !== undefined, { ...room.config, archive: room.config.archive && this.archive !== undefined }));
@@ -890,7 +899,8 @@ export class MucService implements ExternalRoute {
       } catch {
         continue;
       }
-      this.out(
+      this.toRequester(
+        from,
         x('message', NS.CLIENT, { from: room.jid, to: from.toString(), id: `${stanza.attrs.id ?? 'mam'}-${++n}` }, [
           x('result', NS.MAM, { queryid: plan.queryId, id: rec.id }, [x('forwarded', NS.FORWARD, {}, [x('delay', NS.DELAY, { stamp: stampOf(seqToMs(rec.seq)) }), inner])]),
         ]),
