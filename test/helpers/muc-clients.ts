@@ -69,6 +69,8 @@ export class JoinError extends Error {
 /** Join `room` as `nick`; resolves with what the room sent, rejects with JoinError on an error presence. */
 export async function joinRaw(c: Conn, room: string, nick: string, opts: { password?: string; history?: string; timeoutMs?: number } = {}): Promise<Joined> {
   const occ = `${room}/${nick}`;
+  // Presence from this occupant JID still unread (an earlier role change) is not the answer to this join.
+  drain(c, (el) => el.name === 'presence' && el.attrs.from === occ);
   const inner = `${opts.password !== undefined ? `<password>${opts.password}</password>` : ''}${opts.history ?? ''}`;
   c.send(`<presence to='${occ}'><x xmlns='${NS_MUC}'>${inner}</x></presence>`);
   const t = opts.timeoutMs ?? 10000;

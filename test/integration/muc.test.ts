@@ -20,7 +20,6 @@ import {
   NS_MUC,
   NS_MUC_USER,
   NS_SID,
-  createRoom,
   drain,
   fromRoom,
   groupchatWithBody,

@@ -330,7 +330,10 @@ export class MucService implements ExternalRoute {
       role: type === 'unavailable' ? 'none' : occ.role,
       jid: showsRealJid(receiver, room.config.whois) ? occ.latest : undefined,
     });
-    p.append(x('x', NS_MUC_USER, {}, [item, ...extra.filter((e) => e.name !== 'status'), ...codes.map(status), ...extra.filter((e) => e.name === 'status')]));
+    // §8.2/§9.1: <actor/> and <reason/> belong in the item; <destroy/> beside it.
+    const inItem = (e: Element): boolean => e.name === 'actor' || e.name === 'reason';
+    for (const e of extra) if (inItem(e)) item.append(e.clone());
+    p.append(x('x', NS_MUC_USER, {}, [item, ...extra.filter((e) => !inItem(e)), ...codes.map(status)]));
     p.append(x('occupant-id', NS_OCCUPANT_ID, { id: occ.occupantId }));
     return p;
   }
@@ -733,15 +736,8 @@ export class MucService implements ExternalRoute {
         if (room.affiliationOf(o.bare) === 'none') this.remove(room, o, [322], []);
       }
     }
-    if (next.moderated !== before.moderated) {
-      for (const o of room.occupants.values()) {
-        const r = defaultRole(room.affiliationOf(o.bare), next);
-        if (room.affiliationOf(o.bare) === 'none' && o.role !== 'moderator' && o.role !== r) {
-          o.role = r;
-          this.broadcastPresence(room, o, []);
-        }
-      }
-    }
+    // Making a room moderated changes the role of those who enter from now on; present
+    // participants keep their voice until a moderator revokes it (§8.4).
     return undefined;
   }
 
