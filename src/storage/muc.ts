@@ -61,7 +61,7 @@ export interface RoomRecord {
 }
 
 export interface MucStore {
-  /** Every stored (persistent) room. */
+  /** Every stored (persistent) room, by name. */
   rooms(): Promise<RoomRecord[]>;
   /** Insert or replace a room. */
   save(room: RoomRecord): Promise<void>;
@@ -74,7 +74,7 @@ export class MemoryMucStore implements MucStore {
   private readonly map = new Map<string, string>();
 
   async rooms(): Promise<RoomRecord[]> {
-    return [...this.map.values()].map((s) => JSON.parse(s) as RoomRecord);
+    return [...this.map.keys()].sort().map((k) => JSON.parse(this.map.get(k) as string) as RoomRecord);
   }
 
   async save(room: RoomRecord): Promise<void> {
