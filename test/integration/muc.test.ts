@@ -266,6 +266,18 @@ describe('one room, three occupants, five devices', () => {
     assert.ok(inner.getChildren('stanza-id', NS_SID).some((s) => s.attrs.by === 'romeo@localhost'));
   });
 
+  test('a private message a device sends is in its own archive and reaches its other device as a sent copy', async () => {
+    romeoDesk.send(`<message to='${ROOM}/Nurse' type='chat' id='pm2'><body>Meet me at the cell</body></message>`);
+    const atNurse = await nurse.next((el) => el.name === 'message' && el.getChildText('body') === 'Meet me at the cell');
+    assert.equal(atNurse.attrs.from, `${ROOM}/Romeo`);
+    const sent = await romeoPhone.next((el) => el.name === 'message' && el.getChild('sent', 'urn:xmpp:carbons:2') !== undefined);
+    const inner = sent.getChild('sent', 'urn:xmpp:carbons:2')?.getChild('forwarded')?.getChild('message');
+    assert.equal(inner?.attrs.to, `${ROOM}/Nurse`);
+    // The MR2 sender's archive id is computable: <stream id>-<message id>.
+    const own = inner?.getChildren('stanza-id', NS_SID).find((x) => x.attrs.by === 'romeo@localhost');
+    assert.equal(own?.attrs.id, `${romeoDesk.streamId}-pm2`);
+  });
+
   test('self-ping (XEP-0410): joined answers result, not joined not-acceptable', async () => {
     const ok = await sendIq(romeoDesk, "<ping xmlns='urn:xmpp:ping'/>", `type='get' to='${ROOM}/Romeo'`);
     assert.equal(ok.attrs.type, 'result');

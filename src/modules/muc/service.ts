@@ -19,13 +19,16 @@ import { parseXml } from '../../xml/parser.js';
 import { NS } from '../../core/namespaces.js';
 import { StanzaError } from '../../core/errors.js';
 import type { ModuleApi } from '../../core/module.js';
-import type { ExternalRoute } from '../../core/router.js';
+import { buildCopy, type ExternalRoute } from '../../core/router.js';
+import { decideOutgoing, normalizeType } from '../../core/routing.js';
+import { carbonsEligible } from '../../core/eligibility.js';
+import { archiveVerdict, prefsAllow } from '../mam/rules.js';
 import type { Session } from '../../core/session.js';
 import { JID, tryParseJID } from '../../jid/jid.js';
 import type { Counter } from '../../metrics/metrics.js';
 import type { ArchiveStore } from '../../storage/archive.js';
 import type { Affiliation, MucStore, Role, RoomRecord } from '../../storage/muc.js';
-import { ArchiveClock, archiveIdFor, parseDateTime, seqToMs, stampOf } from '../mam/ids.js';
+import { ArchiveClock, archiveIdFor, computableId, parseDateTime, seqToMs, stampOf } from '../mam/ids.js';
 import { finElement, parseQuery, queryForm, runQuery, type QueryLimits } from '../mam/query.js';
 import { applyConfigForm, configForm, NS_DATA, roomInfoForm } from './forms.js';
 import type { MucOptions } from './options.js';
@@ -444,7 +447,8 @@ export class MucService implements ExternalRoute {
     if (to.resource !== '') {
       if (type === 'groupchat') throw new StanzaError('bad-request', 'Send groupchat messages to the room, not to an occupant');
       this.privateMessage(room, occ, stanza, to.resource);
-      return undefined;
+      // The sender's side, as for any 1-1 message: its own archive and its other devices.
+      return origin && from.domain === this.api.domain ? this.ownCopies(stanza, from, origin, to) : undefined;
     }
     if (type === 'groupchat') return this.groupchat(room, occ, stanza);
     const ux = stanza.getChild('x', NS_MUC_USER);
@@ -567,6 +571,34 @@ export class MucService implements ExternalRoute {
     // carbons) fork it to the account's other devices, as XEP-0280 §6 lets private MUC messages be.
     msg.attrs.to = target.latest;
     this.out(msg);
+  }
+
+  /**
+   * A private message a local device sent into a room: stored in the sender's own archive
+   * (computable id on MR2 streams, as docs/protocol.md says) and forked as `sent` copies to the
+   * account's other MR2 and carbons devices, as the router does for 1-1 messages between local
+   * accounts. Resolves once stored: the sender's ack waits for it.
+   */
+  private async ownCopies(stanza: Element, from: JID, origin: Session, to: JID): Promise<void> {
+    const sent = stanza.clone();
+    let id: string | undefined;
+    if (this.archive && archiveVerdict(sent).ok && prefsAllow(await this.archive.getPrefs(from.local), to.bare.toString()) === true) {
+      const seq = this.clock.next();
+      const msgId = stanza.attrs.id;
+      const rowId = origin.mr2 && msgId !== undefined ? computableId(origin.streamId, msgId) : archiveIdFor(seq);
+      try {
+        await this.archive.append({ username: from.local, seq, id: rowId, with: to.bare.toString(), withResource: to.resource, outgoing: true, stanza: serialize(sent, '') });
+        id = rowId;
+      } catch (err) {
+        this.api.log.error({ err: err instanceof Error ? err.message : String(err), user: from.local }, 'archive write of a private room message failed');
+      }
+    }
+    const sessions = this.api.sessions.byUser(from.local).filter((s) => !s.closed);
+    const deliveries = decideOutgoing({ type: normalizeType(sent.attrs.type), fromResource: from.resource, carbonsEligible: carbonsEligible(sent).ok }, sessions);
+    for (const d of deliveries) {
+      const s = sessions.find((v) => v.resource === d.resource);
+      if (s) this.api.router.sendToSession(s, buildCopy(sent, 'sent', s, id, from.bare.toString()));
+    }
   }
 
   private invite(room: Room, occ: Occupant | undefined, from: JID, ux: Element): void {
