@@ -582,7 +582,10 @@ export class MucService implements ExternalRoute {
   private async ownCopies(stanza: Element, from: JID, origin: Session, to: JID): Promise<void> {
     const sent = stanza.clone();
     let id: string | undefined;
-    if (this.archive && archiveVerdict(sent).ok && prefsAllow(await this.archive.getPrefs(from.local), to.bare.toString()) === true) {
+    let notArchived: 'storage' | 'preferences' | undefined;
+    const archivable = this.archive !== undefined && archiveVerdict(sent).ok;
+    if (this.archive && archivable && prefsAllow(await this.archive.getPrefs(from.local), to.bare.toString()) !== true) notArchived = 'preferences';
+    else if (this.archive && archivable) {
       const seq = this.clock.next();
       const msgId = stanza.attrs.id;
       const rowId = origin.mr2 && msgId !== undefined ? computableId(origin.streamId, msgId) : archiveIdFor(seq);
@@ -590,8 +593,13 @@ export class MucService implements ExternalRoute {
         await this.archive.append({ username: from.local, seq, id: rowId, with: to.bare.toString(), withResource: to.resource, outgoing: true, stanza: serialize(sent, '') });
         id = rowId;
       } catch (err) {
+        notArchived = 'storage';
         this.api.log.error({ err: err instanceof Error ? err.message : String(err), user: from.local }, 'archive write of a private room message failed');
       }
+    }
+    // The MR2 promise (docs/protocol.md): the computable id is in the archive unless the stream is told.
+    if (notArchived !== undefined && origin.mr2 && stanza.attrs.id !== undefined && !origin.closed) {
+      origin.send(x('archive-failed', NS.MR2, { id: stanza.attrs.id, reason: notArchived }));
     }
     const sessions = this.api.sessions.byUser(from.local).filter((s) => !s.closed);
     const deliveries = decideOutgoing({ type: normalizeType(sent.attrs.type), fromResource: from.resource, carbonsEligible: carbonsEligible(sent).ok }, sessions);
