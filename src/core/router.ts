@@ -45,7 +45,11 @@ export type IqHandler = (ctx: IqContext) => Element | undefined | void | Promise
 export interface ExternalRoute {
   /** A short name for logs and metrics ('s2s', 'component', 'muc', ...). */
   readonly kind: string;
-  send(stanza: Element, from: JID, to: JID, origin: Session | undefined): void;
+  /**
+   * A promise returned for a message from a local session joins the stanza's waits: stream
+   * management acks it only once the promise settles (a hosted MUC archives the message first).
+   */
+  send(stanza: Element, from: JID, to: JID, origin: Session | undefined): void | Promise<unknown>;
 }
 
 export interface UserExists {
@@ -108,14 +112,15 @@ export class Router {
   }
 
   /** Hand a stanza to the route of a non-local domain, bouncing when there is none or it refuses. */
-  private routeExternal(stanza: Element, from: JID, to: JID, origin: Session | undefined): void {
+  private routeExternal(stanza: Element, from: JID, to: JID, origin: Session | undefined): Promise<unknown> | undefined {
     const route = this.routeFor(to.domain);
     try {
       if (!route) throw new StanzaError('remote-server-not-found', `Remote domain ${to.domain} is not reachable`);
-      route.send(stanza, from, to, origin);
+      return route.send(stanza, from, to, origin) ?? undefined;
     } catch (err) {
       if (!(err instanceof StanzaError)) this.log.error({ err, domain: to.domain }, 'external route failed');
       this.bounce(stanza, err instanceof StanzaError ? err : new StanzaError('internal-server-error'), origin);
+      return undefined;
     }
   }
 
@@ -242,7 +247,8 @@ export class Router {
     for (const r of results) if (r.status === 'rejected') e.archiveFailed = true;
   }
 
-  private deliverMessage(e: StanzaEvent): void {
+  /** Returns what an external route gave back for the message (a hosted room's archive commit): the sender's ack waits for it. */
+  private deliverMessage(e: StanzaEvent): Promise<unknown> | undefined {
     const type = messageType(e.stanza);
     const eligible = carbonsEligible(e.stanza).ok;
     const recipientIsSender = e.origin !== undefined && e.to.local === e.from.local && e.to.domain === e.from.domain;
@@ -274,7 +280,7 @@ export class Router {
     }
     // To another domain (only local senders get here, see prepareMessage): out it goes now that the
     // sender's copy is archived; a failure bounces to the sender, the archived copy stays.
-    if (e.to.domain !== this.domain) this.routeExternal(e.stanza, e.from, e.to, e.origin);
+    const external = e.to.domain !== this.domain ? this.routeExternal(e.stanza, e.from, e.to, e.origin) : undefined;
     if (e.origin) {
       const senders = this.registry.byUser(e.from.local).filter((s) => !s.closed);
       for (const del of decideOutgoing({ type, fromResource: e.from.resource, carbonsEligible: eligible }, senders, recipientIsSender ? handledResources : undefined)) {
@@ -288,6 +294,7 @@ export class Router {
         e.origin.send(x('archive-failed', NS.MR2, { id: e.stanza.attrs.id, reason: notArchived }));
       }
     }
+    return external;
   }
 
   private async offlineOrBounce(e: StanzaEvent): Promise<void> {
@@ -451,7 +458,7 @@ export class Router {
    * Queue delivery behind the session's previous stanza and behind `waits`.
    * A rejected wait marks the event archiveFailed; the message is still routed.
    */
-  private chain(session: Session, waits: Promise<unknown>[], deliver?: () => void, e?: StanzaEvent): Promise<void> {
+  private chain(session: Session, waits: Promise<unknown>[], deliver?: () => unknown, e?: StanzaEvent): Promise<void> {
     const prev = session.inboundTail;
     let next: Promise<void>;
     if (waits.length === 0) {
@@ -463,7 +470,7 @@ export class Router {
       // "after N" neither repeats nor skips a message.
       next = Promise.all([prev, Promise.allSettled(waits), this.deliveryTail]).then(([, results]) => {
         if (e) for (const r of results) if (r.status === 'rejected') e.archiveFailed = true;
-        this.safe(deliver);
+        return this.safe(deliver);
       });
       this.deliveryTail = next;
     }
@@ -472,13 +479,16 @@ export class Router {
   }
 
 
-  private safe(fn: (() => void) | undefined): void {
-    if (!fn) return;
+  /** Run a delivery; when it returns a promise (an external route's commit), wait for it without ever rejecting. */
+  private safe(fn: (() => unknown) | undefined): Promise<void> | undefined {
+    if (!fn) return undefined;
     try {
-      fn();
+      const r = fn();
+      if (r instanceof Promise) return r.then(() => undefined, (err: unknown) => this.log.error({ err }, 'external delivery failed'));
     } catch (err) {
       this.log.error({ err }, 'delivery failed');
     }
+    return undefined;
   }
 }
 

@@ -10,6 +10,7 @@ import type { ArchiveStore } from './archive.js';
 import type { OfflineStore } from './offline.js';
 import type { BlocklistStore } from './blocklist.js';
 import type { PubsubStore } from './pubsub.js';
+import type { MucStore } from './muc.js';
 
 /** SCRAM credentials for one hash function (RFC 5802 §3). Never a plaintext password. */
 export interface ScramCredential {
@@ -71,6 +72,8 @@ export interface Storage {
   readonly blocklist?: BlocklistStore;
   /** PEP nodes, items and the caps cache (XEP-0163, XEP-0115); optional per backend. */
   readonly pubsub?: PubsubStore;
+  /** Persistent multi-user chat rooms (XEP-0045); optional per backend. */
+  readonly muc?: MucStore;
   /** Remove every piece of data of an account (all stores). */
   deleteUserData(username: string): Promise<void>;
   /**

@@ -77,7 +77,8 @@ function positiveInt(options: Record<string, unknown>, key: string, dflt: number
 }
 
 class Archiver {
-  private readonly clock: ArchiveClock;
+  /** One clock for every archive row (seq is the table's rowid): the MUC service shares it ('archive-clock'). */
+  readonly clock: ArchiveClock;
   private readonly writes: Counter;
   private readonly failures: Counter;
   private readonly skipped: Counter;
@@ -248,6 +249,7 @@ export const mamModule: VeronaModule = {
     if (limits.defaultMax > limits.maxMax) throw new Error('moduleOptions.mam.defaultPageSize must not exceed maxPageSize');
     const prefs = await store.allPrefs();
     const archiver = new Archiver(api, store, prefs, await store.highWater());
+    api.provide('archive-clock', archiver.clock);
     const queries = api.metrics.counter('verona_mam_queries_total', 'MAM queries answered, by kind');
 
     // XEP-0313 puts the feature on the account's JID; clients also look on the server's

@@ -26,6 +26,7 @@ import { SqliteArchiveStore } from './archive.js';
 import { SqliteOfflineStore } from './offline.js';
 import { SqliteBlocklistStore } from './blocklist.js';
 import { SqlitePubsubStore } from './pubsub.js';
+import { SqliteMucStore } from './muc.js';
 import { runMigrations } from './migrations.js';
 import type { CheckpointerOptions, MainMessage, WorkerMessage } from './checkpointer.js';
 
@@ -55,6 +56,7 @@ export class SqliteStorage implements Storage {
   readonly offline: SqliteOfflineStore;
   readonly blocklist: SqliteBlocklistStore;
   readonly pubsub: SqlitePubsubStore;
+  readonly muc: SqliteMucStore;
   /** Migration ids applied by this open (empty when the schema was current). */
   readonly appliedMigrations: readonly string[];
   private closed = false;
@@ -72,6 +74,7 @@ export class SqliteStorage implements Storage {
     this.offline = new SqliteOfflineStore(db);
     this.blocklist = new SqliteBlocklistStore(db);
     this.pubsub = new SqlitePubsubStore(db);
+    this.muc = new SqliteMucStore(db);
   }
 
   static open(path: string, opts: SqliteOpenOptions): SqliteStorage {

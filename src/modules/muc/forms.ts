@@ -1,0 +1,154 @@
+/**
+ * XEP-0045 data forms (XEP-0004): the room configuration form
+ * (muc#roomconfig, §10.2 and §15.5.3) and the room information extension of
+ * disco#info (muc#roominfo, §15.5.4). Parsing is strict: an unknown value is
+ * a bad-request, never silently ignored.
+ */
+import { x, type Element } from '../../xml/element.js';
+import { StanzaError } from '../../core/errors.js';
+import type { AllowPm, RoomConfig, Whois } from '../../storage/muc.js';
+
+export const NS_DATA = 'jabber:x:data';
+export const NS_ROOMCONFIG = 'http://jabber.org/protocol/muc#roomconfig';
+export const NS_ROOMINFO = 'http://jabber.org/protocol/muc#roominfo';
+
+function field(v: string, type: string, label: string | undefined, values: string[], options?: Array<[string, string]>): Element {
+  const f = x('field', NS_DATA, { var: v, type, label });
+  for (const [value, l] of options ?? []) f.append(x('option', NS_DATA, { label: l }, [x('value', NS_DATA, {}, [value])]));
+  for (const val of values) f.append(x('value', NS_DATA, {}, [val]));
+  return f;
+}
+
+const bool = (b: boolean): string => (b ? '1' : '0');
+
+/** The owner's configuration form with the room's current values. */
+export function configForm(c: RoomConfig, maxUsersLimit: number, historyMax: number): Element {
+  return x('x', NS_DATA, { type: 'form' }, [
+    x('title', NS_DATA, {}, ['Room configuration']),
+    field('FORM_TYPE', 'hidden', undefined, [NS_ROOMCONFIG]),
+    field('muc#roomconfig_roomname', 'text-single', 'Name', [c.name]),
+    field('muc#roomconfig_roomdesc', 'text-single', 'Description', [c.description]),
+    field('muc#roomconfig_persistentroom', 'boolean', 'Keep the room when it is empty', [bool(c.persistent)]),
+    field('muc#roomconfig_publicroom', 'boolean', 'List the room publicly', [bool(c.public)]),
+    field('muc#roomconfig_membersonly', 'boolean', 'Members only', [bool(c.membersOnly)]),
+    field('muc#roomconfig_moderatedroom', 'boolean', 'Moderated (visitors have no voice)', [bool(c.moderated)]),
+    field('muc#roomconfig_passwordprotectedroom', 'boolean', 'Password protected', [bool(c.password !== '')]),
+    field('muc#roomconfig_roomsecret', 'text-private', 'Password', [c.password]),
+    field('muc#roomconfig_maxusers', 'text-single', `Most occupants (at most ${maxUsersLimit})`, [String(c.maxUsers)]),
+    field('muc#roomconfig_whois', 'list-single', 'Who may see real JIDs', [c.whois], [
+      ['moderators', 'Moderators only'],
+      ['anyone', 'Anyone'],
+    ]),
+    field('muc#roomconfig_changesubject', 'boolean', 'Participants may change the subject', [bool(c.changeSubject)]),
+    field('muc#roomconfig_allowinvites', 'boolean', 'Occupants may invite others', [bool(c.allowInvites)]),
+    field('muc#roomconfig_allowpm', 'list-single', 'Who may send private messages', [c.allowPm], [
+      ['anyone', 'Anyone'],
+      ['participants', 'Participants'],
+      ['moderators', 'Moderators'],
+      ['none', 'Nobody'],
+    ]),
+    field('muc#roomconfig_enablearchiving', 'boolean', 'Archive messages (MAM)', [bool(c.archive)]),
+    field('muc#roomconfig_historylength', 'text-single', `History sent to new occupants (at most ${historyMax})`, [String(c.historyLength)]),
+  ]);
+}
+
+function parseBool(v: string, name: string): boolean {
+  if (v === '1' || v === 'true') return true;
+  if (v === '0' || v === 'false') return false;
+  throw new StanzaError('bad-request', `${name}: not a boolean`);
+}
+
+function parseCount(v: string, name: string, max: number, min = 0): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new StanzaError('bad-request', `${name}: not a whole number >= ${min}`);
+  return Math.min(n, max);
+}
+
+/**
+ * Apply a submitted form to a copy of `current`. Fields left out keep their
+ * value (XEP-0004 §3.4 lets a submitter send only what changed). An empty
+ * submit is the instant room of §10.1.2.
+ */
+export function applyConfigForm(current: RoomConfig, form: Element, maxUsersLimit: number, historyMax: number): RoomConfig {
+  if (form.attrs.type !== 'submit') throw new StanzaError('bad-request', 'The form must be of type submit');
+  const c: RoomConfig = { ...current };
+  let passwordProtected: boolean | undefined;
+  let secret: string | undefined;
+  for (const f of form.getChildren('field', NS_DATA)) {
+    const name = f.attrs.var ?? '';
+    const values = f.getChildren('value', NS_DATA).map((v) => v.text());
+    const v = (values[0] ?? '').trim();
+    switch (name) {
+      case 'FORM_TYPE':
+        if (v !== NS_ROOMCONFIG) throw new StanzaError('bad-request', `FORM_TYPE must be ${NS_ROOMCONFIG}`);
+        break;
+      case 'muc#roomconfig_roomname':
+        c.name = values[0] ?? '';
+        break;
+      case 'muc#roomconfig_roomdesc':
+        c.description = values[0] ?? '';
+        break;
+      case 'muc#roomconfig_persistentroom':
+        c.persistent = parseBool(v, name);
+        break;
+      case 'muc#roomconfig_publicroom':
+        c.public = parseBool(v, name);
+        break;
+      case 'muc#roomconfig_membersonly':
+        c.membersOnly = parseBool(v, name);
+        break;
+      case 'muc#roomconfig_moderatedroom':
+        c.moderated = parseBool(v, name);
+        break;
+      case 'muc#roomconfig_passwordprotectedroom':
+        passwordProtected = parseBool(v, name);
+        break;
+      case 'muc#roomconfig_roomsecret':
+        secret = values[0] ?? '';
+        break;
+      case 'muc#roomconfig_maxusers':
+        c.maxUsers = v === '' || v === 'none' ? maxUsersLimit : parseCount(v, name, maxUsersLimit, 1);
+        break;
+      case 'muc#roomconfig_whois':
+        if (v !== 'moderators' && v !== 'anyone') throw new StanzaError('bad-request', `${name}: moderators or anyone`);
+        c.whois = v as Whois;
+        break;
+      case 'muc#roomconfig_changesubject':
+        c.changeSubject = parseBool(v, name);
+        break;
+      case 'muc#roomconfig_allowinvites':
+        c.allowInvites = parseBool(v, name);
+        break;
+      case 'muc#roomconfig_allowpm':
+        if (!['anyone', 'participants', 'moderators', 'none'].includes(v)) throw new StanzaError('bad-request', `${name}: anyone, participants, moderators or none`);
+        c.allowPm = v as AllowPm;
+        break;
+      case 'muc#roomconfig_enablearchiving':
+      case 'mam':
+        c.archive = parseBool(v, name);
+        break;
+      case 'muc#roomconfig_historylength':
+        c.historyLength = parseCount(v, name, historyMax);
+        break;
+      default:
+        // Fields other servers offer (e.g. muc#roomconfig_lang) are not settable here: say so.
+        throw new StanzaError('not-acceptable', `Unknown configuration field '${name}'`);
+    }
+  }
+  if (secret !== undefined) c.password = secret;
+  if (passwordProtected === false) c.password = '';
+  if (passwordProtected === true && c.password === '') throw new StanzaError('not-acceptable', 'A password-protected room needs a password (muc#roomconfig_roomsecret)');
+  return c;
+}
+
+/** muc#roominfo for the room's disco#info (§15.5.4). */
+export function roomInfoForm(c: RoomConfig, occupants: number, subject: string): Element {
+  return x('x', NS_DATA, { type: 'result' }, [
+    field('FORM_TYPE', 'hidden', undefined, [NS_ROOMINFO]),
+    field('muc#roominfo_description', 'text-single', 'Description', [c.description]),
+    field('muc#roominfo_occupants', 'text-single', 'Number of occupants', [String(occupants)]),
+    field('muc#roominfo_subject', 'text-single', 'Subject', [subject]),
+    field('muc#roomconfig_roomname', 'text-single', 'Name', [c.name]),
+    field('muc#maxhistoryfetch', 'text-single', 'Most history messages', [String(c.historyLength)]),
+  ]);
+}
