@@ -21,10 +21,11 @@ import { privateModule } from './private.js';
 import { registerModule } from './register.js';
 import { pepModule } from './pep/index.js';
 import { uploadModule } from './upload/index.js';
+import { extdiscoModule } from './extdisco.js';
 
 export const allModules: readonly VeronaModule[] = [discoModule, pingModule, versionModule, timeModule, rosterModule,
   mr2Module, stanzaIdModule, carbonsModule, mamModule, offlineModule,
   blockingModule, vcardModule, privateModule, registerModule, pepModule,
-  uploadModule,
+  uploadModule, extdiscoModule,
   // sm last: at shutdown it closes first and still hands unacked messages to offline storage.
   csiModule, smModule];
