@@ -22,10 +22,12 @@ import { registerModule } from './register.js';
 import { pepModule } from './pep/index.js';
 import { uploadModule } from './upload/index.js';
 import { extdiscoModule } from './extdisco.js';
+import { contactAddressesModule } from './contact-addresses.js';
+import { bookmarksModule } from './bookmarks.js';
 
 export const allModules: readonly VeronaModule[] = [discoModule, pingModule, versionModule, timeModule, rosterModule,
   mr2Module, stanzaIdModule, carbonsModule, mamModule, offlineModule,
   blockingModule, vcardModule, privateModule, registerModule, pepModule,
-  uploadModule, extdiscoModule,
+  uploadModule, extdiscoModule, contactAddressesModule, bookmarksModule,
   // sm last: at shutdown it closes first and still hands unacked messages to offline storage.
   csiModule, smModule];
