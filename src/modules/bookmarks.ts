@@ -62,7 +62,7 @@ export const bookmarksModule: VeronaModule = {
 
     const native = async (owner: string): Promise<Map<string, Element>> => {
       const m = new Map<string, Element>();
-      for (const it of (await pep.readItems(owner, NS_BOOKMARKS2)).reverse()) {
+      for (const it of await pep.readItems(owner, NS_BOOKMARKS2)) {
         try {
           m.set(it.id, parseXml(it.payload));
         } catch {

@@ -24,10 +24,11 @@ import { uploadModule } from './upload/index.js';
 import { extdiscoModule } from './extdisco.js';
 import { contactAddressesModule } from './contact-addresses.js';
 import { bookmarksModule } from './bookmarks.js';
+import { avatarModule } from './avatar.js';
 
 export const allModules: readonly VeronaModule[] = [discoModule, pingModule, versionModule, timeModule, rosterModule,
   mr2Module, stanzaIdModule, carbonsModule, mamModule, offlineModule,
   blockingModule, vcardModule, privateModule, registerModule, pepModule,
-  uploadModule, extdiscoModule, contactAddressesModule, bookmarksModule,
+  uploadModule, extdiscoModule, contactAddressesModule, bookmarksModule, avatarModule,
   // sm last: at shutdown it closes first and still hands unacked messages to offline storage.
   csiModule, smModule];

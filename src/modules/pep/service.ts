@@ -155,7 +155,7 @@ export class PepService {
     }
   }
 
-  /** The items of a node, newest first (empty when there is no such node). */
+  /** The items of a node, oldest first (empty when there is no such node). */
   async readItems(owner: string, name: string): Promise<PubsubItem[]> {
     return this.run(owner, () => this.store.items(owner, name));
   }
