@@ -25,10 +25,11 @@ import { extdiscoModule } from './extdisco.js';
 import { contactAddressesModule } from './contact-addresses.js';
 import { bookmarksModule } from './bookmarks.js';
 import { avatarModule } from './avatar.js';
+import { proxy65Module } from './proxy65.js';
 
 export const allModules: readonly VeronaModule[] = [discoModule, pingModule, versionModule, timeModule, rosterModule,
   mr2Module, stanzaIdModule, carbonsModule, mamModule, offlineModule,
   blockingModule, vcardModule, privateModule, registerModule, pepModule,
-  uploadModule, extdiscoModule, contactAddressesModule, bookmarksModule, avatarModule,
+  uploadModule, extdiscoModule, contactAddressesModule, bookmarksModule, avatarModule, proxy65Module,
   // sm last: at shutdown it closes first and still hands unacked messages to offline storage.
   csiModule, smModule];

@@ -42,6 +42,7 @@ test('xmpp.js finds the service in disco, reads its limits, uploads over HTTPS, 
     const items = await c.iqCaller.get(xml('query', { xmlns: 'http://jabber.org/protocol/disco#items' }), 'localhost');
     const jids = items.getChildren('item').map((i) => i.attrs.jid as string);
     assert.ok(jids.includes('upload.localhost'), `server items: ${jids.join(', ')}`);
+    assert.ok(!jids.includes('proxy.localhost'), 'the SOCKS5 proxy is off by default');
     const info = await c.iqCaller.get(xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' }), 'upload.localhost');
     assert.ok(info.getChildren('feature').some((f) => f.attrs.var === NS));
     assert.equal(info.getChild('identity')?.attrs.category, 'store');
