@@ -1,6 +1,6 @@
 /**
  * Avatar conversions of XEP-0398 (User Avatar to vCard-Based Avatars
- * Conversion, version 0.3.0) between XEP-0084 PEP avatars
+ * Conversion, version 0.3) between XEP-0084 PEP avatars
  * (urn:xmpp:avatar:data / urn:xmpp:avatar:metadata) and the vcard-temp PHOTO
  * of XEP-0054/XEP-0153. Pure functions.
  */
