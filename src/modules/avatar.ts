@@ -7,7 +7,9 @@
  *   vCard set with a PHOTO (BINVAL)             -> data and metadata published;
  *   vCard set without one                       -> empty metadata published
  *   available presence of the account           -> <x xmlns='vcard-temp:x:update'><photo>hash</photo></x>
- *                                                  replaced by the server's own hash
+ *                                                  replaced by the server's own hash (added when
+ *                                                  there is an avatar; with none, only a client's
+ *                                                  own <x/> is corrected to an empty <photo/>)
  *
  * The hash of each account with a bound session is kept in memory (loaded at
  * bind, updated by conversions), because presence hooks are synchronous; a
@@ -26,7 +28,7 @@ import { parseXml } from '../xml/parser.js';
 import type { PepService } from './pep/service.js';
 import type { VcardService } from './vcard.js';
 import {
-  NS_AVATAR_DATA, NS_AVATAR_METADATA, NS_CONVERSION,
+  NS_AVATAR_DATA, NS_AVATAR_METADATA, NS_CONVERSION, NS_VCARD_UPDATE,
   dataPayload, metadataInfo, metadataPayload, photoOf, sha1hex, stampPresence, withPhoto, type Photo,
 } from './avatar-convert.js';
 
@@ -122,7 +124,9 @@ export const avatarModule: VeronaModule = {
     api.hook('presence/out', (e) => {
       if (!e.origin || (e.stanza.attrs.type !== undefined && e.stanza.attrs.type !== 'available')) return false;
       const h = hashes.get(e.origin.username);
-      if (h !== undefined) stampPresence(e.stanza, h);
+      // With no avatar, a presence the client sent without <x/> stays as it is (nothing to tell);
+      // a claim in its <x/> is corrected to the empty <photo/>.
+      if (h !== undefined && (h !== '' || e.stanza.getChild('x', NS_VCARD_UPDATE))) stampPresence(e.stanza, h);
       return false;
     }, PRIORITY.ARCHIVE + 20);
     api.onClose(async () => {
