@@ -22,6 +22,8 @@ const IM_PAYLOAD_NS = new Set([
   'urn:xmpp:omemo:2',
   'jabber:x:encrypted',
   'urn:xmpp:openpgp:0',
+  // XEP-0353: a call rings on every device, and a proceed/reject stops the others ringing.
+  'urn:xmpp:jingle-message:0',
 ]);
 
 /** XEP-0280 §6 with urn:xmpp:carbons:rules:0: may a legacy Carbons client get a copy? */

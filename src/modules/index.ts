@@ -21,11 +21,18 @@ import { privateModule } from './private.js';
 import { registerModule } from './register.js';
 import { pepModule } from './pep/index.js';
 import { mucModule } from './muc/index.js';
+import { uploadModule } from './upload/index.js';
+import { extdiscoModule } from './extdisco.js';
+import { contactAddressesModule } from './contact-addresses.js';
+import { bookmarksModule } from './bookmarks.js';
+import { avatarModule } from './avatar.js';
+import { proxy65Module } from './proxy65.js';
 
 export const allModules: readonly VeronaModule[] = [discoModule, pingModule, versionModule, timeModule, rosterModule,
   mr2Module, stanzaIdModule, carbonsModule, mamModule, offlineModule,
   blockingModule, vcardModule, privateModule, registerModule, pepModule,
   // muc after mam: it shares the archive clock.
   mucModule,
+  uploadModule, extdiscoModule, contactAddressesModule, bookmarksModule, avatarModule, proxy65Module,
   // sm last: at shutdown it closes first and still hands unacked messages to offline storage.
   csiModule, smModule];

@@ -68,10 +68,18 @@ function isEmpty(el: Element): boolean {
   return el.children.every((c) => typeof c === 'string' && c.trim() === '') && Object.keys(el.attrs).every((k) => k === 'xmlns');
 }
 
+/** What the private module offers others (the bookmarks conversion watches storage:bookmarks). */
+export interface PrivateService {
+  /** Called after a set by the account itself, with the keys written (undefined value: deleted). */
+  onChange(fn: (owner: string, writes: ReadonlyMap<string, string | undefined>) => void): void;
+}
+
 export const privateModule: VeronaModule = {
   name: 'private',
   load(api) {
     const opts = privateOptions(api.options);
+    const listeners: Array<(owner: string, writes: ReadonlyMap<string, string | undefined>) => void> = [];
+    api.provide('private', { onChange: (fn) => void listeners.push(fn) } satisfies PrivateService);
     api.discoFeature(NS_PRIVATE);
 
     api.iq('account', 'get', NS_PRIVATE, async (ctx) => {
@@ -127,6 +135,7 @@ export const privateModule: VeronaModule = {
         throw new StanzaError('resource-constraint', `At most ${opts.maxEntries} private XML fragments per account`);
       }
       for (const [k, v] of writes) await api.storage.kv.set(owner, STORE, k, v);
+      for (const fn of listeners) fn(owner, writes);
       return undefined;
     });
   },

@@ -313,6 +313,7 @@ export class Registration {
     await this.api.storage.archive?.flush();
     await this.api.storage.deleteUserData(username);
     this.api.service<BlockingService>('blocking')?.forget(username);
+    await this.api.service<{ removeUser(u: string): Promise<unknown> }>('upload')?.removeUser(username).catch(() => undefined);
     this.count('removed');
     this.api.log.info({ user: `${username}@${this.api.domain}` }, 'account removed in-band');
   }

@@ -46,10 +46,18 @@ function isEmpty(el: Element): boolean {
   return el.children.every((c) => typeof c === 'string' && c.trim() === '') && Object.keys(el.attrs).every((k) => k === 'xmlns');
 }
 
+/** What the vcard module offers others (the avatar conversion watches PHOTO). */
+export interface VcardService {
+  /** Called after the account itself set (or, with undefined, deleted) its vCard. */
+  onChange(fn: (owner: string, vcard: Element | undefined) => void): void;
+}
+
 export const vcardModule: VeronaModule = {
   name: 'vcard',
   load(api) {
     const opts = vcardOptions(api.options);
+    const listeners: Array<(owner: string, vcard: Element | undefined) => void> = [];
+    api.provide('vcard', { onChange: (fn) => void listeners.push(fn) } satisfies VcardService);
     api.discoFeature(NS_VCARD);
     api.discoFeature(NS_VCARD, 'account');
 
@@ -74,6 +82,7 @@ export const vcardModule: VeronaModule = {
       const owner = ctx.origin.username;
       if (isEmpty(ctx.payload)) {
         await api.storage.kv.set(owner, STORE, KEY, undefined);
+        for (const fn of listeners) fn(owner, undefined);
         return undefined;
       }
       // Serialized on its own (parent namespace ''), so it parses back with its namespaces.
@@ -82,6 +91,7 @@ export const vcardModule: VeronaModule = {
         throw new StanzaError('not-acceptable', `The vCard is larger than ${opts.maxSize} bytes`);
       }
       await api.storage.kv.set(owner, STORE, KEY, text);
+      for (const fn of listeners) fn(owner, ctx.payload);
       return undefined;
     });
   },

@@ -5,7 +5,7 @@
  * Rules (docs/protocol.md "What is archived"): messages of type chat or
  * normal that carry a body, an encrypted payload, a delivery receipt
  * (XEP-0184), a chat marker (XEP-0333), a correction (XEP-0308), a
- * retraction (XEP-0424), a reaction (XEP-0444), or a <store/> hint
+ * retraction (XEP-0424), a reaction (XEP-0444), a call signal (XEP-0353), or a <store/> hint
  * (XEP-0334). Never: chat states alone, <no-store/> or
  * <no-permanent-store/>, errors, groupchat, headline.
  */
@@ -36,6 +36,9 @@ const ARCHIVED_PAYLOADS: ReadonlyArray<{ ns: string; names?: readonly string[]; 
   // XEP-0424 before version 0.4 wrapped the retraction in a XEP-0422 <apply-to/>.
   { ns: 'urn:xmpp:fasten:0', names: ['apply-to'], reason: 'fastening' },
   { ns: 'urn:xmpp:reactions:0', names: ['reactions'], reason: 'reaction' },
+  // XEP-0353 (Jingle Message Initiation): a call's propose/retract/accept/proceed/reject/ringing/finish
+  // are stored (§3: "stored in MAM"), hint or not, so every device and the call history see them.
+  { ns: 'urn:xmpp:jingle-message:0', names: ['propose', 'retract', 'accept', 'proceed', 'reject', 'ringing', 'finish'], reason: 'jingle-message' },
 ];
 
 /** Should this message be stored in the archives of its parties (before preferences)? */

@@ -84,7 +84,15 @@ function attrBool(v: string | undefined): boolean | undefined {
   return undefined;
 }
 
+/** A change an account itself made to one of its nodes (conversions such as bookmarks and avatars watch these). */
+export type PepChange =
+  | { owner: string; node: string; kind: 'publish'; id: string; payload: Element }
+  | { owner: string; node: string; kind: 'retract'; ids: string[] }
+  | { owner: string; node: string; kind: 'delete' | 'purge' };
+
 export class PepService {
+  /** Called after a client's change has been stored and notified; never for serverPublish/serverRetract. */
+  private readonly changeListeners: Array<(c: PepChange) => void> = [];
   private readonly queues = new Map<string, Promise<void>>();
   private readonly idPrefix = randomBytes(4).toString('hex');
   private seq = 0;
@@ -131,6 +139,56 @@ export class PepService {
       if (this.queues.get(owner) === tail) this.queues.delete(owner);
     });
     return result;
+  }
+
+  onChange(fn: (c: PepChange) => void): void {
+    this.changeListeners.push(fn);
+  }
+
+  private changed(c: PepChange): void {
+    for (const fn of this.changeListeners) {
+      try {
+        fn(c);
+      } catch (err) {
+        this.api.log.error({ err, node: c.node }, 'PEP change listener failed');
+      }
+    }
+  }
+
+  /** The items of a node, oldest first (empty when there is no such node). */
+  async readItems(owner: string, name: string): Promise<PubsubItem[]> {
+    return this.run(owner, () => this.store.items(owner, name));
+  }
+
+  /**
+   * Publish on the account's behalf (a conversion keeping two formats in step):
+   * creates the node with `config` when missing, stores the item and notifies
+   * like a publish by the account, but fires no change listener.
+   */
+  serverPublish(owner: string, name: string, id: string, payload: Element, config: Partial<NodeConfig>): Promise<void> {
+    return this.run(owner, async () => {
+      let node = await this.store.getNode(owner, name);
+      if (!node) node = await this.createChecked(owner, name, { ...defaultConfig(this.opts.defaultMaxItems), ...config });
+      const rec: PubsubItem = { id, publisher: this.bare(owner), publishedAt: Date.now(), payload: serialize(payload, '') };
+      const keep = keepCount(node.config, this.opts.maxItems);
+      if (keep > 0) await this.store.putItem(owner, name, rec, keep);
+      const event = x('event', NS_PUBSUB_EVENT, {}, [x('items', NS_PUBSUB_EVENT, { node: name }, [this.itemElement(rec, node.config.deliverPayloads)])]);
+      await this.notify(owner, node, 'publish', event);
+    });
+  }
+
+  /** Retract on the account's behalf (see serverPublish). */
+  serverRetract(owner: string, name: string, ids: string[]): Promise<void> {
+    return this.run(owner, async () => {
+      const node = await this.store.getNode(owner, name);
+      if (!node) return;
+      const removed: string[] = [];
+      for (const id of ids) if (await this.store.retract(owner, name, id)) removed.push(id);
+      if (removed.length > 0 && node.config.notifyRetract) {
+        const items = x('items', NS_PUBSUB_EVENT, { node: name }, removed.map((id) => x('retract', NS_PUBSUB_EVENT, { id })));
+        await this.notify(owner, node, 'retract', x('event', NS_PUBSUB_EVENT, {}, [items]));
+      }
+    });
   }
 
   /** Resolves when every queued task has finished (tests, shutdown). */
@@ -366,6 +424,7 @@ export class PepService {
       if (keep > 0) await this.store.putItem(owner, name, rec, keep);
       const event = x('event', NS_PUBSUB_EVENT, {}, [x('items', NS_PUBSUB_EVENT, { node: name }, [this.itemElement(rec, node.config.deliverPayloads)])]);
       await this.notify(owner, node, 'publish', event);
+      this.changed({ owner, node: name, kind: 'publish', id, payload: payloads[0] as Element });
       return x('pubsub', NS_PUBSUB, {}, [x('publish', NS_PUBSUB, { node: name }, [x('item', NS_PUBSUB, { id })])]);
     });
   }
@@ -392,6 +451,7 @@ export class PepService {
         const items = x('items', NS_PUBSUB_EVENT, { node: name }, removed.map((id) => x('retract', NS_PUBSUB_EVENT, { id })));
         await this.notify(owner, node, 'retract', x('event', NS_PUBSUB_EVENT, {}, [items]));
       }
+      this.changed({ owner, node: name, kind: 'retract', ids: removed });
       return undefined;
     });
   }
@@ -484,6 +544,7 @@ export class PepService {
         await this.notify(owner, node, 'delete', x('event', NS_PUBSUB_EVENT, {}, [x('delete', NS_PUBSUB_EVENT, { node: name })]));
       }
       await this.store.deleteNode(owner, name);
+      this.changed({ owner, node: name, kind: 'delete' });
       return undefined;
     });
   }
@@ -495,6 +556,7 @@ export class PepService {
       if (node.config.notifyRetract) {
         await this.notify(owner, node, 'purge', x('event', NS_PUBSUB_EVENT, {}, [x('purge', NS_PUBSUB_EVENT, { node: name })]));
       }
+      this.changed({ owner, node: name, kind: 'purge' });
       return undefined;
     });
   }

@@ -27,6 +27,7 @@ import { addressList, inList } from './options.js';
 import { WebSocketGateway, WEBSOCKET_PATH } from './websocket.js';
 import { BoshManager, BOSH_PATH, bindingError, type BoshReply } from './bosh.js';
 import { WebSite } from './site.js';
+import { HTTP_ROUTES_SERVICE, type HttpRoute } from './routes.js';
 
 /** Who is on the other end of a request, as far as policy is concerned. */
 export interface ClientInfo {
@@ -239,6 +240,8 @@ export class WebFront {
       if (path === WEBSOCKET_PATH) return text(res, 426, 'This is the XMPP WebSocket endpoint (RFC 7395): connect with a WebSocket client, subprotocol "xmpp".', { Upgrade: 'websocket' });
       if (path === '/metrics') return this.metrics(req, res, info);
       if (req.method === 'OPTIONS' && path.startsWith('/.well-known/')) return this.site.preflight(res);
+      const route = this.routes().find((r) => path.startsWith(r.prefix));
+      if (route) return route.handle(req, res, info);
       if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'Method not allowed', { Allow: 'GET, HEAD' });
       this.site.serve(path, req, res, info);
     } catch (err) {
@@ -246,6 +249,11 @@ export class WebFront {
       if (!res.headersSent) text(res, 500, 'Internal server error');
       else res.destroy();
     }
+  }
+
+  /** Routes modules serve here (src/net/web/routes.ts). */
+  private routes(): readonly HttpRoute[] {
+    return (this.server.services.get(HTTP_ROUTES_SERVICE) as HttpRoute[] | undefined) ?? [];
   }
 
   private metrics(req: http.IncomingMessage, res: http.ServerResponse, info: ClientInfo): void {
@@ -326,7 +334,7 @@ export class WebFront {
     // Slow-loris bounds: headers and request bodies must arrive promptly. A held
     // BOSH request is not affected: these count only until the request is read.
     srv.headersTimeout = 20_000;
-    srv.requestTimeout = 30_000;
+    srv.requestTimeout = Math.max(30_000, ...this.routes().map((r) => (r.requestTimeout ?? 0) * 1000));
     srv.keepAliveTimeout = 10_000;
     srv.maxHeadersCount = 100;
     srv.on('connection', (s: net.Socket) => this.onConnection(s));
