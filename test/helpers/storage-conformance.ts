@@ -242,6 +242,13 @@ export function storageConformance(name: string, open: () => Promise<BackendUnde
         assert.deepEqual(one, item('3'));
       });
 
+      test('items published without waiting for each other keep publish order', async () => {
+        const s = b.pubsub;
+        await s.createNode('juliet', 'urn:burst', pepConfig);
+        await Promise.all(['a', 'b', 'c', 'd', 'e'].map((id) => s.putItem('juliet', 'urn:burst', item(id), 3)));
+        assert.deepEqual((await s.items('juliet', 'urn:burst')).map((i) => i.id), ['c', 'd', 'e']);
+      });
+
       test('retract, trim (oldest first), delete node removes its items', async () => {
         const s = b.pubsub;
         await s.createNode('juliet', 'urn:r', pepConfig);
@@ -343,6 +350,12 @@ export function storageConformance(name: string, open: () => Promise<BackendUnde
         assert.ok(got[0]!.seq < got[1]!.seq && got[1]!.seq < got[2]!.seq);
         assert.equal(await o.count('juliet'), 0);
         assert.deepEqual(await o.take('juliet'), []);
+      });
+
+      test('messages stored without waiting for each other come back in the order they were stored', async () => {
+        const o = need('offline');
+        await Promise.all(Array.from({ length: 10 }, (_, i) => o.store('order', { stamp: i, stanza: `<message xmlns="jabber:client"><body>${i}</body></message>`, archiveId: undefined }, 100)));
+        assert.deepEqual((await o.take('order')).map((m) => m.stamp), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
       });
 
       test('the limit holds when many stores run at once', async () => {

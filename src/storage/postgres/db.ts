@@ -82,3 +82,29 @@ export function sqlState(err: unknown): string | undefined {
 export function ident(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
+
+/**
+ * Runs the calls made for one key one after another, in call order. SQLite's
+ * calls are synchronous, so two writes for one account commit in the order
+ * they were made; over a pool they would race on two connections (two
+ * offline messages stored in the wrong order). Writes whose order is
+ * observable go through one of these, keyed by what they must not reorder.
+ */
+export class KeyedSerializer {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.tails.set(key, tail);
+    // Forget the key once its last call is done, so the map holds only keys in use.
+    void tail.then(() => {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    });
+    return next;
+  }
+}

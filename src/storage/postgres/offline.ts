@@ -4,7 +4,7 @@
  */
 import type pg from 'pg';
 import type { OfflineMessage, OfflineStore } from '../offline.js';
-import { transaction } from './db.js';
+import { KeyedSerializer, transaction } from './db.js';
 
 interface Row {
   seq: number;
@@ -14,9 +14,16 @@ interface Row {
 }
 
 export class PgOfflineStore implements OfflineStore {
+  /** Messages for one account are stored in the order they came (see KeyedSerializer). */
+  private readonly order = new KeyedSerializer();
+
   constructor(private readonly pool: pg.Pool) {}
 
-  async store(username: string, msg: Omit<OfflineMessage, 'seq'>, limit: number): Promise<boolean> {
+  store(username: string, msg: Omit<OfflineMessage, 'seq'>, limit: number): Promise<boolean> {
+    return this.order.run(username, () => this.storeNow(username, msg, limit));
+  }
+
+  private async storeNow(username: string, msg: Omit<OfflineMessage, 'seq'>, limit: number): Promise<boolean> {
     // Count and insert under a per-account transaction lock, so that two nodes storing at
     // once cannot both pass the limit (READ COMMITTED alone would let them).
     return transaction(this.pool, async (c) => {

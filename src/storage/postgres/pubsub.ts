@@ -11,7 +11,7 @@
  */
 import type pg from 'pg';
 import type { Affiliation, CapsRecord, ItemQuery, NodeConfig, PubsubItem, PubsubNode, PubsubStore } from '../pubsub.js';
-import { transaction } from './db.js';
+import { KeyedSerializer, transaction } from './db.js';
 
 interface NodeRow {
   node: string;
@@ -47,6 +47,9 @@ async function trimOn(c: pg.PoolClient, owner: string, node: string, keep: numbe
 }
 
 export class PgPubsubStore implements PubsubStore {
+  /** Item writes to one node run in call order (publish order is the item order; see KeyedSerializer). */
+  private readonly order = new KeyedSerializer();
+
   constructor(private readonly pool: pg.Pool) {}
 
   private toNode(owner: string, r: NodeRow): PubsubNode {
@@ -92,15 +95,15 @@ export class PgPubsubStore implements PubsubStore {
   }
 
   async deleteNode(owner: string, node: string): Promise<boolean> {
-    return transaction(this.pool, async (c) => {
+    return this.order.run(`${owner}\0${node}`, () => transaction(this.pool, async (c) => {
       await lockNode(c, owner, node);
       await c.query('DELETE FROM pubsub_items WHERE username = $1 AND node = $2', [owner, node]);
       return ((await c.query('DELETE FROM pubsub_nodes WHERE username = $1 AND node = $2', [owner, node])).rowCount ?? 0) > 0;
-    });
+    }));
   }
 
   async putItem(owner: string, node: string, item: PubsubItem, keep: number): Promise<string[]> {
-    return transaction(this.pool, async (c) => {
+    return this.order.run(`${owner}\0${node}`, () => transaction(this.pool, async (c) => {
       await lockNode(c, owner, node);
       await c.query('DELETE FROM pubsub_items WHERE username = $1 AND node = $2 AND id = $3', [owner, node, item.id]);
       await c.query('INSERT INTO pubsub_items (username, node, id, publisher, published_at, payload) VALUES ($1, $2, $3, $4, $5, $6)', [
@@ -112,7 +115,7 @@ export class PgPubsubStore implements PubsubStore {
         item.payload,
       ]);
       return trimOn(c, owner, node, keep);
-    });
+    }));
   }
 
   async items(owner: string, node: string, query: ItemQuery = {}): Promise<PubsubItem[]> {
@@ -139,14 +142,18 @@ export class PgPubsubStore implements PubsubStore {
   }
 
   async retract(owner: string, node: string, id: string): Promise<boolean> {
-    return ((await this.pool.query('DELETE FROM pubsub_items WHERE username = $1 AND node = $2 AND id = $3', [owner, node, id])).rowCount ?? 0) > 0;
+    return this.order.run(`${owner}\0${node}`, async () => {
+      return ((await this.pool.query('DELETE FROM pubsub_items WHERE username = $1 AND node = $2 AND id = $3', [owner, node, id])).rowCount ?? 0) > 0;
+    });
   }
 
   async trim(owner: string, node: string, keep: number): Promise<string[]> {
-    return transaction(this.pool, async (c) => {
-      await lockNode(c, owner, node);
-      return trimOn(c, owner, node, keep);
-    });
+    return this.order.run(`${owner}\0${node}`, () =>
+      transaction(this.pool, async (c) => {
+        await lockNode(c, owner, node);
+        return trimOn(c, owner, node, keep);
+      }),
+    );
   }
 
   async capsGet(hash: string, ver: string): Promise<CapsRecord | undefined> {

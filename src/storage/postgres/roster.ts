@@ -17,7 +17,7 @@ import {
   type RosterVersion,
   type Subscription,
 } from '../roster.js';
-import { transaction, type Queryable } from './db.js';
+import { KeyedSerializer, transaction, type Queryable } from './db.js';
 
 interface ItemRow {
   jid: string;
@@ -62,6 +62,9 @@ const toPending = (r: PendingRow): PendingRequest => ({ jid: r.jid, stanza: r.st
 const newEpoch = (): string => randomBytes(6).toString('base64url');
 
 export class PgRosterStore implements RosterStore {
+  /** Changes to one roster get versions in call order, as with SQLite (see KeyedSerializer). */
+  private readonly order = new KeyedSerializer();
+
   constructor(
     private readonly pool: pg.Pool,
     private readonly maxTombstones = MAX_TOMBSTONES,
@@ -112,7 +115,15 @@ export class PgRosterStore implements RosterStore {
     return (await this.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM roster_items WHERE username = $1', [username])).rows[0]?.n ?? 0;
   }
 
-  async put(username: string, item: RosterItemData): Promise<number> {
+  put(username: string, item: RosterItemData): Promise<number> {
+    return this.order.run(username, () => this.putNow(username, item));
+  }
+
+  remove(username: string, jid: string): Promise<number | undefined> {
+    return this.order.run(username, () => this.removeNow(username, jid));
+  }
+
+  private async putNow(username: string, item: RosterItemData): Promise<number> {
     // One statement: bump (or create) the version row, write the item at that version, drop its tombstone.
     const r = await this.pool.query<{ counter: number }>({
       name: 'roster-put',
@@ -132,7 +143,7 @@ export class PgRosterStore implements RosterStore {
     return (r.rows[0] as { counter: number }).counter;
   }
 
-  async remove(username: string, jid: string): Promise<number | undefined> {
+  private async removeNow(username: string, jid: string): Promise<number | undefined> {
     await this.versionOn(this.pool, username);
     return transaction(this.pool, async (c) => {
       // The version row first, as put() takes it: the same lock order, no deadlock between them.
