@@ -1,7 +1,7 @@
 /**
  * The server's own integration tests, run once more with every server on
  * PostgreSQL: MAM (10,000-message archive, paging, catch-up), MR2 forks and
- * archive ids, roster, offline, carbons, blocking and account removal. The
+ * archive ids, roster, offline, carbons and account removal. The
  * same test files as on SQLite, in a
  * child test runner whose servers get a database each on the PostgreSQL
  * server started here (test/helpers/server.ts reads VERONA_TEST_PG_URL).
@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { startPostgres, type TestPostgres } from '../helpers/pg.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const FILES = ['mam', 'mr2', 'roster', 'offline', 'carbons', 'blocking', 'register'];
+const FILES = ['mam', 'mr2', 'roster', 'offline', 'carbons', 'register'];
 
 let pgServer: TestPostgres;
 before(async () => {
