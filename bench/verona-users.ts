@@ -24,7 +24,7 @@ export interface BulkUsersOptions {
 
 export async function createAccounts(o: BulkUsersOptions): Promise<{ created: number; existing: number; secs: number }> {
   const config = loadConfig({ file: o.configFile });
-  const storage = openStorage(config);
+  const storage = await openStorage(config);
   const t0 = performance.now();
   let created = 0;
   let existing = 0;

@@ -40,7 +40,7 @@ async function derive(password: string, config: Config): Promise<AccountRecord['
 export async function addUser(config: Config, jidArg: string, password: string | undefined): Promise<string> {
   const username = accountName(jidArg, config);
   const jid = `${username}@${config.domain}`;
-  const storage = openStorage(config);
+  const storage = await openStorage(config);
   try {
     // Checked before asking for the password so that nobody types one for nothing.
     if (await storage.accounts.exists(username)) throw runtimeError(`account ${jid} already exists`);
@@ -61,7 +61,7 @@ export async function addUser(config: Config, jidArg: string, password: string |
 export async function changePassword(config: Config, jidArg: string, password: string | undefined): Promise<string> {
   const username = accountName(jidArg, config);
   const jid = `${username}@${config.domain}`;
-  const storage = openStorage(config);
+  const storage = await openStorage(config);
   try {
     if (!(await storage.accounts.exists(username))) throw runtimeError(`no account ${jid}`);
     const pw = await obtainPassword(password, jid);
@@ -76,7 +76,7 @@ export async function changePassword(config: Config, jidArg: string, password: s
 export async function deleteUser(config: Config, jidArg: string): Promise<string> {
   const username = accountName(jidArg, config);
   const jid = `${username}@${config.domain}`;
-  const storage = openStorage(config);
+  const storage = await openStorage(config);
   try {
     if (!(await storage.accounts.delete(username))) throw runtimeError(`no account ${jid}`);
     return `deleted account ${jid} and all its data`;

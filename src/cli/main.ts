@@ -15,6 +15,7 @@ import { inspectCertificate } from '../config/cert.js';
 import { assertStorageSupported } from '../storage/index.js';
 import { addUser, changePassword, deleteUser } from './accounts.js';
 import { newCertificate, showCertificate } from './cert.js';
+import { storageCommand } from './storage-migrate.js';
 import { CliError, usageError } from './errors.js';
 
 const USAGE = `Usage: verona <command> [options]
@@ -27,6 +28,9 @@ Commands:
   check-config                  validate the configuration and exit
   cert [show]                   show the TLS certificate
   cert generate [--force]       generate a self-signed certificate
+  storage migrate SRC DST       copy all data between SQLite and PostgreSQL
+                                (a SQLite file, a postgres:// URL, or "config";
+                                resumable, verified; see docs/storage.md)
   help                          show this text
 
 Without --password, adduser and passwd ask on a terminal (twice, hidden) or
@@ -47,7 +51,7 @@ Options (any command):
 Exit codes: 0 ok, 1 runtime error, 2 usage or configuration error.
 See docs/configuration.md for every option.`;
 
-const COMMANDS = ['start', 'adduser', 'passwd', 'deluser', 'check-config', 'cert', 'help'] as const;
+const COMMANDS = ['start', 'adduser', 'passwd', 'deluser', 'check-config', 'cert', 'storage', 'help'] as const;
 type Command = (typeof COMMANDS)[number];
 
 const OPTIONS = {
@@ -185,6 +189,9 @@ export async function main(argv: string[], io: Output = stdio): Promise<number> 
         for (const l of lines) io.out(l);
         return 0;
       }
+      case 'storage':
+        await storageCommand(load(false), args, (l) => io.out(l));
+        return 0;
       case 'help':
         io.out(USAGE);
         return 0;
@@ -220,7 +227,7 @@ function checkConfigReport(config: Config, file: string | undefined, io: Output)
   io.out(`domain:   ${config.domain}`);
   io.out(`data dir: ${config.dataDir}`);
   io.out(`c2s:      ${config.c2s.host}: ${listener(config.c2s.port, 'STARTTLS')}, ${listener(config.c2s.tlsPort, 'direct TLS')}`);
-  io.out(`storage:  ${config.storage.driver === 'sqlite' ? `sqlite ${config.storage.sqlite.path}` : 'postgres'}`);
+  io.out(`storage:  ${config.storage.driver === 'sqlite' ? `sqlite ${config.storage.sqlite.path}` : `postgres (pool ${config.storage.postgres.poolSize})`}`);
   const info = inspectCertificate(config);
   if (info === undefined) {
     io.out(`tls:      no certificate yet; a self-signed one for ${config.domain} is generated at first start`);

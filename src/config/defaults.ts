@@ -41,7 +41,7 @@ export function defaultConfig(): Config {
     storage: {
       driver: 'sqlite',
       sqlite: { path: 'verona.sqlite', synchronous: 'FULL' },
-      postgres: { url: '' },
+      postgres: { url: '', poolSize: 10 },
     },
     modules: { disabled: [] },
     moduleOptions: {},

@@ -87,7 +87,7 @@ const storage: Fields<Config['storage']> = {
   },
   postgres: {
     kind: 'section',
-    fields: { url: { kind: 'string', allowEmpty: true } } satisfies Fields<Config['storage']['postgres']>,
+    fields: { url: { kind: 'string', allowEmpty: true }, poolSize: { kind: 'int', min: 1, max: 1000 } } satisfies Fields<Config['storage']['postgres']>,
   },
 };
 

@@ -38,7 +38,8 @@ export interface Config {
   storage: {
     driver: 'sqlite' | 'postgres';
     sqlite: { path: string; synchronous: 'OFF' | 'NORMAL' | 'FULL' };
-    postgres: { url: string };
+    /** PostgreSQL (docs/storage.md): connection URL and pool size. */
+    postgres: { url: string; poolSize: number };
   };
   modules: {
     /** Modules to leave out by name (e.g. ['version']). */

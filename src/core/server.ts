@@ -241,8 +241,10 @@ export class Server implements ServerContext {
 }
 
 export async function startServer(config: Config, log?: Logger): Promise<Server> {
-  const storage = openStorage(config);
-  const server = new Server(config, storage, log);
+  // A broken idle PostgreSQL connection is replaced on the next query; say so in the log.
+  const started: { server?: Server } = {};
+  const storage = await openStorage(config, { onPoolError: (err) => started.server?.log.warn({ err }, 'database connection lost') });
+  const server = (started.server = new Server(config, storage, log));
   const walResets = server.metrics.counter('verona_wal_resets_total', 'WAL resets by the checkpoint worker (archive commits held meanwhile)');
   const walHoldMs = server.metrics.counter('verona_wal_reset_hold_ms_total', 'Milliseconds archive commits were held for WAL resets');
   storage.startMaintenance?.({

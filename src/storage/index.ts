@@ -2,20 +2,22 @@
  * Opens the storage backend the configuration names.
  */
 import { resolve } from 'node:path';
-import { ConfigError } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { SqliteStorage } from './sqlite/index.js';
+import { PostgresStorage } from './postgres/index.js';
 import type { Storage } from './types.js';
 
 /** Throws a ConfigError when the configured backend cannot be used (for check-config). */
-export function assertStorageSupported(config: Config): void {
-  if (config.storage.driver === 'postgres') {
-    throw new ConfigError('storage.driver', '"postgres" is not implemented yet; use "sqlite"');
-  }
+export function assertStorageSupported(_config: Config): void {
+  // Both backends are implemented; config/load.ts already requires a URL for postgres.
 }
 
-export function openStorage(config: Config): Storage {
-  assertStorageSupported(config);
+export interface OpenStorageHooks {
+  /** A broken idle PostgreSQL connection (the database restarted or went away). */
+  onPoolError?(err: Error): void;
+}
+
+export async function openStorage(config: Config, hooks: OpenStorageHooks = {}): Promise<Storage> {
   const s = config.storage;
   switch (s.driver) {
     case 'sqlite': {
@@ -23,6 +25,6 @@ export function openStorage(config: Config): Storage {
       return SqliteStorage.open(path, { synchronous: s.sqlite.synchronous });
     }
     case 'postgres':
-      throw new Error('unreachable: assertStorageSupported refuses postgres');
+      return PostgresStorage.open({ url: s.postgres.url, poolSize: s.postgres.poolSize, onPoolError: hooks.onPoolError });
   }
 }

@@ -3,7 +3,7 @@
  * an operator runs) on ephemeral ports with a temporary data directory.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,10 +69,39 @@ export async function runCli(args: string[], env?: Record<string, string>): Prom
   return execFileP(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
 }
 
+/**
+ * With VERONA_TEST_PG_URL (a PostgreSQL admin URL, set by test/integration/postgres-suite.test.ts)
+ * every server of the run stores everything in PostgreSQL: a database of its own, created here and
+ * named in the data directory so that a restart on the same data directory finds it again.
+ */
+async function postgresStorageFor(dataDir: string): Promise<Record<string, unknown> | undefined> {
+  const admin = process.env.VERONA_TEST_PG_URL;
+  if (!admin) return undefined;
+  const marker = path.join(dataDir, 'pg-database');
+  let name: string;
+  if (existsSync(marker)) name = readFileSync(marker, 'utf8').trim();
+  else {
+    name = `v_${path.basename(dataDir).replace(/[^a-zA-Z0-9]/g, '_').toLowerCase()}`;
+    const { default: pg } = await import('pg');
+    const c = new pg.Client({ connectionString: admin });
+    await c.connect();
+    try {
+      await c.query(`CREATE DATABASE "${name}"`);
+    } finally {
+      await c.end();
+    }
+    writeFileSync(marker, name);
+  }
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return { storage: { driver: 'postgres', postgres: { url: url.toString() } } };
+}
+
 export async function startVerona(opts: VeronaOptions = {}): Promise<Verona> {
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(tmpdir(), 'verona-test-'));
   const configFile = path.join(dataDir, 'verona.yml');
-  const cfg = testConfig(dataDir, opts.config);
+  const pgStorage = await postgresStorageFor(dataDir);
+  const cfg = testConfig(dataDir, pgStorage ? merge(pgStorage, opts.config ?? {}) : opts.config);
   writeFileSync(configFile, JSON.stringify(cfg, null, 2));
   const cli = (args: string[]) => runCli([...args, '--config', configFile], opts.env);
   for (const [u, p] of opts.users ?? []) await cli(['adduser', u, '--password', p]);

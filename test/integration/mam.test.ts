@@ -7,11 +7,11 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import * as XMPP from 'stanza';
 import { startVerona, type Verona } from '../helpers/server.js';
 import { nextId } from '../helpers/client.js';
-import { SqliteStorage } from '../../src/storage/sqlite/index.js';
+import { openStorage } from '../../src/storage/index.js';
+import { loadConfig } from '../../src/config/load.js';
 import { ArchiveClock, archiveIdFor } from '../../src/modules/mam/ids.js';
 import { device, mamQuery, NS_MAM, type Dev } from './mr2-helpers.js';
 
@@ -24,7 +24,10 @@ before(async () => {
   v = await startVerona({ users: [['romeo', 'r0meo'], ['julia', 'ju1ia']] });
   // Fill Julia's archive through the storage API, on the server's database file, with times in the past
   // (one message a second, a day ago): the server's clock is always ahead, so nothing collides.
-  const storage = SqliteStorage.open(path.join(v.dataDir, 'verona.sqlite'), { synchronous: 'NORMAL' });
+  // Opened from the server's own config: the same database whichever backend the run uses.
+  const storage = await openStorage(loadConfig({ file: v.configFile }));
+  const archive = storage.archive;
+  assert.ok(archive, 'the backend has an archive');
   let t = Date.now() - 86_400_000;
   const clock = new ArchiveClock(0, () => t);
   const ps: Promise<void>[] = [];
@@ -35,7 +38,7 @@ before(async () => {
     ids.push(id);
     const fromRomeo = i % 2 === 0;
     ps.push(
-      storage.archive.append({
+      archive.append({
         username: 'julia',
         seq,
         id,

@@ -11,9 +11,8 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { promisify } from 'node:util';
-import Database from 'better-sqlite3';
+import { userRows } from '../helpers/storage-rows.js';
 import type { Element } from '@xmpp/xml';
 import { startVerona, type Verona } from '../helpers/server.js';
 import { connectClient, sendIq, stanzaErrorOf, connectRaw, nextId, type RawConnection } from '../helpers/client.js';
@@ -172,25 +171,9 @@ describe('registration enabled', () => {
       await romeo.next((el) => el.is('message') && el.getChildText('body') === 'a plague');
       await new Promise((r) => setTimeout(r, 300)); // let the archive commit
 
-      const dbFile = path.join(v.dataDir, 'verona.sqlite');
-      const rowsOf = (user: string): Record<string, number> => {
-        const db = new Database(dbFile, { readonly: true, fileMustExist: true });
-        try {
-          const tables = db
-            .prepare<[], { name: string }>("SELECT m.name AS name FROM sqlite_schema m, pragma_table_info(m.name) c WHERE m.type = 'table' AND c.name = 'username'")
-            .all()
-            .map((t) => t.name);
-          const out: Record<string, number> = {};
-          for (const t of tables) {
-            const n = db.prepare<[string], { n: number }>(`SELECT count(*) AS n FROM "${t}" WHERE username = ?`).get(user)?.n ?? 0;
-            if (n > 0) out[t] = n;
-          }
-          return out;
-        } finally {
-          db.close();
-        }
-      };
-      const before = rowsOf('mercutio');
+      // Straight from the database (SQLite file or PostgreSQL, whichever the server runs on).
+      const rowsOf = (user: string): Promise<Record<string, number>> => userRows(v.configFile, user);
+      const before = await rowsOf('mercutio');
       for (const t of ['accounts', 'kv', 'roster_items', 'blocklist']) assert.ok((before[t] ?? 0) > 0, `mercutio has rows in ${t}: ${JSON.stringify(before)}`);
 
       const id = nextId();
@@ -214,10 +197,10 @@ describe('registration enabled', () => {
       assert.equal(sub, 'none');
 
       // Deletion follows the streams' end (what ending them writes is deleted too): give it a moment.
-      let left = rowsOf('mercutio');
+      let left = await rowsOf('mercutio');
       for (let i = 0; i < 50 && Object.keys(left).length > 0; i++) {
         await new Promise((r) => setTimeout(r, 50));
-        left = rowsOf('mercutio');
+        left = await rowsOf('mercutio');
       }
       assert.deepEqual(left, {}, 'no row of the account is left in any table');
       assert.equal(await canLogin(port(), 'mercutio', 'queenm4b'), false);

@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SqliteStorage } from '../../src/storage/sqlite/index.js';
 import { MigrationError, migrations, runMigrations, type Migration } from '../../src/storage/sqlite/migrations.js';
-import { AccountExistsError, type AccountRecord } from '../../src/storage/types.js';
-import { deriveAllScram, verifyPassword } from '../../src/sasl/credentials.js';
+import type { AccountRecord } from '../../src/storage/types.js';
+import { deriveAllScram } from '../../src/sasl/credentials.js';
 import { openStorage } from '../../src/storage/index.js';
 import { loadConfig } from '../../src/config/load.js';
 
@@ -76,48 +76,7 @@ test('a database migrated by a newer version is refused', async (t) => {
   });
 });
 
-test('accounts: create, read, change credentials, list, delete', async (t) => {
-  const s = SqliteStorage.open(dbPath(t), { synchronous: 'NORMAL' });
-  t.after(() => s.close());
-  const romeo = await account('romeo', 'wherefore');
-  assert.equal(await s.accounts.exists('romeo'), false);
-  assert.equal(await s.accounts.get('romeo'), undefined);
-  await s.accounts.create(romeo);
-  await s.accounts.create(await account('juliet', 'balcony'));
-  assert.equal(await s.accounts.exists('romeo'), true);
-  assert.deepEqual(await s.accounts.get('romeo'), romeo, 'every credential field round-trips');
-  await assert.rejects(s.accounts.create(await account('romeo', 'again')), AccountExistsError);
-  assert.deepEqual(await s.accounts.list(), ['juliet', 'romeo']);
-
-  const fresh = await deriveAllScram('new password', 5000);
-  assert.equal(await s.accounts.setCredentials('romeo', fresh), true);
-  assert.equal(await s.accounts.setCredentials('nobody', fresh), false);
-  const stored = await s.accounts.get('romeo');
-  assert.equal(stored?.scram['SHA-256'].iterations, 5000);
-  assert.equal(await verifyPassword('new password', stored!.scram['SHA-256'], 'SHA-256'), true);
-  assert.equal(await verifyPassword('wherefore', stored!.scram['SHA-1'], 'SHA-1'), false);
-
-  assert.equal(await s.accounts.delete('romeo'), true);
-  assert.equal(await s.accounts.delete('romeo'), false);
-  assert.deepEqual(await s.accounts.list(), ['juliet']);
-});
-
-test('kv: set, overwrite, list keys per store, remove with undefined', async (t) => {
-  const s = SqliteStorage.open(dbPath(t), { synchronous: 'NORMAL' });
-  t.after(() => s.close());
-  assert.equal(await s.kv.get('romeo', 'vcard', 'main'), undefined);
-  await s.kv.set('romeo', 'vcard', 'main', '<vCard/>');
-  await s.kv.set('romeo', 'private', 'storage:bookmarks', '<storage/>');
-  await s.kv.set('romeo', 'private', 'a:b', '<b/>');
-  await s.kv.set('juliet', 'vcard', 'main', '<vCard>J</vCard>');
-  await s.kv.set('romeo', 'vcard', 'main', '<vCard>R</vCard>');
-  assert.equal(await s.kv.get('romeo', 'vcard', 'main'), '<vCard>R</vCard>');
-  assert.equal(await s.kv.get('juliet', 'vcard', 'main'), '<vCard>J</vCard>');
-  assert.deepEqual(await s.kv.keys('romeo', 'private'), ['a:b', 'storage:bookmarks']);
-  await s.kv.set('romeo', 'private', 'a:b', undefined);
-  assert.deepEqual(await s.kv.keys('romeo', 'private'), ['storage:bookmarks']);
-  assert.deepEqual(await s.kv.keys('romeo', 'nothing'), []);
-});
+// accounts and kv: the storage conformance suite (test/helpers/storage-conformance.ts) runs them on every backend.
 
 test('deleteUserData removes the account from every table with a username column, including later ones', async (t) => {
   const s = SqliteStorage.open(dbPath(t), { synchronous: 'NORMAL' });
@@ -144,17 +103,14 @@ test('deleteUserData removes the account from every table with a username column
   assert.deepEqual(s.db.prepare('SELECT username FROM test_archive').all(), []);
 });
 
-test('openStorage picks the backend from the config; postgres is not there yet', async (t) => {
+test('openStorage picks the SQLite backend from the config (PostgreSQL: storage-postgres.test.ts)', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'verona-open-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const config = loadConfig({ cwd: dir, overrides: { dataDir: 'd' }, checkFiles: false });
-  const s = openStorage(config);
+  const s = await openStorage(config);
   assert.ok(s instanceof SqliteStorage);
   assert.equal(s.path, join(dir, 'd', 'verona.sqlite'));
   await s.close();
-  config.storage.driver = 'postgres';
-  config.storage.postgres.url = 'postgres://localhost/verona';
-  assert.throws(() => openStorage(config), /storage\.driver: "postgres" is not implemented yet/);
 });
 
 test('a second process writes to the same file while this one holds the write lock', async (t) => {

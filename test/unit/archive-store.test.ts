@@ -1,7 +1,8 @@
 /**
  * The SQLite archive store and its group commit, on a real database file:
- * batching, per-row failures (a real trigger), ordering, paging through
- * 10,000 rows both ways, and the query plans (every page an index seek).
+ * batching, per-row failures (a real trigger), ordering, and the query plans
+ * (every page an index seek). What every backend must do is in the storage
+ * conformance suite.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -95,42 +96,8 @@ test('group commit: a batch whose transaction fails rejects every row of it', as
   assert.deepEqual(r.map((x) => x.status), ['rejected', 'rejected']);
 });
 
-test('paging through 10,000 messages forward and backward yields each exactly once, in order', async () => {
-  const N = 10000;
-  const ids: string[] = [];
-  const ps: Promise<void>[] = [];
-  for (let i = 0; i < N; i++) {
-    // Interleave another account and another contact, which the filters must skip.
-    const r = rec('pager', i % 3 === 0 ? 'nurse@x' : 'juliet@x', `n${i}`);
-    if (r.with === 'juliet@x') ids.push(r.id);
-    ps.push(store.append(r));
-    if (i % 7 === 0) ps.push(store.append(rec('other', 'juliet@x', `o${i}`)));
-  }
-  await Promise.all(ps);
-  assert.equal(await store.count({ username: 'pager', with: 'juliet@x' }, 100000), ids.length);
-
-  // Forward: after the last id of each page.
-  const fwd: string[] = [];
-  let after: number | undefined;
-  for (;;) {
-    const page = await store.page({ username: 'pager', with: 'juliet@x', afterSeq: after, order: 'asc', limit: 97 });
-    fwd.push(...page.map((r) => r.id));
-    if (page.length < 97) break;
-    after = page[page.length - 1]!.seq;
-  }
-  assert.deepEqual(fwd, ids);
-
-  // Backward: before the first id of each page; each page read newest first.
-  const back: string[][] = [];
-  let beforeSeq: number | undefined;
-  for (;;) {
-    const page = await store.page({ username: 'pager', with: 'juliet@x', beforeSeq, order: 'desc', limit: 89 });
-    back.push(page.map((r) => r.id).reverse());
-    if (page.length < 89) break;
-    beforeSeq = page[page.length - 1]!.seq;
-  }
-  assert.deepEqual(back.reverse().flat(), ids);
-});
+// Paging 10,000 rows both ways, bounds, byIds, prefs and account deletion: the storage
+// conformance suite (test/helpers/storage-conformance.ts), on every backend.
 
 test('ids are time-ordered strings; seq order is id order for server-made ids', () => {
   const c = new ArchiveClock(0, () => 1_700_000_000_000);
@@ -164,23 +131,4 @@ test('every page shape is an index range read (EXPLAIN QUERY PLAN), never a tabl
   }
   const idPlan = storage.db.prepare('EXPLAIN QUERY PLAN SELECT seq FROM archive WHERE username = ? AND id = ?').all('u', 'x') as Array<{ detail: string }>;
   assert.match(idPlan.map((p) => p.detail).join(' '), /archive_by_id/);
-});
-
-test('bounds, byIds, prefs and the high-water mark', async () => {
-  const a = rec('meta', 'j@x', '1');
-  const b = rec('meta', 'j@x', '2');
-  await Promise.all([store.append(a), store.append(b)]);
-  const bounds = await store.bounds('meta');
-  assert.equal(bounds?.first.id, a.id);
-  assert.equal(bounds?.last.id, b.id);
-  assert.equal(await store.bounds('nobody'), undefined);
-  assert.deepEqual((await store.byIds('meta', [b.id, 'nope', a.id])).map((r) => r.id), [a.id, b.id]);
-  assert.ok((await store.highWater()) >= b.seq);
-  await store.setPrefs('meta', { default: 'roster', always: ['a@x'], never: ['b@x'] });
-  assert.deepEqual(await store.getPrefs('meta'), { default: 'roster', always: ['a@x'], never: ['b@x'] });
-  assert.equal((await store.allPrefs()).get('meta')?.default, 'roster');
-  // Deleting the account removes its archive and preferences (the username-column convention).
-  await storage.deleteUserData('meta');
-  assert.equal(await store.bounds('meta'), undefined);
-  assert.equal(await store.getPrefs('meta'), undefined);
 });

@@ -101,7 +101,8 @@ export class SqlitePubsubStore implements PubsubStore {
       return this.deleteNodeStmt.run(o, n).changes > 0;
     });
     this.trimTx = db.transaction((o: string, n: string, keep: number) => {
-      const ids = this.oldIds.all(o, n, Math.max(0, keep)).map((r) => r.id);
+      // Oldest first, as the reference store (MemoryPubsubStore) returns them.
+      const ids = this.oldIds.all(o, n, Math.max(0, keep)).map((r) => r.id).reverse();
       for (const id of ids) this.deleteItem.run(o, n, id);
       return ids;
     });
