@@ -21,10 +21,13 @@ import { privateModule } from './private.js';
 import { registerModule } from './register.js';
 import { pepModule } from './pep/index.js';
 import { componentModule } from '../component/index.js';
+import { pushModule } from './push/index.js';
 
 export const allModules: readonly VeronaModule[] = [discoModule, pingModule, versionModule, timeModule, rosterModule,
   mr2Module, stanzaIdModule, carbonsModule, mamModule, offlineModule,
   blockingModule, vcardModule, privateModule, registerModule, pepModule,
   componentModule,
   // sm last: at shutdown it closes first and still hands unacked messages to offline storage.
-  csiModule, smModule];
+  csiModule, smModule,
+  // After sm: push uses its 'sm-control' service (long hibernation, resumption).
+  pushModule];

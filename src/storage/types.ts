@@ -10,6 +10,7 @@ import type { ArchiveStore } from './archive.js';
 import type { OfflineStore } from './offline.js';
 import type { BlocklistStore } from './blocklist.js';
 import type { PubsubStore } from './pubsub.js';
+import type { PushStore } from './push.js';
 
 /** SCRAM credentials for one hash function (RFC 5802 §3). Never a plaintext password. */
 export interface ScramCredential {
@@ -71,6 +72,8 @@ export interface Storage {
   readonly blocklist?: BlocklistStore;
   /** PEP nodes, items and the caps cache (XEP-0163, XEP-0115); optional per backend. */
   readonly pubsub?: PubsubStore;
+  /** XEP-0357 push registrations; optional per backend. */
+  readonly push?: PushStore;
   /** Remove every piece of data of an account (all stores). */
   deleteUserData(username: string): Promise<void>;
   /** Background maintenance for a long-running server (e.g. SQLite WAL checkpoints on a worker thread). */

@@ -24,6 +24,7 @@ import { SqliteArchiveStore } from './archive.js';
 import { SqliteOfflineStore } from './offline.js';
 import { SqliteBlocklistStore } from './blocklist.js';
 import { SqlitePubsubStore } from './pubsub.js';
+import { SqlitePushStore } from './push.js';
 import { runMigrations } from './migrations.js';
 import type { CheckpointerOptions, MainMessage, WorkerMessage } from './checkpointer.js';
 
@@ -53,6 +54,7 @@ export class SqliteStorage implements Storage {
   readonly offline: SqliteOfflineStore;
   readonly blocklist: SqliteBlocklistStore;
   readonly pubsub: SqlitePubsubStore;
+  readonly push: SqlitePushStore;
   /** Migration ids applied by this open (empty when the schema was current). */
   readonly appliedMigrations: readonly string[];
   private closed = false;
@@ -70,6 +72,7 @@ export class SqliteStorage implements Storage {
     this.offline = new SqliteOfflineStore(db);
     this.blocklist = new SqliteBlocklistStore(db);
     this.pubsub = new SqlitePubsubStore(db);
+    this.push = new SqlitePushStore(db);
   }
 
   static open(path: string, opts: SqliteOpenOptions): SqliteStorage {

@@ -13,6 +13,7 @@ import type { Database } from 'better-sqlite3';
 import { ROSTER_MIGRATION_SQL } from './roster.js';
 import { BLOCKLIST_MIGRATION_SQL } from './blocklist.js';
 import { PUBSUB_MIGRATION_SQL } from './pubsub.js';
+import { PUSH_MIGRATION_SQL } from './push.js';
 
 export interface Migration {
   /** Unique and sortable: 'NNNN-what'. */
@@ -114,6 +115,8 @@ export const migrations: Migration[] = [
   { id: '0007-blocklist', sql: BLOCKLIST_MIGRATION_SQL },
   // PEP nodes, items and the XEP-0115 caps cache (src/storage/sqlite/pubsub.ts).
   { id: '0008-pubsub', sql: PUBSUB_MIGRATION_SQL },
+  // Phones (docs/phones.md): ids in their own range so parallel work does not collide.
+  { id: '0100-push-registrations', sql: PUSH_MIGRATION_SQL },
 ];
 
 export class MigrationError extends Error {
