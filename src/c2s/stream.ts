@@ -14,7 +14,7 @@ import { Session, type SessionStream } from '../core/session.js';
 import type { C2SStreamApi } from '../core/stream-api.js';
 import type { ServerContext } from '../core/context.js';
 import type { SaslMechanism, SaslStep } from '../sasl/contract.js';
-import { createMechanism } from '../sasl/mechanisms.js';
+import { createMechanism, plusMechanisms } from '../sasl/mechanisms.js';
 
 type State = 'wait-header' | 'open' | 'closing' | 'closed';
 
@@ -204,6 +204,8 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
       }
       if (!tlsNeeded) {
         const mechs = features.c('mechanisms', {}, NS.SASL);
+        // XEP-0440: the -PLUS variants first, where the TLS channel can be bound.
+        for (const m of plusMechanisms(this.ctx.config.auth.mechanisms, this.hasChannelBinding())) mechs.c('mechanism').t(m);
         for (const m of this.ctx.config.auth.mechanisms) {
           if (m === 'PLAIN' && !this.secure && !c.allowPlainWithoutTls) continue;
           mechs.c('mechanism').t(m);
@@ -281,14 +283,20 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
     if (el.name === 'auth') {
       if (c.requireTls && !this.secure) return this.saslFailure('encryption-required', 'Use STARTTLS first', false);
       const name = el.attrs.mechanism ?? '';
-      const allowed = this.ctx.config.auth.mechanisms as readonly string[];
+      const allowed = [...plusMechanisms(this.ctx.config.auth.mechanisms, this.hasChannelBinding()), ...this.ctx.config.auth.mechanisms];
       if (!allowed.includes(name) || (name === 'PLAIN' && !this.secure && !c.allowPlainWithoutTls)) {
         return this.saslFailure('invalid-mechanism', undefined, false);
       }
       if (!this.ctx.throttle.allowed(this.remoteAddress)) {
         return this.saslFailure('temporary-auth-failure', 'Too many failed attempts; try again later', false);
       }
-      const mech = createMechanism(name, this.ctx.credentials, { domain: this.ctx.domain, secret: this.ctx.secret, fakeIterations: this.ctx.config.auth.scramIterations });
+      const mech = createMechanism(name, this.ctx.credentials, {
+        domain: this.ctx.domain,
+        secret: this.ctx.secret,
+        fakeIterations: this.ctx.config.auth.scramIterations,
+        channelBinding: (t) => this.channelBinding(t),
+        channelBindingOffered: this.hasChannelBinding(),
+      });
       if (!mech) return this.saslFailure('invalid-mechanism', undefined, false);
       this.mechanism = mech;
       const data = el.text().trim();
@@ -357,14 +365,52 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
   }
 
   private bind(iq: Element, bind: Element): void {
+    let session: Session;
+    try {
+      session = this.bindSession(bind.getChildText('resource')?.trim());
+    } catch (err) {
+      if (err instanceof StanzaError) return this.write(errorReply(iq, err));
+      throw err;
+    }
+    this.write(x('iq', NS.CLIENT, { type: 'result', id: iq.attrs.id }, [x('bind', NS.BIND, {}, [x('jid', NS.BIND, {}, [session.jid.toString()])])]));
+  }
+
+  /**
+   * Authenticated by another SASL profile (XEP-0388 SASL2, src/c2s/sasl2.ts):
+   * the same bookkeeping as a SASL success, without the stream restart.
+   */
+  authenticateAs(username: string, mechanism: string): void {
+    this.authenticated = true;
+    this.username = username;
+    if (this.authTimer) clearTimeout(this.authTimer);
+    this.ctx.log.info({ stream: this.id, user: username, addr: this.remoteAddress, transport: this.transport.kind, mechanism }, 'authenticated');
+    this.ctx.metrics.counter('verona_logins_total', 'Successful SASL authentications').inc();
+    this.transport.setMaxStanzaSize(this.ctx.config.c2s.maxStanzaSize);
+  }
+
+  /** Post-auth stream features without a restart (SASL2 success without Bind2). */
+  sendStreamFeatures(): void {
+    this.sendFeatures();
+  }
+
+  /** Channel-binding data of the TLS connection (RFC 5929, RFC 9266), undefined without TLS. */
+  channelBinding(type: 'tls-exporter' | 'tls-server-end-point'): Buffer | undefined {
+    return this.transport.channelBinding?.(type);
+  }
+
+  /** The connection can bind SCRAM to its TLS channel (XEP-0440). */
+  hasChannelBinding(): boolean {
+    return this.channelBinding('tls-server-end-point') !== undefined;
+  }
+
+  /** Bind a resource (RFC 6120 §7; Bind2 gives its own): throws StanzaError for a bad one. */
+  bindSession(requested: string | undefined): Session {
     const username = this.username as string;
     let resource: string;
-    const requested = bind.getChildText('resource')?.trim();
     try {
       resource = requested ? prepareResource(requested) : `verona-${randomBytes(6).toString('base64url')}`;
     } catch (err) {
-      const cond = err instanceof JIDError ? 'bad-request' : 'internal-server-error';
-      return this.write(errorReply(iq, new StanzaError(cond, 'Invalid resource')));
+      throw new StanzaError(err instanceof JIDError ? 'bad-request' : 'internal-server-error', 'Invalid resource');
     }
     const jid = new JID(username, this.ctx.domain, resource);
     const existing = this.ctx.sessions.byFullJid(username, resource);
@@ -379,7 +425,7 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
     this.ctx.sessions.add(session);
     this.ctx.hooks.fire('session/bound', { session });
     this.ctx.log.info({ stream: this.id, jid: jid.toString(), addr: this.remoteAddress }, 'resource bound');
-    this.write(x('iq', NS.CLIENT, { type: 'result', id: iq.attrs.id }, [x('bind', NS.BIND, {}, [x('jid', NS.BIND, {}, [jid.toString()])])]));
+    return session;
   }
 
   /** Attach a resumed session to this stream (SM). */
