@@ -14,7 +14,7 @@ import { Session, type SessionStream } from '../core/session.js';
 import type { C2SStreamApi } from '../core/stream-api.js';
 import type { ServerContext } from '../core/context.js';
 import type { SaslMechanism, SaslStep } from '../sasl/contract.js';
-import { createMechanism, plusMechanisms } from '../sasl/mechanisms.js';
+import { createMechanism } from '../sasl/mechanisms.js';
 
 type State = 'wait-header' | 'open' | 'closing' | 'closed';
 
@@ -204,8 +204,6 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
       }
       if (!tlsNeeded) {
         const mechs = features.c('mechanisms', {}, NS.SASL);
-        // XEP-0440: the -PLUS variants first, where the TLS channel can be bound.
-        for (const m of plusMechanisms(this.ctx.config.auth.mechanisms, this.hasChannelBinding())) mechs.c('mechanism').t(m);
         for (const m of this.ctx.config.auth.mechanisms) {
           if (m === 'PLAIN' && !this.secure && !c.allowPlainWithoutTls) continue;
           mechs.c('mechanism').t(m);
@@ -283,20 +281,14 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
     if (el.name === 'auth') {
       if (c.requireTls && !this.secure) return this.saslFailure('encryption-required', 'Use STARTTLS first', false);
       const name = el.attrs.mechanism ?? '';
-      const allowed = [...plusMechanisms(this.ctx.config.auth.mechanisms, this.hasChannelBinding()), ...this.ctx.config.auth.mechanisms];
+      const allowed = this.ctx.config.auth.mechanisms as readonly string[];
       if (!allowed.includes(name) || (name === 'PLAIN' && !this.secure && !c.allowPlainWithoutTls)) {
         return this.saslFailure('invalid-mechanism', undefined, false);
       }
       if (!this.ctx.throttle.allowed(this.remoteAddress)) {
         return this.saslFailure('temporary-auth-failure', 'Too many failed attempts; try again later', false);
       }
-      const mech = createMechanism(name, this.ctx.credentials, {
-        domain: this.ctx.domain,
-        secret: this.ctx.secret,
-        fakeIterations: this.ctx.config.auth.scramIterations,
-        channelBinding: (t) => this.channelBinding(t),
-        channelBindingOffered: this.hasChannelBinding(),
-      });
+      const mech = createMechanism(name, this.ctx.credentials, { domain: this.ctx.domain, secret: this.ctx.secret, fakeIterations: this.ctx.config.auth.scramIterations });
       if (!mech) return this.saslFailure('invalid-mechanism', undefined, false);
       this.mechanism = mech;
       const data = el.text().trim();
@@ -396,11 +388,6 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
   /** Channel-binding data of the TLS connection (RFC 5929, RFC 9266), undefined without TLS. */
   channelBinding(type: 'tls-exporter' | 'tls-server-end-point'): Buffer | undefined {
     return this.transport.channelBinding?.(type);
-  }
-
-  /** The connection can bind SCRAM to its TLS channel (XEP-0440). */
-  hasChannelBinding(): boolean {
-    return this.channelBinding('tls-server-end-point') !== undefined;
   }
 
   /** Bind a resource (RFC 6120 §7; Bind2 gives its own): throws StanzaError for a bad one. */

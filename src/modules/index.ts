@@ -22,6 +22,7 @@ import { registerModule } from './register.js';
 import { pepModule } from './pep/index.js';
 import { componentModule } from '../component/index.js';
 import { pushModule } from './push/index.js';
+import { sasl2Module } from '../c2s/sasl2.js';
 
 export const allModules: readonly VeronaModule[] = [discoModule, pingModule, versionModule, timeModule, rosterModule,
   mr2Module, stanzaIdModule, carbonsModule, mamModule, offlineModule,
@@ -30,4 +31,4 @@ export const allModules: readonly VeronaModule[] = [discoModule, pingModule, ver
   // sm last: at shutdown it closes first and still hands unacked messages to offline storage.
   csiModule, smModule,
   // After sm: push uses its 'sm-control' service (long hibernation, resumption).
-  pushModule];
+  pushModule, sasl2Module];

@@ -38,10 +38,11 @@ export function createMechanism(name: string, lookup: CredentialLookup, opts: Me
       return new ScramServer('SHA-256', lookup, opts);
     case 'SCRAM-SHA-1':
       return new ScramServer('SHA-1', lookup, opts);
+    // -PLUS only where the caller can give channel-binding data.
     case 'SCRAM-SHA-256-PLUS':
-      return new ScramServer('SHA-256', lookup, opts, true);
+      return opts.channelBinding ? new ScramServer('SHA-256', lookup, opts, true) : undefined;
     case 'SCRAM-SHA-1-PLUS':
-      return new ScramServer('SHA-1', lookup, opts, true);
+      return opts.channelBinding ? new ScramServer('SHA-1', lookup, opts, true) : undefined;
     case 'PLAIN':
       return new PlainServer(lookup, opts);
     default:
