@@ -23,6 +23,7 @@ import { pepModule } from './pep/index.js';
 import { componentModule } from '../component/index.js';
 import { pushModule } from './push/index.js';
 import { sasl2Module } from '../c2s/sasl2.js';
+import { mdsModule } from './mds.js';
 
 export const allModules: readonly VeronaModule[] = [discoModule, pingModule, versionModule, timeModule, rosterModule,
   mr2Module, stanzaIdModule, carbonsModule, mamModule, offlineModule,
@@ -31,4 +32,4 @@ export const allModules: readonly VeronaModule[] = [discoModule, pingModule, ver
   // sm last: at shutdown it closes first and still hands unacked messages to offline storage.
   csiModule, smModule,
   // After sm: push uses its 'sm-control' service (long hibernation, resumption).
-  pushModule, sasl2Module];
+  pushModule, sasl2Module, mdsModule];

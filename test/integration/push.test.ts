@@ -168,6 +168,39 @@ test('a registration is dropped after repeated non-wait errors; wait errors do n
   assert.ok((await metric('verona_push_registrations_dropped_total')) >= 1);
 });
 
+test('read on another device (MDS server assist): published to PEP, and the phone\'s pending push is cleared; nothing when nothing was pending', async () => {
+  const desk = await romeo('desk2');
+  const phone = await romeo('phone2');
+  await enablePush(phone, 'n-phone2', 'phone2-secret');
+  phone.kill();
+  await until('the phone to hibernate', async () => (await metric('verona_sm_hibernating')) === 1);
+  say('read me elsewhere', 'r1');
+  const first = await app.next('n-phone2');
+  assert.equal(first.summary['message-count'], '1');
+  const m = await desk.next((el) => el.attrs.id === 'r1');
+  const sid = m.getChild('stanza-id', 'urn:xmpp:sid:0');
+  // The desk shows it and says so, with the MDS element for the server to publish.
+  desk.sendStanza(
+    `<message to='julia@localhost' type='chat' id='d1'><displayed xmlns='urn:xmpp:chat-markers:0' id='r1'/>` +
+      `<displayed xmlns='urn:xmpp:mds:displayed:0'><stanza-id xmlns='urn:xmpp:sid:0' by='romeo@localhost' id='${String(sid?.attrs.id)}'/></displayed></message>`,
+  );
+  const cleared = await app.next('n-phone2');
+  assert.equal(cleared.summary['message-count'], '0');
+  assert.equal(cleared.summary['last-message-sender'], undefined);
+  desk.sendStanza(`<iq type='get' id='mds-items'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:mds:displayed:0'/></pubsub></iq>`);
+  const items = await desk.next((el) => el.attrs.id === 'mds-items');
+  const item = items.getChild('pubsub')?.getChild('items')?.getChild('item');
+  assert.equal(item?.attrs.id, 'julia@localhost');
+  assert.equal(item?.getChild('displayed', 'urn:xmpp:mds:displayed:0')?.getChild('stanza-id')?.attrs.id, sid?.attrs.id);
+  // Read came first: a marker for a conversation with nothing pending raises no push.
+  desk.sendStanza(
+    `<message to='julia@localhost' type='chat' id='d2'><displayed xmlns='urn:xmpp:chat-markers:0' id='r1'/>` +
+      `<displayed xmlns='urn:xmpp:mds:displayed:0'><stanza-id xmlns='urn:xmpp:sid:0' by='romeo@localhost' id='${String(sid?.attrs.id)}'/></displayed></message>`,
+  );
+  await app.none('n-phone2', 800);
+  await desk.close();
+});
+
 test('the client secret never reaches the log', () => {
   const log = v.output.join('\n');
   assert.ok(log.includes('push enabled'), 'push logs at info level');

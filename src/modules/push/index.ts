@@ -114,7 +114,7 @@ class Push {
     api.hook('stream/nonza', (e) => {
       if (e.el.xmlns === NS.CSI && e.el.name === 'active' && e.stream.session) this.deviceBack(e.stream.session);
       return false;
-    }, 10);
+    }, PRIORITY.BEFORE_ARCHIVE);
     api.hook('message/deliver', (e) => {
       this.delivered.get(e.stanza)?.add(e.session.resource);
     }, PRIORITY.OBSERVE);
