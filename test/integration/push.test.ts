@@ -204,5 +204,7 @@ test('read on another device (MDS server assist): published to PEP, and the phon
 test('the client secret never reaches the log', () => {
   const log = v.output.join('\n');
   assert.ok(log.includes('push enabled'), 'push logs at info level');
+  // Push-enabled phones hibernate for 72 h (until their first push), not the 300 s SM default.
+  assert.match(log, /"max":259200[^\n]*sm: waiting for resumption|sm: waiting for resumption[^\n]*"max":259200/);
   for (const s of ['phone-secret-42', 'desk-secret', 'tab-secret', 'watch-secret']) assert.ok(!log.includes(s), `${s} in the log`);
 });
