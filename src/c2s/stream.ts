@@ -150,6 +150,17 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
 
   write(el: Element): void {
     if (this.state === 'closed') return;
+    // Every stanza to a bound session takes the session's counted path (SM, CSI).
+    const session = this.session;
+    if (session && session.stream === this && STANZAS.has(el.name) && el.xmlns === NS.CLIENT) {
+      session.send(el);
+      return;
+    }
+    this.writeWire(el);
+  }
+
+  writeWire(el: Element): void {
+    if (this.state === 'closed') return;
     this.lastWrite = Date.now();
     this.transport.send(el);
   }
@@ -222,7 +233,10 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
     if (this.session) {
       // RFC 3921 session establishment after bind (Strophe, so converse.js, sends it even when optional): a no-op.
       if (el.name === 'iq' && el.xmlns === NS.CLIENT && el.attrs.type === 'set' && el.attrs.to === undefined && el.getChild('session', NS.SESSION)) {
-        return this.write(x('iq', NS.CLIENT, { type: 'result', id: el.attrs.id }));
+        this.write(x('iq', NS.CLIENT, { type: 'result', id: el.attrs.id }));
+        // A stanza like any other for stream management: counted in, as its reply is counted out.
+        this.session.onInbound?.(el, Promise.resolve());
+        return;
       }
       if (STANZAS.has(el.name) && el.xmlns === NS.CLIENT) return this.handleStanza(this.session, el);
       if (this.ctx.hooks.fire('stream/nonza', { stream: this, el })) return;

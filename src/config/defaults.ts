@@ -40,7 +40,7 @@ export function defaultConfig(): Config {
     },
     storage: {
       driver: 'sqlite',
-      sqlite: { path: 'verona.sqlite', synchronous: 'NORMAL' },
+      sqlite: { path: 'verona.sqlite', synchronous: 'FULL' },
       postgres: { url: '' },
     },
     modules: { disabled: [] },

@@ -4,6 +4,7 @@
  */
 import type { Element } from '../xml/element.js';
 import { NS } from './namespaces.js';
+import { messageType } from './routing.js';
 
 export interface Verdict {
   ok: boolean;
@@ -25,7 +26,7 @@ const IM_PAYLOAD_NS = new Set([
 
 /** XEP-0280 §6 with urn:xmpp:carbons:rules:0: may a legacy Carbons client get a copy? */
 export function carbonsEligible(msg: Element): Verdict {
-  const type = msg.attrs.type ?? 'normal';
+  const type = messageType(msg);
   if (msg.getChild('private', NS.CARBONS)) return { ok: false, reason: 'private' };
   if (msg.getChild('no-copy', NS.HINTS)) return { ok: false, reason: 'no-copy-hint' };
   if (msg.getChild('received', NS.CARBONS) || msg.getChild('sent', NS.CARBONS)) return { ok: false, reason: 'already-a-carbon' };

@@ -27,6 +27,12 @@ export interface StanzaEvent {
   recipientArchiveId?: string;
   /** Set when a wait rejected: the message is still routed (protocol.md). */
   archiveFailed?: boolean;
+  /**
+   * Set by MAM when an archivable message was deliberately not stored in the
+   * sender's archive (the sender's XEP-0441 preferences exclude the contact):
+   * an MR2 sender is told, as for a failure, that its computable id is not there.
+   */
+  senderNotArchived?: 'preferences';
   /** Resources of the recipient that must not get a copy (e.g. already delivered). */
   skipResources?: Set<string>;
 }

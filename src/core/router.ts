@@ -15,7 +15,7 @@ import type { StanzaEvent, HookEvents } from './events.js';
 import type { Hooks } from './hooks.js';
 import { NS } from './namespaces.js';
 import type { SessionRegistry } from './registry.js';
-import { decideIncoming, decideOutgoing, normalizeType, type CopyShape } from './routing.js';
+import { decideIncoming, decideOutgoing, messageType, type CopyShape } from './routing.js';
 import { carbonsEligible } from './eligibility.js';
 import type { Session } from './session.js';
 import type { Logger } from './logger.js';
@@ -224,7 +224,7 @@ export class Router {
   }
 
   private deliverMessage(e: StanzaEvent): void {
-    const type = normalizeType(e.stanza.attrs.type);
+    const type = messageType(e.stanza);
     const eligible = carbonsEligible(e.stanza).ok;
     const recipientIsSender = e.origin !== undefined && e.to.local === e.from.local && e.to.domain === e.from.domain;
     // Resources of the recipient account that got the message; they matter for the sender's
@@ -259,8 +259,11 @@ export class Router {
         const s = senders.find((v) => v.resource === del.resource);
         if (s) this.deliverCopy(e, s, 'sent', e.senderArchiveId, e.from.bare.toString(), del.reason);
       }
-      if (e.archiveFailed && e.origin.mr2 && e.stanza.attrs.id !== undefined) {
-        e.origin.send(x('archive-failed', NS.MR2, { id: e.stanza.attrs.id }));
+      // The MR2 promise (docs/protocol.md §6): an archivable message that was routed is in the
+      // sender's archive under its computable id unless the sending stream is told otherwise here.
+      const notArchived = e.archiveFailed ? 'storage' : e.senderNotArchived;
+      if (notArchived !== undefined && e.origin.mr2 && e.stanza.attrs.id !== undefined) {
+        e.origin.send(x('archive-failed', NS.MR2, { id: e.stanza.attrs.id, reason: notArchived }));
       }
     }
   }
@@ -270,7 +273,10 @@ export class Router {
       this.bounce(e.stanza, new StanzaError('service-unavailable'), e.origin);
       return;
     }
-    if (!this.hooks.fire('message/offline', e)) this.bounce(e.stanza, new StanzaError('service-unavailable'), e.origin);
+    if (this.hooks.fire('message/offline', e)) return;
+    // Nothing stores it for later. An error means that nothing kept the message: one that is in
+    // the recipient's archive reaches every device of the recipient through MAM (docs/protocol.md).
+    if (e.recipientArchiveId === undefined) this.bounce(e.stanza, new StanzaError('service-unavailable'), e.origin);
   }
 
   /** Build the copy of the given shape (stanza-id stamped) and send it. */

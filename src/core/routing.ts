@@ -54,6 +54,13 @@ export interface OutgoingMessage {
   carbonsEligible: boolean;
 }
 
+/**
+ * RFC 6121 §5.2.2: a message without a type, or with a type we do not
+ * understand, is handled as 'normal'. This is the one normalisation every
+ * decision about a message uses (routing, archive, offline, carbons, MR2,
+ * CSI, SM's undelivered handling), so an unknown type is never treated one
+ * way by the router and another by the archive.
+ */
 export function normalizeType(t: string | undefined): MessageType {
   switch (t) {
     case 'chat':
@@ -64,6 +71,11 @@ export function normalizeType(t: string | undefined): MessageType {
     default:
       return 'normal';
   }
+}
+
+/** The normalised type of a message stanza (see normalizeType). */
+export function messageType(msg: { attrs: Record<string, string | undefined> }): MessageType {
+  return normalizeType(msg.attrs.type);
 }
 
 /** MR2 incoming fork rule: every type except groupchat, error, headline. */

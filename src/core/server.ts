@@ -74,6 +74,8 @@ export class Server implements ServerContext {
     this.services.set('server', this);
     this.metrics.gauge('verona_sessions', 'Bound sessions', () => this.sessions.count());
     this.metrics.gauge('verona_streams', 'Open c2s streams', () => this.streams.size);
+    const durable = storage.durableCommits?.bind(storage);
+    if (durable) this.metrics.gauge('verona_storage_durable_commits', '1 when a commit (and so an SM ack) survives power loss', () => (durable() ? 1 : 0));
   }
 
   // ---- session lifecycle -------------------------------------------------

@@ -21,7 +21,16 @@ export interface OutboundFilter {
 /** The stream side of a session (C2SStream implements it). */
 export interface SessionStream {
   readonly id: string;
+  /**
+   * Send an element to the client. A stanza (message/presence/iq) on a stream
+   * with a bound session goes through that session's outbound filters, so
+   * stream management counts it whoever wrote it (server pings, the
+   * <session/> reply, bind results, module replies): there is one counted path.
+   * Nonzas go straight to the wire.
+   */
   write(el: Element): void;
+  /** The end of the outbound path: straight to the transport, past every filter. Only Session and SM's replay use it. */
+  writeWire(el: Element): void;
   /** Close the stream with a stream error condition (undefined = clean close). */
   closeWith(condition?: string, text?: string): void;
   readonly remoteAddress: string;
@@ -91,7 +100,7 @@ export class Session implements SessionView {
       cur = f.filter(cur, this);
       if (cur === null) return;
     }
-    this.stream.write(cur);
+    this.stream.writeWire(cur);
   }
 
   /** Send bypassing filters that run before `afterOrder` (used by CSI to release held stanzas). */
@@ -102,7 +111,7 @@ export class Session implements SessionView {
       cur = f.filter(cur, this);
       if (cur === null) return;
     }
-    this.stream.write(cur);
+    this.stream.writeWire(cur);
   }
 
   getData<T>(module: string): T | undefined {

@@ -17,8 +17,10 @@ export interface C2SStreamApi {
   readonly open: boolean;
   /** Attach a session resumed by stream management to this stream (XEP-0198). */
   adopt(session: Session): void;
-  /** Write a top-level element directly (nonzas). */
+  /** Send a top-level element: nonzas go to the wire, stanzas of a bound session through its counted path. */
   write(el: Element): void;
+  /** Past every outbound filter, straight to the transport (SM replays already-counted stanzas with it). */
+  writeWire(el: Element): void;
   closeWith(condition?: string, text?: string): void;
   /** SASL2 (XEP-0388): mark the stream authenticated without a restart. */
   authenticateAs(username: string, mechanism: string): void;

@@ -20,6 +20,7 @@ import { NS } from '../core/namespaces.js';
 import type { VeronaModule } from '../core/module.js';
 import type { OutboundFilter, Session } from '../core/session.js';
 import { UNDELIVERED_SERVICE, type UndeliveredSink } from './sm/index.js';
+import { messageType } from '../core/routing.js';
 
 /** Before SM (1000): SM must count only what is really sent. */
 export const CSI_FILTER_ORDER = 100;
@@ -48,7 +49,7 @@ const NEUTRAL = new Set<string>([NS.SID, NS.HINTS, NS.DELAY]);
 const SUBSCRIPTION = new Set(['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed']);
 
 function classifyMessage(msg: Element): CsiDecision {
-  const type = msg.attrs.type ?? 'normal';
+  const type = messageType(msg);
   if (type === 'error') return { action: 'urgent', reason: 'error' };
   if (msg.getChild('body')) return { action: 'urgent', reason: 'body' };
   let quiet: string | undefined;

@@ -28,6 +28,7 @@ import { PRIORITY } from '../core/events.js';
 import { StanzaError } from '../core/errors.js';
 import type { VeronaModule } from '../core/module.js';
 import type { Session } from '../core/session.js';
+import { messageType } from '../core/routing.js';
 
 const NAME = 'mr2';
 
@@ -200,7 +201,7 @@ export const mr2Module: VeronaModule = {
         const s = e.origin;
         if (!s || !s.mr2) return false;
         // Error replies echo the id of the stanza they answer; they are never archived or forked.
-        if (e.stanza.attrs.type === 'error') return false;
+        if (messageType(e.stanza) === 'error') return false;
         const err = checkMr2Id(s, e.stanza.attrs.id, capacity);
         if (err) {
           rejected.inc({ reason: err.condition });

@@ -4,8 +4,10 @@
  *
  * Storing: the router fires 'message/offline' when no resource took a chat
  * or normal message. Messages with conversation content are stored (up to
- * `maxPerAccount`, default 1000; beyond it, and for <no-store/> messages,
- * the sender gets `service-unavailable`); content-less ones (a chat state
+ * `maxPerAccount`, default 1000; beyond it the sender gets
+ * `service-unavailable` only when the message is not in the recipient's
+ * archive either (offlineFailure); <no-store/> messages, which are archived
+ * nowhere, are bounced); content-less ones (a chat state
  * alone) are dropped silently, since they mean nothing later. The stored
  * copy carries the recipient's <stanza-id/> when the message is archived.
  *
@@ -37,6 +39,7 @@ import type { Session } from '../core/session.js';
 import { contentReason } from './mam/rules.js';
 import { queriedArchiveBeforePresence } from './mam/index.js';
 import { stampOf } from './mam/ids.js';
+import { messageType } from '../core/routing.js';
 
 export interface OfflineService {
   /**
@@ -54,13 +57,25 @@ export type OfflineAction = 'store' | 'bounce' | 'drop';
 
 /** What to do with a message nobody could take (pure; table-tested). */
 export function offlineVerdict(msg: Element): { action: OfflineAction; reason: string } {
-  const type = msg.attrs.type ?? 'normal';
+  const type = messageType(msg);
   if (type !== 'chat' && type !== 'normal') return { action: 'drop', reason: `type-${type}` };
   // XEP-0334: no-store forbids temporary storage too; the sender learns it was not delivered.
   if (msg.getChild('no-store', NS.HINTS)) return { action: 'bounce', reason: 'no-store-hint' };
   const why = contentReason(msg);
   if (why === undefined) return { action: 'drop', reason: 'no-content' };
   return { action: 'store', reason: why };
+}
+
+/**
+ * The offline store did not take a message (the account's queue is full, or
+ * the store failed). An error tells the sender that nothing kept the message
+ * (docs/protocol.md "When the sender gets an error"), so it bounces only when
+ * the message is not in the recipient's archive either; an archived one
+ * reaches every device of the recipient through MAM, and the legacy offline
+ * queue simply stops growing. Pure; table-tested.
+ */
+export function offlineFailure(archivedForRecipient: boolean): { bounce: boolean; reason: string } {
+  return archivedForRecipient ? { bounce: false, reason: 'not-stored-archived' } : { bounce: true, reason: 'not-stored-bounced' };
 }
 
 export const offlineModule: VeronaModule = {
@@ -113,7 +128,10 @@ export const offlineModule: VeronaModule = {
       // account was put there by this server (client-supplied ones are stripped on the way in).
       else archiveId = copy.getChildren('stanza-id', NS.SID).find((c) => c.attrs.by === by)?.attrs.id;
       void save(e.to.local, copy, archiveId).then((ok) => {
-        if (!ok) api.router.bounce(e.stanza, new StanzaError('service-unavailable', 'The recipient cannot take more offline messages'), e.origin);
+        if (ok) return;
+        const f = offlineFailure(archiveId !== undefined);
+        stored.inc({ result: f.reason });
+        if (f.bounce) api.router.bounce(e.stanza, new StanzaError('service-unavailable', 'The recipient cannot take more offline messages'), e.origin);
       });
       return true;
     });

@@ -79,6 +79,12 @@ export interface Storage {
   readonly fastTokens?: FastTokenStore;
   /** Remove every piece of data of an account (all stores). */
   deleteUserData(username: string): Promise<void>;
+  /**
+   * Does a commit reach stable storage before it returns (survives power loss)? Read from the
+   * live connection (SQLite: `PRAGMA synchronous` is FULL or EXTRA in WAL mode). Exported as the
+   * gauge verona_storage_durable_commits, since "an ack means archived" rests on it.
+   */
+  durableCommits?(): boolean;
   /** Background maintenance for a long-running server (e.g. SQLite WAL checkpoints on a worker thread). */
   startMaintenance?(events?: MaintenanceEvents): void;
   /** Flush pending writes and close. */

@@ -261,6 +261,7 @@ describe('archive failure', () => {
       const nonza = await R.desk.next((el) => el.name === 'archive-failed');
       assert.equal(nonza.attrs.xmlns, 'urn:xmpp:mr2:0');
       assert.equal(nonza.attrs.id, 'af-1');
+      assert.equal(nonza.attrs.reason, 'storage');
       const a = await copyWithBody(J.laptop, 'ARCHIVE-FAIL');
       const b = await copyWithBody(J.phone, 'ARCHIVE-FAIL');
       const c = await copyWithBody(R.web, 'ARCHIVE-FAIL');
@@ -283,5 +284,32 @@ describe('archive failure', () => {
     const count = (side: string): number => Number(metrics.match(new RegExp(`verona_archive_failures_total\\{side="${side}"\\} (\\d+)`))?.[1] ?? 0);
     assert.equal(count('sender'), 2, metrics.split('\n').filter((l) => l.includes('archive')).join('\n'));
     assert.equal(count('recipient'), 2);
+  });
+
+  test("the sender's own preferences exclude the contact: the MR2 sender is told its id is not archived; the recipient's archive has it", async () => {
+    const setPrefs = async (never: string): Promise<void> => {
+      R.desk.send(`<iq type='set' id='pr-${never.length}'><prefs xmlns='urn:xmpp:mam:2' default='always'><always/><never>${never}</never></prefs></iq>`);
+      assert.equal((await R.desk.next((el) => el.name === 'iq' && el.attrs.id === `pr-${never.length}`)).attrs.type, 'result');
+    };
+    await setPrefs('<jid>julia@localhost</jid>');
+    try {
+      R.desk.send(`<message to='julia@localhost' type='chat' id='np-1'><body>not in my archive</body></message>`);
+      const nonza = await R.desk.next((el) => el.name === 'archive-failed');
+      assert.equal(nonza.attrs.id, 'np-1');
+      assert.equal(nonza.attrs.reason, 'preferences');
+      await assert.rejects(mamQuery(R.desk, { fields: { ids: `${R.desk.streamId}-np-1` } }), /item-not-found/);
+      // Julia's archive is governed by Julia's preferences: her copies carry her archive's id.
+      const got = await copyWithBody(J.laptop, 'not in my archive');
+      assert.ok(stanzaId(got));
+      // Romeo's web (carbons) copy has no stanza-id: nothing in Romeo's archive to point at.
+      assert.equal(stanzaId(await copyWithBody(R.web, 'not in my archive')), undefined);
+    } finally {
+      await setPrefs('');
+    }
+    R.desk.send(`<message to='julia@localhost' type='chat' id='np-2'><body>archived again</body></message>`);
+    await copyWithBody(J.laptop, 'archived again');
+    await R.desk.nothing((el) => el.name === 'archive-failed', 200);
+    const page = await mamQuery(R.desk, { fields: { ids: `${R.desk.streamId}-np-2` } });
+    assert.equal(page.items.length, 1);
   });
 });

@@ -151,6 +151,18 @@ describe('paging through 10,000 messages', () => {
 });
 
 describe('form, metadata, preferences, access', () => {
+  test('MAM is advertised where clients look: disco#info of the domain (Profanity) and of the account', async () => {
+    for (const to of ['localhost', 'julia@localhost']) {
+      const id = nextId();
+      julia.send(`<iq type='get' id='${id}' to='${to}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`);
+      const r = await julia.next((el) => el.attrs.id === id);
+      assert.equal(r.attrs.type, 'result', to);
+      const features = r.getChild('query')!.getChildren('feature').map((f) => f.attrs.var);
+      assert.ok(features.includes(NS_MAM), `${to} lists ${NS_MAM}: ${features.join(' ')}`);
+      assert.ok(features.includes(`${NS_MAM}#extended`), `${to} lists #extended`);
+    }
+  });
+
   test('form discovery lists the fields; an unknown field is feature-not-implemented', async () => {
     const id = nextId();
     julia.send(`<iq type='get' id='${id}'><query xmlns='${NS_MAM}'/></iq>`);

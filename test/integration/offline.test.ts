@@ -2,7 +2,8 @@
  * XEP-0160 offline messages on the real server, and how they meet MAM:
  * - a legacy client gets everything stored while it was away, at its
  *   initial presence, with a XEP-0203 delay and the archive's stanza-id;
- * - chat states are not stored; <no-store/> and a full store bounce;
+ * - chat states are not stored; <no-store/> bounces; a full store bounces
+ *   only what the recipient's archive does not hold either;
  * - a client that queried MAM before its initial presence gets no offline
  *   flood (what is archived it has fetched), only what is not archived;
  * - the same messages are never delivered twice.
@@ -18,7 +19,7 @@ let romeo: Dev;
 
 before(async () => {
   v = await startVerona({
-    users: [['romeo', 'r0meo'], ['julia', 'ju1ia'], ['nurse', 'nur5e']],
+    users: [['romeo', 'r0meo'], ['julia', 'ju1ia'], ['nurse', 'nur5e'], ['friar', 'fr1ar']],
     config: { moduleOptions: { offline: { maxPerAccount: 4 } } },
   });
   romeo = await device({ port: v.ports.c2s as number, user: 'romeo', password: 'r0meo', resource: 'desk', kind: 'plain' });
@@ -30,7 +31,7 @@ after(async () => {
 });
 
 const login = (user: string, resource: string, kind: Kind, presence = true): Promise<Dev> =>
-  device({ port: v.ports.c2s as number, user, password: user === 'julia' ? 'ju1ia' : 'nur5e', resource, kind, presence });
+  device({ port: v.ports.c2s as number, user, password: { julia: 'ju1ia', nurse: 'nur5e', friar: 'fr1ar' }[user] ?? '', resource, kind, presence });
 
 async function collect(c: Dev, ms = 400): Promise<Element[]> {
   await new Promise((r) => setTimeout(r, ms));
@@ -99,18 +100,40 @@ test('a client that queried MAM before its initial presence gets no offline floo
   await later.waitClose();
 });
 
-test('<no-store/> and a full offline store bounce with service-unavailable', async () => {
+test('<no-store/> is archived nowhere and stored nowhere: the sender gets service-unavailable', async () => {
   romeo.send(`<message to='nurse@localhost' type='chat' id='ns1'><body>do not keep</body><no-store xmlns='urn:xmpp:hints'/></message>`);
   const e1 = await romeo.next((el) => el.name === 'message' && el.attrs.id === 'ns1' && el.attrs.type === 'error');
   assert.equal(stanzaErrorCondition(e1), 'service-unavailable');
+});
+
+test('a full offline store is not an error for an archived message: the legacy queue stops growing, MAM has everything', async () => {
   for (let i = 0; i < 4; i++) romeo.send(`<message to='nurse@localhost' type='chat' id='full${i}'><body>keep ${i}</body></message>`);
   romeo.send(`<message to='nurse@localhost' type='chat' id='full4'><body>one too many</body></message>`);
-  const e2 = await romeo.next((el) => el.name === 'message' && el.attrs.id === 'full4' && el.attrs.type === 'error');
-  assert.equal(stanzaErrorCondition(e2), 'service-unavailable');
-  await romeo.nothing((el) => el.name === 'message' && el.attrs.type === 'error', 200);
+  // Nothing failed: the fifth message is in the recipient's archive.
+  await romeo.nothing((el) => el.name === 'message' && el.attrs.type === 'error', 500);
   const nurse = await login('nurse', 'n', 'plain');
-  assert.deepEqual((await collect(nurse)).map((m) => bodyOf(m)), ['keep 0', 'keep 1', 'keep 2', 'keep 3']);
-  nurse.close();
+  try {
+    assert.deepEqual((await collect(nurse)).map((m) => bodyOf(m)), ['keep 0', 'keep 1', 'keep 2', 'keep 3']);
+    const page = await mamQuery(nurse, { fields: { with: 'romeo@localhost' } });
+    const bodies = page.items.map((it) => bodyOf(it.message));
+    assert.deepEqual(bodies.filter((b) => b?.startsWith('keep') || b === 'one too many'), ['keep 0', 'keep 1', 'keep 2', 'keep 3', 'one too many']);
+  } finally {
+    nurse.close();
+    await nurse.waitClose();
+  }
+});
+
+test('a full offline store bounces a message that nothing kept (the recipient archives nothing from the sender)', async () => {
+  const friar = await login('friar', 'prefs', 'plain', false);
+  friar.send(`<iq type='set' id='prefs1'><prefs xmlns='urn:xmpp:mam:2' default='always'><always/><never><jid>romeo@localhost</jid></never></prefs></iq>`);
+  assert.equal((await friar.next((el) => el.name === 'iq' && el.attrs.id === 'prefs1')).attrs.type, 'result');
+  friar.close();
+  await friar.waitClose();
+  for (let i = 0; i < 4; i++) romeo.send(`<message to='friar@localhost' type='chat' id='fr${i}'><body>queued ${i}</body></message>`);
+  romeo.send(`<message to='friar@localhost' type='chat' id='fr4'><body>lost without an error</body></message>`);
+  const e = await romeo.next((el) => el.name === 'message' && el.attrs.id === 'fr4' && el.attrs.type === 'error');
+  assert.equal(stanzaErrorCondition(e), 'service-unavailable');
+  await romeo.nothing((el) => el.name === 'message' && el.attrs.type === 'error', 200);
 });
 
 test('a message to an account that does not exist is bounced and archived nowhere', async () => {

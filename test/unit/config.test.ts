@@ -57,7 +57,7 @@ test('without a file every default applies and paths become absolute', (t) => {
   assert.deepEqual([c.auth.failuresPerAddress, c.auth.failuresPerAccount, c.auth.failureWindow], [5, 5, 60]);
   assert.equal(c.storage.driver, 'sqlite');
   assert.equal(c.storage.sqlite.path, join(cwd, 'data', 'verona.sqlite'));
-  assert.equal(c.storage.sqlite.synchronous, 'NORMAL');
+  assert.equal(c.storage.sqlite.synchronous, 'FULL');
   assert.equal(c.storage.postgres.url, '');
   assert.deepEqual(c.modules.disabled, []);
   assert.deepEqual(c.moduleOptions, {});

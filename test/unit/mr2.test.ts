@@ -11,7 +11,7 @@ import { JID } from '../../src/jid/jid.js';
 import { computableId } from '../../src/modules/mam/ids.js';
 
 function stream(id: string): SessionStream {
-  return { id, write: () => undefined, closeWith: () => undefined, remoteAddress: '127.0.0.1', transportKind: 'tcp' };
+  return { id, write: () => undefined, writeWire: () => undefined, closeWith: () => undefined, remoteAddress: '127.0.0.1', transportKind: 'tcp' };
 }
 
 test('RecentIds remembers the last `capacity` ids, first in first out', () => {

@@ -136,7 +136,7 @@ describe('classifyUndelivered (what happens to a stanza its session never acked)
 });
 
 describe('DeliveryTracker', () => {
-  const stream: SessionStream = { id: 's', write: () => undefined, closeWith: () => undefined, remoteAddress: '::1', transportKind: 'tcp' };
+  const stream: SessionStream = { id: 's', write: () => undefined, writeWire: () => undefined, closeWith: () => undefined, remoteAddress: '::1', transportKind: 'tcp' };
   const session = (r: string) => new Session(parseJID(`romeo@montague.lit/${r}`), stream);
 
   test('another holder that is still connected counts; once it is closed it does not', () => {

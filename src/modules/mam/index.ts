@@ -93,11 +93,20 @@ class Archiver {
   }
 
   /** Queue one row; `done` resolves true when committed, false when preferences (roster) said no; rejects on failure. */
-  private enqueue(username: string, other: JID, outgoing: boolean, xml: string, mkId: (seq: number) => string, recipientExists: Promise<boolean> | undefined): { id: string; done: Promise<boolean> } | undefined {
+  private enqueue(
+    username: string,
+    other: JID,
+    outgoing: boolean,
+    xml: string,
+    mkId: (seq: number) => string,
+    recipientExists: Promise<boolean> | undefined,
+    onPrefsSkip?: () => void,
+  ): { id: string; done: Promise<boolean> } | undefined {
     const withBare = other.bare.toString();
     const allow = prefsAllow(this.prefs.get(username), withBare);
     if (allow === false) {
       this.skipped.inc({ reason: 'prefs' });
+      onPrefsSkip?.();
       return undefined;
     }
     // seq and id are taken now, in arrival order, even when a lookup comes first.
@@ -117,6 +126,7 @@ class Archiver {
         }
         if (!inRoster) {
           this.skipped.inc({ reason: 'prefs-roster' });
+          onPrefsSkip?.();
           return false;
         }
         return this.store.append(rec).then(() => true);
@@ -158,7 +168,11 @@ class Archiver {
       const origin = e.origin;
       const msgId = e.stanza.attrs.id;
       const mkId = origin.mr2 && msgId !== undefined ? () => computableId(origin.streamId, msgId) : archiveIdFor;
-      const s = this.enqueue(e.from.local, toSelf ? e.from : e.to, true, xml, mkId, recipientExists);
+      // The sender's own preferences may exclude the contact; an MR2 sender is then told that its
+      // computable id is not in its archive (docs/protocol.md §6), so "no news" always means "stored".
+      const s = this.enqueue(e.from.local, toSelf ? e.from : e.to, true, xml, mkId, recipientExists, () => {
+        e.senderNotArchived = 'preferences';
+      });
       if (s) {
         e.waits.push(
           s.done.then(
@@ -215,8 +229,13 @@ export const mamModule: VeronaModule = {
     const archiver = new Archiver(api, store, prefs, await store.highWater());
     const queries = api.metrics.counter('verona_mam_queries_total', 'MAM queries answered, by kind');
 
+    // XEP-0313 puts the feature on the account's JID; clients also look on the server's
+    // (Profanity 0.13 asks the domain only and reports "Server doesn't support MAM"; ejabberd lists
+    // both). Listing it on both costs nothing and is true: every account has an archive.
     api.discoFeature(NS.MAM, 'account');
     api.discoFeature(NS.MAM_EXTENDED, 'account');
+    api.discoFeature(NS.MAM, 'server');
+    api.discoFeature(NS.MAM_EXTENDED, 'server');
 
     api.hook('message/in', (e) => archiver.onMessage(e), PRIORITY.ARCHIVE);
 

@@ -12,6 +12,7 @@
 import type { Element } from '../../xml/element.js';
 import { NS } from '../../core/namespaces.js';
 import type { ArchivePrefs } from '../../storage/archive.js';
+import { messageType } from '../../core/routing.js';
 
 export interface Verdict {
   ok: boolean;
@@ -39,7 +40,7 @@ const ARCHIVED_PAYLOADS: ReadonlyArray<{ ns: string; names?: readonly string[]; 
 
 /** Should this message be stored in the archives of its parties (before preferences)? */
 export function archiveVerdict(msg: Element): Verdict {
-  const type = msg.attrs.type ?? 'normal';
+  const type = messageType(msg);
   if (type !== 'chat' && type !== 'normal') return { ok: false, reason: `type-${type}` };
   if (msg.getChild('no-store', NS.HINTS)) return { ok: false, reason: 'no-store-hint' };
   if (msg.getChild('no-permanent-store', NS.HINTS)) return { ok: false, reason: 'no-permanent-store-hint' };

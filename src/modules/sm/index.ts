@@ -356,7 +356,7 @@ class StreamManagement {
     if (!st?.enabled || !isStanza(el)) return el;
     const n = st.c.sent(el);
     if (n === 1) st.oldestUnackedAt = Date.now();
-    session.stream.write(el);
+    session.stream.writeWire(el);
     if (n > this.opts.maxQueue) {
       this.overflow(session, st);
     } else if (!st.hibernating && !st.awaitingAck && n >= this.opts.requestEvery) {
@@ -596,7 +596,8 @@ class StreamManagement {
     st.waiters = [];
     stream.adopt(session);
     reply(smEl('resumed', { previd, h: String(st.c.h) }));
-    for (const q of st.c.queue) stream.write(q);
+    // Already counted when first sent: replayed past the filters, not counted again.
+    for (const q of st.c.queue) stream.writeWire(q);
     this.m.resent.inc(undefined, st.c.queue.length);
     this.m.resumptions.inc({ outcome: 'resumed' });
     st.oldestUnackedAt = st.c.queue.length > 0 ? Date.now() : 0;

@@ -17,6 +17,7 @@
 import type { Element } from '../../xml/element.js';
 import { NS } from '../../core/namespaces.js';
 import type { Session } from '../../core/session.js';
+import { messageType } from '../../core/routing.js';
 
 export interface UndeliveredContext {
   /** Bare JID of the account the session belongs to. */
@@ -58,7 +59,7 @@ export function classifyUndelivered(el: Element, ctx: UndeliveredContext): Undel
     return t === 'get' || t === 'set' ? { action: 'bounce', reason: 'iq-request' } : { action: 'drop', reason: 'iq-response' };
   }
   if (el.name !== 'message') return { action: 'drop', reason: el.name };
-  const type = el.attrs.type ?? 'normal';
+  const type = messageType(el);
   if (type === 'error' || type === 'groupchat' || type === 'headline') return { action: 'drop', reason: type };
   const fork = unwrapFork(el);
   // The account's own outgoing message: its sender has it, and it is in the sender's archive.
