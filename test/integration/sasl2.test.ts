@@ -199,9 +199,18 @@ test('TLS: SCRAM-SHA-256-PLUS and HT-SHA-256-EXPR/-ENDP succeed with the right c
 
   // tls-server-end-point with SCRAM: right and wrong.
   const t3 = await opened(true);
-  const endp = await scram256(t3.c, 'julia', 'ju1ia', { type: 'tls-server-end-point', data: clientChannelBinding(t3.c, 'tls-server-end-point') });
+  const endp = await scram256(t3.c, 'julia', 'ju1ia', { type: 'tls-server-end-point', data: clientChannelBinding(t3.c, 'tls-server-end-point') },
+    `<request-token xmlns='${FAST}' mechanism='HT-SHA-256-ENDP'/>`, agent);
   assert.equal(endp.name, 'success', endp.toString());
+  const endpToken = endp.getChild('token', FAST)?.attrs.token as string;
   t3.c.destroy();
+  const t5 = await opened(true);
+  // The EXPR token is gone (one token per user agent, replaced by the new one) and never worked with ENDP; the ENDP token does.
+  const wrongMech = await authenticate(t5.c, { mechanism: 'HT-SHA-256-ENDP', initial: htInitial('julia', token, clientChannelBinding(t5.c, 'tls-server-end-point')), agent });
+  assert.equal(wrongMech.name, 'failure');
+  const endpOk = await authenticate(t5.c, { mechanism: 'HT-SHA-256-ENDP', initial: htInitial('julia', endpToken, clientChannelBinding(t5.c, 'tls-server-end-point')), agent });
+  assert.equal(endpOk.name, 'success', endpOk.toString());
+  t5.c.destroy();
   const t4 = await opened(true);
   const endpBad = await scram256(t4.c, 'julia', 'ju1ia', { type: 'tls-server-end-point', data: Buffer.alloc(32) });
   assert.equal(endpBad.name, 'failure');
