@@ -58,7 +58,7 @@ test('features offer SASL2 with inline Bind2 (MR2, carbons, SM, CSI), SM and FAS
 
 test('@xmpp/client: SASL2 + Bind2 + inline SM, then a FAST login with the token (password wrong)', async () => {
   const userAgent = xml('user-agent', { id: randomUUID() });
-  const first = xmppClient({ service: `xmpp://127.0.0.1:${v.ports.c2s}`, domain: 'localhost', username: 'nurse', password: 'nur5e', resource: 'pocket', userAgent });
+  const first = xmppClient({ service: `xmpp://127.0.0.1:${v.ports.c2s}`, domain: 'localhost', username: 'nurse', password: 'nur5e', resource: 'pocket', userAgent, timeout: 30000 });
   first.on('error', () => undefined);
   let token: { token: string; mechanism: string; expiry: string } | undefined;
   first.fast.saveToken = async (t) => {
@@ -71,7 +71,7 @@ test('@xmpp/client: SASL2 + Bind2 + inline SM, then a FAST login with the token 
   assert.ok((token?.token.length ?? 0) > 64);
   const firstJid = String(first.jid);
 
-  const second = xmppClient({ service: `xmpp://127.0.0.1:${v.ports.c2s}`, domain: 'localhost', username: 'nurse', password: 'wrong password', resource: 'pocket', userAgent });
+  const second = xmppClient({ service: `xmpp://127.0.0.1:${v.ports.c2s}`, domain: 'localhost', username: 'nurse', password: 'wrong password', resource: 'pocket', userAgent, timeout: 30000 });
   second.on('error', () => undefined);
   second.fast.fetchToken = async () => token;
   const replaced = new Promise<void>((r) => first.once('disconnect', () => r()));
