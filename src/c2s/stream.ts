@@ -371,14 +371,47 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
   }
 
   private bind(iq: Element, bind: Element): void {
+    let session: Session;
+    try {
+      session = this.bindSession(bind.getChildText('resource')?.trim());
+    } catch (err) {
+      if (err instanceof StanzaError) return this.write(errorReply(iq, err));
+      throw err;
+    }
+    this.write(x('iq', NS.CLIENT, { type: 'result', id: iq.attrs.id }, [x('bind', NS.BIND, {}, [x('jid', NS.BIND, {}, [session.jid.toString()])])]));
+  }
+
+  /**
+   * Authenticated by another SASL profile (XEP-0388 SASL2, src/c2s/sasl2.ts):
+   * the same bookkeeping as a SASL success, without the stream restart.
+   */
+  authenticateAs(username: string, mechanism: string): void {
+    this.authenticated = true;
+    this.username = username;
+    if (this.authTimer) clearTimeout(this.authTimer);
+    this.ctx.log.info({ stream: this.id, user: username, addr: this.remoteAddress, transport: this.transport.kind, mechanism }, 'authenticated');
+    this.ctx.metrics.counter('verona_logins_total', 'Successful SASL authentications').inc();
+    this.transport.setMaxStanzaSize(this.ctx.config.c2s.maxStanzaSize);
+  }
+
+  /** Post-auth stream features without a restart (SASL2 success without Bind2). */
+  sendStreamFeatures(): void {
+    this.sendFeatures();
+  }
+
+  /** Channel-binding data of the TLS connection (RFC 5929, RFC 9266), undefined without TLS. */
+  channelBinding(type: 'tls-exporter' | 'tls-server-end-point'): Buffer | undefined {
+    return this.transport.channelBinding?.(type);
+  }
+
+  /** Bind a resource (RFC 6120 §7; Bind2 gives its own): throws StanzaError for a bad one. */
+  bindSession(requested: string | undefined): Session {
     const username = this.username as string;
     let resource: string;
-    const requested = bind.getChildText('resource')?.trim();
     try {
       resource = requested ? prepareResource(requested) : `verona-${randomBytes(6).toString('base64url')}`;
     } catch (err) {
-      const cond = err instanceof JIDError ? 'bad-request' : 'internal-server-error';
-      return this.write(errorReply(iq, new StanzaError(cond, 'Invalid resource')));
+      throw new StanzaError(err instanceof JIDError ? 'bad-request' : 'internal-server-error', 'Invalid resource');
     }
     const jid = new JID(username, this.ctx.domain, resource);
     const existing = this.ctx.sessions.byFullJid(username, resource);
@@ -393,7 +426,7 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
     this.ctx.sessions.add(session);
     this.ctx.hooks.fire('session/bound', { session });
     this.ctx.log.info({ stream: this.id, jid: jid.toString(), addr: this.remoteAddress }, 'resource bound');
-    this.write(x('iq', NS.CLIENT, { type: 'result', id: iq.attrs.id }, [x('bind', NS.BIND, {}, [x('jid', NS.BIND, {}, [jid.toString()])])]));
+    return session;
   }
 
   /** Attach a resumed session to this stream (SM). */

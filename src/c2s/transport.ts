@@ -28,6 +28,8 @@ export interface Transport {
   close(): void;
   /** Adjust parser limits (stanza size grows after authentication). */
   setMaxStanzaSize(bytes: number): void;
+  /** TLS channel-binding data (RFC 9266 tls-exporter, RFC 5929 tls-server-end-point); undefined without TLS. */
+  channelBinding?(type: 'tls-exporter' | 'tls-server-end-point'): Buffer | undefined;
 }
 
 /** Events a transport delivers to its stream (the stream implements this). */

@@ -105,6 +105,11 @@ export const PRIORITY = {
   VALIDATE: 100,
   /** Blocking (XEP-0191) drops blocked traffic before anything is stored. */
   BLOCKING: 50,
+  /**
+   * After policy, before archiving: MDS server assist publishes a displayed marker to PEP
+   * (src/modules/mds.ts); push observes CSI <active/> before the csi module consumes it.
+   */
+  BEFORE_ARCHIVE: 10,
   /** MAM archives after policy and before delivery. */
   ARCHIVE: 0,
   /** Anything that observes the final stanza. */

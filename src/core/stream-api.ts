@@ -22,4 +22,12 @@ export interface C2SStreamApi {
   /** Past every outbound filter, straight to the transport (SM replays already-counted stanzas with it). */
   writeWire(el: Element): void;
   closeWith(condition?: string, text?: string): void;
+  /** SASL2 (XEP-0388): mark the stream authenticated without a restart. */
+  authenticateAs(username: string, mechanism: string): void;
+  /** Bind a resource (Bind2, XEP-0386); throws StanzaError for a bad one. */
+  bindSession(requested: string | undefined): Session;
+  /** Post-auth stream features without a restart (SASL2 success without Bind2). */
+  sendStreamFeatures(): void;
+  /** TLS channel-binding data (XEP-0440), undefined without TLS. */
+  channelBinding(type: 'tls-exporter' | 'tls-server-end-point'): Buffer | undefined;
 }

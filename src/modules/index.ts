@@ -27,6 +27,10 @@ import { contactAddressesModule } from './contact-addresses.js';
 import { bookmarksModule } from './bookmarks.js';
 import { avatarModule } from './avatar.js';
 import { proxy65Module } from './proxy65.js';
+import { componentModule } from '../component/index.js';
+import { pushModule } from './push/index.js';
+import { sasl2Module } from '../c2s/sasl2.js';
+import { mdsModule } from './mds.js';
 
 export const allModules: readonly VeronaModule[] = [discoModule, pingModule, versionModule, timeModule, rosterModule,
   mr2Module, stanzaIdModule, carbonsModule, mamModule, offlineModule,
@@ -34,5 +38,8 @@ export const allModules: readonly VeronaModule[] = [discoModule, pingModule, ver
   // muc after mam: it shares the archive clock.
   mucModule,
   uploadModule, extdiscoModule, contactAddressesModule, bookmarksModule, avatarModule, proxy65Module,
+  componentModule,
   // sm last: at shutdown it closes first and still hands unacked messages to offline storage.
-  csiModule, smModule];
+  csiModule, smModule,
+  // After sm: push uses its 'sm-control' service (long hibernation, resumption).
+  pushModule, sasl2Module, mdsModule];

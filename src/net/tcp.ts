@@ -6,6 +6,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import { createHash } from 'node:crypto';
 import { escapeAttr, NS_CLIENT } from '../xml/element.js';
 import type { Element } from '../xml/element.js';
 import { serializeOnce } from '../xml/serialize-cache.js';
@@ -117,6 +118,20 @@ export class TcpTransport implements Transport {
 
   send(el: Element): void {
     this.out(serializeOnce(el, NS_CLIENT));
+  }
+
+  channelBinding(type: 'tls-exporter' | 'tls-server-end-point'): Buffer | undefined {
+    const sock = this.socket;
+    if (!(sock instanceof tls.TLSSocket) || !this.secure) return undefined;
+    if (type === 'tls-exporter') {
+      // RFC 9266: 32 bytes, label EXPORTER-Channel-Binding, no context; only sound on TLS 1.3.
+      if (sock.getProtocol() !== 'TLSv1.3') return undefined;
+      return sock.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding', Buffer.alloc(0));
+    }
+    // RFC 5929 §4.1: hash of our certificate; SHA-256 (the hash of the certificates we make and of most others).
+    const cert = sock.getCertificate();
+    if (!cert || !('raw' in cert)) return undefined;
+    return createHash('sha256').update(cert.raw).digest();
   }
 
   sendKeepalive(): void {

@@ -25,6 +25,8 @@ export interface ScramServerOptions {
   nonce?: () => string;
   /** True once -PLUS is offered: then a 'y' flag signals a downgrade (RFC 5802 §6). */
   channelBindingOffered?: boolean;
+  /** For the -PLUS variants: channel-binding data of the connection by type (XEP-0440). */
+  channelBinding?: (type: 'tls-exporter' | 'tls-server-end-point') => Buffer | undefined;
 }
 
 // Large enough for a 1023-octet localpart escaped three times over, an
@@ -63,6 +65,8 @@ type State = 'initial' | 'wait-first' | 'wait-final' | 'done';
 
 interface Pending {
   gs2Header: string;
+  /** Channel-binding data the client bound to (-PLUS), empty otherwise. */
+  cbData: Buffer;
   clientFirstBare: string;
   serverFirst: string;
   nonce: string;
@@ -85,8 +89,9 @@ export class ScramServer implements SaslMechanism {
     private readonly hash: ScramHash,
     private readonly lookup: CredentialLookup,
     private readonly opts: ScramServerOptions,
+    private readonly plus = false,
   ) {
-    this.name = `SCRAM-${hash}`;
+    this.name = `SCRAM-${hash}${plus ? '-PLUS' : ''}`;
     this.domain = preparedDomain(opts.domain);
   }
 
@@ -137,8 +142,17 @@ export class ScramServer implements SaslMechanism {
     const c2 = c1 === -1 ? -1 : msg.indexOf(',', c1 + 1);
     if (c2 === -1) return this.fail('malformed-request', 'bad GS2 header');
     const flag = msg.slice(0, c1);
-    if (flag.startsWith('p=')) return this.fail('malformed-request', 'channel binding is not supported');
-    if (flag !== 'n' && flag !== 'y') return this.fail('malformed-request', 'bad GS2 header');
+    let cbData: Buffer = Buffer.alloc(0);
+    if (flag.startsWith('p=')) {
+      // RFC 5802 §6: 'p' only with a -PLUS mechanism, for a type this connection has.
+      if (!this.plus) return this.fail('malformed-request', 'channel binding needs a -PLUS mechanism');
+      const type = flag.slice(2);
+      const data = type === 'tls-exporter' || type === 'tls-server-end-point' ? this.opts.channelBinding?.(type) : undefined;
+      if (data === undefined) return this.fail('not-authorized', `unsupported channel binding type ${type}`);
+      cbData = data;
+    } else if (this.plus) {
+      return this.fail('malformed-request', 'a -PLUS mechanism needs channel binding');
+    } else if (flag !== 'n' && flag !== 'y') return this.fail('malformed-request', 'bad GS2 header');
     if (flag === 'y' && this.opts.channelBindingOffered === true) {
       return this.fail('not-authorized', 'channel binding downgrade');
     }
@@ -186,7 +200,7 @@ export class ScramServer implements SaslMechanism {
 
     const nonce = clientNonce + (this.opts.nonce?.() ?? randomBytes(24).toString('base64'));
     const serverFirst = `r=${nonce},s=${cred.salt.toString('base64')},i=${cred.iterations}`;
-    this.pending = { gs2Header, clientFirstBare, serverFirst, nonce, username: username ?? rawUser, cred, fake };
+    this.pending = { gs2Header, cbData, clientFirstBare, serverFirst, nonce, username: username ?? rawUser, cred, fake };
     this.state = 'wait-final';
     return { kind: 'challenge', data: Buffer.from(serverFirst, 'utf8') };
   }
@@ -224,8 +238,9 @@ export class ScramServer implements SaslMechanism {
     }
     if (!attrs.slice(2).every((a) => RE_EXTENSION.test(a))) return this.fail('malformed-request', 'bad extension');
     const cbind = strictBase64(attrs[0].slice(2));
-    if (cbind === undefined || !cbind.equals(Buffer.from(p.gs2Header, 'utf8'))) {
-      return this.fail('malformed-request', 'channel binding does not match the GS2 header');
+    if (cbind === undefined || !cbind.equals(Buffer.concat([Buffer.from(p.gs2Header, 'utf8'), p.cbData]))) {
+      // With -PLUS this is the check that the client saw the same TLS channel (no man in the middle).
+      return this.fail(p.cbData.length > 0 ? 'not-authorized' : 'malformed-request', 'channel binding does not match');
     }
     if (attrs[1].slice(2) !== p.nonce) return this.fail('malformed-request', 'nonce mismatch');
     const len = hashInfo(this.hash).length;

@@ -11,6 +11,8 @@ import type { OfflineStore } from './offline.js';
 import type { BlocklistStore } from './blocklist.js';
 import type { PubsubStore } from './pubsub.js';
 import type { MucStore } from './muc.js';
+import type { PushStore } from './push.js';
+import type { FastTokenStore } from './fast.js';
 
 /** SCRAM credentials for one hash function (RFC 5802 §3). Never a plaintext password. */
 export interface ScramCredential {
@@ -74,6 +76,10 @@ export interface Storage {
   readonly pubsub?: PubsubStore;
   /** Persistent multi-user chat rooms (XEP-0045); optional per backend. */
   readonly muc?: MucStore;
+  /** XEP-0357 push registrations; optional per backend. */
+  readonly push?: PushStore;
+  /** XEP-0484 FAST tokens (hashed); optional per backend. */
+  readonly fastTokens?: FastTokenStore;
   /** Remove every piece of data of an account (all stores). */
   deleteUserData(username: string): Promise<void>;
   /**

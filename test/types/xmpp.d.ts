@@ -50,6 +50,16 @@ declare module '@xmpp/client' {
     iqCaller: { request(el: Element, timeout?: number): Promise<Element>; get(el: Element, to?: string, timeout?: number): Promise<Element>; set(el: Element, to?: string, timeout?: number): Promise<Element> };
     streamManagement?: { enabled: boolean; id: string; outbound: number; inbound: number };
     disconnect(timeout?: number): Promise<void>;
+    /** XEP-0484 FAST (0.14): token persistence hooks. */
+    fast: {
+      saveToken(t: FastToken): Promise<void>;
+      fetchToken(): Promise<FastToken | undefined>;
+    };
+  }
+  export interface FastToken {
+    token: string;
+    mechanism: string;
+    expiry: string;
   }
   export interface ClientOptions {
     service: string;
@@ -59,6 +69,8 @@ declare module '@xmpp/client' {
     password?: string;
     credentials?: unknown;
     timeout?: number;
+    /** SASL2 <user-agent id=…/> (XEP-0388). */
+    userAgent?: Element;
   }
   export function client(opts: ClientOptions): XmppClient;
 }

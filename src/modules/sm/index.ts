@@ -39,6 +39,28 @@ const RESUMING = 'sm-resuming';
 export type UndeliveredSink = (session: Session, stanzas: Element[], source: string) => void;
 export const UNDELIVERED_SERVICE = 'sm-undelivered';
 
+/**
+ * What other modules (push, SASL2/Bind2) may ask of stream management
+ * (service 'sm-control'). Push keeps a push-enabled phone's session much
+ * longer than a plain resumable one until its first push; SASL2 resumes and
+ * enables inline, with the answer placed inside its <success/> or <bound/>.
+ */
+export interface SmControl {
+  /** Seconds to keep a detached session instead of its own `max` (undefined: its own). */
+  hibernationFor: ((session: Session) => number | undefined) | undefined;
+  /** The session waits for resumption (its stream is gone). */
+  isHibernating(session: Session): boolean;
+  /** Back to the session's own `max` from now (after its first push). */
+  endLongHibernation(session: Session): void;
+  /** Called after a session was resumed on a new stream. */
+  onResumed(fn: (session: Session) => void): void;
+  /** Enable SM on a freshly bound session; returns <enabled/> or <failed/> instead of writing it. */
+  enableInline(stream: C2SStreamApi, el: Element): Element;
+  /** Resume inline: `reply` gets <resumed/> or <failed/>; queued stanzas are written after it. True when resumed. */
+  resumeInline(stream: C2SStreamApi, el: Element, reply: (el: Element) => void): Promise<boolean>;
+}
+export const SM_CONTROL_SERVICE = 'sm-control';
+
 interface SmSession {
   enabled: boolean;
   c: SmCounters;
@@ -116,6 +138,8 @@ class StreamManagement {
   readonly tracker = new DeliveryTracker();
   private readonly filter: OutboundFilter;
   private sweeper: NodeJS.Timeout | undefined;
+  private control: SmControl | undefined;
+  private readonly resumedListeners: Array<(session: Session) => void> = [];
 
   private readonly m: ReturnType<typeof smMetrics>;
 
@@ -170,6 +194,16 @@ class StreamManagement {
         if (rs.some((r) => r.status === 'rejected')) this.m.ackedUnarchived.inc();
       });
     }, PRIORITY.OBSERVE);
+    const control: SmControl = {
+      hibernationFor: undefined,
+      isHibernating: (s) => this.st(s)?.hibernating === true,
+      endLongHibernation: (s) => this.endLongHibernation(s),
+      onResumed: (fn) => void this.resumedListeners.push(fn),
+      enableInline: (stream, el) => this.enableEl(stream, el),
+      resumeInline: (stream, el, reply) => this.resume(stream, el, reply),
+    };
+    this.control = control;
+    api.provide(SM_CONTROL_SERVICE, control);
     api.provide(UNDELIVERED_SERVICE, ((session, stanzas, source) => this.dispose(session, stanzas, source)) satisfies UndeliveredSink);
 
     this.sweeper = setInterval(() => this.sweep(), 1000);
@@ -225,13 +259,15 @@ class StreamManagement {
   }
 
   private enable(stream: C2SStreamApi, el: Element): void {
+    stream.write(this.enableEl(stream, el));
+  }
+
+  private enableEl(stream: C2SStreamApi, el: Element): Element {
     const session = stream.session;
     const st = session && this.st(session);
     // XEP-0198 §3: only after resource binding, and only once.
-    if (!session || !st || st.enabled) {
-      stream.write(failedEl('unexpected-request'));
-      return;
-    }
+    if (!session || !st || st.enabled) return failedEl('unexpected-request');
+    let reply: Element;
     st.enabled = true;
     this.enabled.add(session);
     session.addFilter(this.filter);
@@ -241,11 +277,12 @@ class StreamManagement {
       st.maxSeconds = Math.round(Number.isFinite(asked) && asked > 0 ? Math.min(asked, this.opts.maxResumeTimeout) : this.opts.resumeTimeout);
       st.id = randomBytes(18).toString('base64url');
       this.live.set(st.id, session);
-      stream.write(smEl('enabled', { id: st.id, resume: 'true', max: String(st.maxSeconds) }));
+      reply = smEl('enabled', { id: st.id, resume: 'true', max: String(st.maxSeconds) });
     } else {
-      stream.write(smEl('enabled'));
+      reply = smEl('enabled');
     }
     this.m.enabled.inc({ resumable: st.id ? 'yes' : 'no' });
+    return reply;
   }
 
   /** <r/> from the client: answer when every stanza received before it is handled. */
@@ -376,13 +413,24 @@ class StreamManagement {
     st.hibernating = true;
     st.waiters = [];
     st.awaitingAck = false;
+    const secs = this.control?.hibernationFor?.(session) ?? st.maxSeconds;
+    this.hibernateFor(session, st, secs);
+    this.m.hibernated.inc({ reason });
+    this.api.log.info({ jid: session.jid.toString(), reason, unacked: st.c.queue.length, max: secs }, 'sm: waiting for resumption');
+    return true;
+  }
+
+  private hibernateFor(session: Session, st: SmSession, secs: number): void {
+    if (st.timer) clearTimeout(st.timer);
     st.timer = setTimeout(() => {
       if (!session.closed) this.server.endSession(session, 'resume-expired');
-    }, st.maxSeconds * 1000);
+    }, secs * 1000);
     st.timer.unref();
-    this.m.hibernated.inc({ reason });
-    this.api.log.info({ jid: session.jid.toString(), reason, unacked: st.c.queue.length, max: st.maxSeconds }, 'sm: waiting for resumption');
-    return true;
+  }
+
+  private endLongHibernation(session: Session): void {
+    const st = this.st(session);
+    if (st?.hibernating && !session.closed) this.hibernateFor(session, st, st.maxSeconds);
   }
 
   private sessionEnded(session: Session, reason: string): void {
@@ -486,39 +534,40 @@ class StreamManagement {
 
   // ---- resumption -------------------------------------------------------
 
-  private async resume(stream: C2SStreamApi, el: Element): Promise<void> {
+  /** `reply` writes the <resumed/> or <failed/> answer (SASL2 puts it inside its <success/>). True when resumed. */
+  private async resume(stream: C2SStreamApi, el: Element, reply: (el: Element) => void = (r) => stream.write(r)): Promise<boolean> {
     // XEP-0198 §5: after authentication, instead of binding; one attempt at a time.
     if (!stream.authenticated || stream.session || stream.data.has(RESUMING)) {
       this.m.resumptions.inc({ outcome: 'unexpected' });
-      stream.write(failedEl('unexpected-request'));
-      return;
+      reply(failedEl('unexpected-request'));
+      return false;
     }
     const previd = el.attrs.previd;
     const h = parseH(el.attrs.h);
     if (!previd || h === undefined) {
       this.m.resumptions.inc({ outcome: 'malformed' });
-      stream.write(failedEl('bad-request', undefined, 'resume needs previd and an unsigned 32-bit h'));
-      return;
+      reply(failedEl('bad-request', undefined, 'resume needs previd and an unsigned 32-bit h'));
+      return false;
     }
     stream.data.set(RESUMING, true);
     try {
       const session = this.live.get(previd);
       const st = session && this.st(session);
       if (!session || !st || session.username !== stream.username || session.closed) {
-        await this.resumeFailed(stream, previd);
-        return;
+        await this.resumeFailed(stream, previd, reply);
+        return false;
       }
-      const run = st.resumeLock.then(() => this.doResume(stream, session, st, previd, h));
-      st.resumeLock = run.catch(() => undefined);
-      await run;
+      const run = st.resumeLock.then(() => this.doResume(stream, session, st, previd, h, reply));
+      st.resumeLock = run.then(() => undefined, () => undefined);
+      return await run;
     } finally {
       stream.data.delete(RESUMING);
     }
   }
 
-  private async doResume(stream: C2SStreamApi, session: Session, st: SmSession, previd: string, h: number): Promise<void> {
-    if (session.closed) return this.resumeFailed(stream, previd);
-    if (!stream.open) return;
+  private async doResume(stream: C2SStreamApi, session: Session, st: SmSession, previd: string, h: number, reply: (el: Element) => void): Promise<boolean> {
+    if (session.closed) return this.resumeFailed(stream, previd, reply);
+    if (!stream.open) return false;
     // The old stream, if still open, goes first: it must not take more input while we settle h.
     const old = session.stream;
     if (old !== (stream as unknown)) old.closeWith('conflict', 'Replaced by a resumed stream');
@@ -528,16 +577,16 @@ class StreamManagement {
       tail = session.inboundTail;
       await tail;
     } while (tail !== session.inboundTail);
-    if (session.closed) return this.resumeFailed(stream, previd);
-    if (!stream.open) return; // the new connection died meanwhile; the session stays hibernating
+    if (session.closed) return this.resumeFailed(stream, previd, reply);
+    if (!stream.open) return false; // the new connection died meanwhile; the session stays hibernating
     const r = st.c.ack(h);
     if (!r.ok) {
       this.m.resumptions.inc({ outcome: 'bad-h' });
       this.m.badAck.inc();
-      stream.write(failedEl('undefined-condition', st.c.h, `You acknowledged ${r.claimed} stanzas, but I only sent you ${r.sent} so far.`));
+      reply(failedEl('undefined-condition', st.c.h, `You acknowledged ${r.claimed} stanzas, but I only sent you ${r.sent} so far.`));
       st.noResume = true;
       this.server.endSession(session, 'sm-bad-ack');
-      return;
+      return false;
     }
     for (const a of r.acked) this.tracker.acked(a, session);
     if (st.timer) clearTimeout(st.timer);
@@ -546,7 +595,7 @@ class StreamManagement {
     st.awaitingAck = false;
     st.waiters = [];
     stream.adopt(session);
-    stream.write(smEl('resumed', { previd, h: String(st.c.h) }));
+    reply(smEl('resumed', { previd, h: String(st.c.h) }));
     // Already counted when first sent: replayed past the filters, not counted again.
     for (const q of st.c.queue) stream.writeWire(q);
     this.m.resent.inc(undefined, st.c.queue.length);
@@ -554,10 +603,18 @@ class StreamManagement {
     st.oldestUnackedAt = st.c.queue.length > 0 ? Date.now() : 0;
     if (st.c.queue.length > 0) this.requestAck(session, st);
     this.api.log.info({ jid: session.jid.toString(), stream: stream.id, resent: st.c.queue.length }, 'sm: session resumed');
+    for (const fn of this.resumedListeners) {
+      try {
+        fn(session);
+      } catch (err) {
+        this.api.log.error({ err }, 'sm: resumed listener failed');
+      }
+    }
+    return true;
   }
 
   /** Unknown, expired or foreign id: <failed/>, with the final h when we know it; the stream goes on. */
-  private async resumeFailed(stream: C2SStreamApi, previd: string): Promise<void> {
+  private async resumeFailed(stream: C2SStreamApi, previd: string, reply: (el: Element) => void): Promise<false> {
     const username = stream.username as string;
     let h: number | undefined;
     let reason: string | undefined;
@@ -575,8 +632,9 @@ class StreamManagement {
     }
     const overflow = reason === 'sm-overflow';
     this.m.resumptions.inc({ outcome: reason === undefined ? 'unknown' : overflow ? 'overflow' : 'expired' });
-    if (!stream.open) return;
-    stream.write(failedEl(overflow ? 'resource-constraint' : 'item-not-found', h));
+    if (!stream.open) return false;
+    reply(failedEl(overflow ? 'resource-constraint' : 'item-not-found', h));
+    return false;
   }
 
   // ---- shutdown -----------------------------------------------------------

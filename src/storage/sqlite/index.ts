@@ -27,6 +27,8 @@ import { SqliteOfflineStore } from './offline.js';
 import { SqliteBlocklistStore } from './blocklist.js';
 import { SqlitePubsubStore } from './pubsub.js';
 import { SqliteMucStore } from './muc.js';
+import { SqlitePushStore } from './push.js';
+import { SqliteFastTokenStore } from './fast.js';
 import { runMigrations } from './migrations.js';
 import type { CheckpointerOptions, MainMessage, WorkerMessage } from './checkpointer.js';
 
@@ -57,6 +59,8 @@ export class SqliteStorage implements Storage {
   readonly blocklist: SqliteBlocklistStore;
   readonly pubsub: SqlitePubsubStore;
   readonly muc: SqliteMucStore;
+  readonly push: SqlitePushStore;
+  readonly fastTokens: SqliteFastTokenStore;
   /** Migration ids applied by this open (empty when the schema was current). */
   readonly appliedMigrations: readonly string[];
   private closed = false;
@@ -75,6 +79,8 @@ export class SqliteStorage implements Storage {
     this.blocklist = new SqliteBlocklistStore(db);
     this.pubsub = new SqlitePubsubStore(db);
     this.muc = new SqliteMucStore(db);
+    this.push = new SqlitePushStore(db);
+    this.fastTokens = new SqliteFastTokenStore(db);
   }
 
   static open(path: string, opts: SqliteOpenOptions): SqliteStorage {

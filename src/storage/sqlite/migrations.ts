@@ -14,6 +14,8 @@ import { ROSTER_MIGRATION_SQL } from './roster.js';
 import { BLOCKLIST_MIGRATION_SQL } from './blocklist.js';
 import { PUBSUB_MIGRATION_SQL } from './pubsub.js';
 import { MUC_MIGRATION_SQL } from './muc.js';
+import { PUSH_MIGRATION_SQL } from './push.js';
+import { FAST_MIGRATION_SQL } from './fast.js';
 
 export interface Migration {
   /** Unique and sortable: 'NNNN-what'. */
@@ -117,6 +119,9 @@ export const migrations: Migration[] = [
   { id: '0008-pubsub', sql: PUBSUB_MIGRATION_SQL },
   // Persistent MUC rooms (src/storage/sqlite/muc.ts).
   { id: '0009-muc', sql: MUC_MIGRATION_SQL },
+  // Phones (docs/phones.md): ids in their own range so parallel work does not collide.
+  { id: '0100-push-registrations', sql: PUSH_MIGRATION_SQL },
+  { id: '0101-fast-tokens', sql: FAST_MIGRATION_SQL },
 ];
 
 export class MigrationError extends Error {
