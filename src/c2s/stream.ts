@@ -331,6 +331,9 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
     if (!this.ctx.throttle.allowed(this.remoteAddress, r.username)) {
       return this.saslFailure('temporary-auth-failure', 'Too many failed attempts; try again later', false);
     }
+    // Disabled by an operator (verona disable, XEP-0133): refused only after a correct password, so nobody learns it otherwise.
+    const disabled = this.ctx.accountDisabled?.(r.username);
+    if (disabled !== undefined) return this.saslFailure('account-disabled', disabled, false);
     this.ctx.throttle.recordSuccess(this.remoteAddress, r.username);
     this.authenticated = true;
     this.username = r.username;

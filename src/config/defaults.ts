@@ -45,6 +45,8 @@ export function defaultConfig(): Config {
     },
     modules: { disabled: [] },
     moduleOptions: {},
+    // The admin socket is only reachable by the server's own user (mode 0600); nobody is an XMPP admin until listed.
+    admin: { socket: 'admin.sock', users: [] },
     // Web clients (docs/web.md). Loopback only by default: the quick start
     // opens http://localhost:5280/ in a browser on the same machine.
     web: {

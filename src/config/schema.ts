@@ -135,6 +135,10 @@ const root: Fields<Config> = {
   modules: { kind: 'section', fields: { disabled: { kind: 'stringList' } } satisfies Fields<Config['modules']> },
   moduleOptions: { kind: 'moduleOptions' },
   web: { kind: 'section', fields: web },
+  admin: {
+    kind: 'section',
+    fields: { socket: { kind: 'string', allowEmpty: true }, users: { kind: 'stringList' } } satisfies Fields<Config['admin']>,
+  },
 };
 
 export const configSchema: Rule = { kind: 'section', fields: root };

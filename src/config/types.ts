@@ -46,6 +46,11 @@ export interface Config {
   };
   /** Options of individual modules, by module name (validated by the module). */
   moduleOptions: Record<string, Record<string, unknown>>;
+  /** Administration: the local admin socket and the accounts allowed XEP-0133 commands (docs/security.md). */
+  admin: {
+    socket: string; // unix socket path, relative to dataDir (default admin.sock); '' = no socket
+    users: string[]; // bare JIDs allowed the XEP-0133 service administration commands
+  };
   /** HTTP listener for web clients: WebSocket, BOSH, discovery, chat page, metrics (docs/web.md). */
   web: {
     host: string; // listen address (default 127.0.0.1)

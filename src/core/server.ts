@@ -26,6 +26,9 @@ import type { DiscoRegistry, ModuleApi, VeronaModule } from './module.js';
 import { allModules } from '../modules/index.js';
 import { x } from '../xml/element.js';
 import { NS } from './namespaces.js';
+import { AdminActions } from '../admin/actions.js';
+import { startAdminSocket } from '../admin/socket.js';
+import { resolve as resolvePath } from 'node:path';
 
 export interface ListenerHandle {
   name: string;
@@ -56,6 +59,8 @@ export class Server implements ServerContext {
   private readonly closers: Array<() => void | Promise<void>> = [];
   secureContext: tls.SecureContext | undefined;
   tlsCredentials: { cert: string; key: string } | undefined;
+  /** Operators' actions (admin socket, XEP-0133); set by startServer. */
+  admin: AdminActions | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private stopping = false;
 
@@ -91,6 +96,16 @@ export class Server implements ServerContext {
     this.sessions.remove(session);
     this.hooks.fire('session/ended', { session, reason });
     this.log.info({ jid: session.jid.toString(), reason }, 'session ended');
+  }
+
+  /** Why logins to this account are refused (disabled by an operator), or undefined. */
+  accountDisabled(username: string): string | undefined {
+    return this.admin?.disabledReason(username);
+  }
+
+  /** Run `fn` at shutdown (after the streams ended). */
+  onClose(fn: () => void | Promise<void>): void {
+    this.closers.push(fn);
   }
 
   // ---- modules -------------------------------------------------------------
@@ -254,9 +269,16 @@ export async function startServer(config: Config, log?: Logger): Promise<Server>
   for (const w of cert.warnings ?? []) server.log.warn({ cert: cert.path.cert }, w);
   server.tlsCredentials = { cert: cert.cert, key: cert.key };
   server.secureContext = tls.createSecureContext(tlsOptions(cert.cert, cert.key));
+  server.admin = new AdminActions(server);
+  await server.admin.load();
+  server.services.set('admin', server.admin);
   await server.loadModules(allModules);
   await server.startListeners();
   await startWebListeners(server);
+  if (config.admin.socket !== '') {
+    const sock = await startAdminSocket(resolvePath(config.dataDir, config.admin.socket), server.admin, server.log);
+    server.onClose(() => sock.close());
+  }
   server.startSweeper();
   return server;
 }

@@ -20,9 +20,10 @@ import { vcardModule } from './vcard.js';
 import { privateModule } from './private.js';
 import { registerModule } from './register.js';
 import { pepModule } from './pep/index.js';
+import { adhocModule } from './adhoc/index.js';
 
 export const allModules: readonly VeronaModule[] = [discoModule, pingModule, versionModule, timeModule, rosterModule,
   mr2Module, stanzaIdModule, carbonsModule, mamModule, offlineModule,
-  blockingModule, vcardModule, privateModule, registerModule, pepModule,
+  blockingModule, vcardModule, privateModule, registerModule, pepModule, adhocModule,
   // sm last: at shutdown it closes first and still hands unacked messages to offline storage.
   csiModule, smModule];
