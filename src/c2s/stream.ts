@@ -15,6 +15,7 @@ import type { C2SStreamApi } from '../core/stream-api.js';
 import type { ServerContext } from '../core/context.js';
 import type { SaslMechanism, SaslStep } from '../sasl/contract.js';
 import { createMechanism } from '../sasl/mechanisms.js';
+import { sessionsAllowed } from '../limits/limits.js';
 
 type State = 'wait-header' | 'open' | 'closing' | 'closed';
 
@@ -371,6 +372,11 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
     }
     const jid = new JID(username, this.ctx.domain, resource);
     const existing = this.ctx.sessions.byFullJid(username, resource);
+    const allowed = sessionsAllowed(this.ctx.sessions.byUser(username).length, this.ctx.config.limits.sessionsPerAccount, existing !== undefined);
+    if (!allowed.ok) {
+      this.ctx.metrics.counter('verona_bind_refused_total', 'Resource binding refused by a limit').inc({ reason: 'sessions-per-account' });
+      return this.write(errorReply(iq, new StanzaError('resource-constraint', `Too many sessions: ${allowed.reason}`, 'wait')));
+    }
     if (existing) {
       // RFC 6120 §7.7.2.2: the new session wins; the old one gets <conflict/>.
       this.ctx.endSession(existing, 'replaced');
