@@ -7,7 +7,16 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { startVerona, type Verona } from '../helpers/server.js';
-import { connectClient, connectRaw, nextId, stanzaErrorOf } from '../helpers/client.js';
+import net from 'node:net';
+import { connectClient, connectRaw, nextId, stanzaErrorOf, RawConnection } from '../helpers/client.js';
+
+/** A raw connection from one of this area's loopback addresses (127.0.0.1 is exempt from the per-address limit here). */
+function connectFrom(port: number, localAddress: string): Promise<RawConnection> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1', localAddress }, () => resolve(new RawConnection(s)));
+    s.once('error', reject);
+  });
+}
 
 async function metric(v: Verona, name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${v.ports.http}/metrics`)).text();
@@ -20,10 +29,11 @@ describe('limits on a real server', () => {
   let v: Verona;
   before(async () => {
     v = await startVerona({
-      users: [['romeo', 'r0meo'], ['juliet', 'jul1et']],
+      users: [['romeo', 'r0meo'], ['juliet', 'jul1et'], ['tybalt', 'tyb4lt']],
       config: {
         c2s: { maxStanzaSize: 10000 },
-        limits: { c2sConnectionsPerAddress: 4, exemptAddresses: [], sessionsPerAccount: 2, readRate: 4000, readBurst: 0 },
+        auth: { failuresPerAddress: 3, failuresPerAccount: 3 },
+        limits: { c2sConnectionsPerAddress: 4, exemptAddresses: ['127.0.0.1'], sessionsPerAccount: 2, readRate: 4000, readBurst: 0 },
       },
     });
   });
@@ -33,9 +43,9 @@ describe('limits on a real server', () => {
   });
 
   test('connections per address: past the limit a connection is closed before anything is read; a freed slot is reused', async () => {
-    const open = await Promise.all([1, 2, 3, 4].map(() => connectRaw(v.ports.c2s)));
+    const open = await Promise.all([1, 2, 3, 4].map(() => connectFrom(v.ports.c2s, '127.0.0.94')));
     for (const c of open) await c.open();
-    const fifth = await connectRaw(v.ports.c2s);
+    const fifth = await connectFrom(v.ports.c2s, '127.0.0.94');
     await fifth.waitClose(10000);
     assert.equal(fifth.raw, '');
     assert.ok((await metric(v, 'verona_connections_refused_total')) >= 1);
@@ -44,7 +54,7 @@ describe('limits on a real server', () => {
     // The slot comes back once the server saw the close: retry until it does.
     let features;
     for (let i = 0; i < 50 && features === undefined; i++) {
-      const c = await connectRaw(v.ports.c2s);
+      const c = await connectFrom(v.ports.c2s, '127.0.0.94');
       try {
         features = await c.open();
       } catch {
@@ -93,5 +103,23 @@ describe('limits on a real server', () => {
     assert.ok(err.getChild('policy-violation'));
     assert.equal(stanzaErrorOf(err), undefined);
     c.destroy();
+  });
+
+  // Last: it uses up this address's allowance of failures.
+  test('failed authentication is throttled: after 3 failures even the right password gets temporary-auth-failure', async () => {
+    const attempt = async (password: string): Promise<string> => {
+      const c = await connectRaw(v.ports.c2s);
+      try {
+        await c.open();
+        c.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from(`\0tybalt\0${password}`).toString('base64')}</auth>`);
+        const r = await c.next((el) => el.name === 'success' || el.name === 'failure');
+        return r.name === 'success' ? 'success' : (r.getChildElements().find((e) => e.getName() !== 'text')?.getName() ?? '');
+      } finally {
+        c.destroy();
+      }
+    };
+    for (let i = 0; i < 3; i++) assert.equal(await attempt('wrong'), 'not-authorized');
+    assert.equal(await attempt('tyb4lt'), 'temporary-auth-failure');
+    assert.ok((await metric(v, 'verona_auth_failures_total')) >= 3);
   });
 });
