@@ -706,6 +706,8 @@ class XmlCore {
       }
       v = d;
     }
+    // An empty CDATA section is no text: an '' child would serialise as <b></b> and parse back as <b/> (fuzzer).
+    if (v === '') return;
     const ch = (this.els[this.els.length - 1] as Element).children;
     const last = ch.length - 1;
     if (last >= 0 && typeof ch[last] === 'string') ch[last] = (ch[last] as string) + v;

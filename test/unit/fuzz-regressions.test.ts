@@ -58,3 +58,10 @@ test('xml-document: an element in the xml: namespace serialises to XML that pars
   const msg = parseXml("<message xmlns='jabber:client'><xml:z xmlns='urn:a'><b/></xml:z></message>");
   assert.equal(msg.toString(), '<message><xml:z><b xmlns="urn:a"/></xml:z></message>');
 });
+
+test('xml-document: an empty CDATA section adds no empty text child (serialised <b></b>, reparsed <b/>)', async () => {
+  const { parseXml } = await import('../../src/xml/parser.js');
+  const el = parseXml("<a xmlns='urn:a'><b><![CDATA[]]></b></a>");
+  assert.equal(el.getChild('b')?.children.length, 0);
+  assert.equal(el.toString(), '<a xmlns="urn:a"><b/></a>');
+});
