@@ -295,8 +295,9 @@ async function settle(out: string[], expectMore: boolean): Promise<void> {
     } else quiet++;
     if (quiet >= 3 && (!expectMore || out.length > start)) return;
   }
-  // A loaded machine: the thread pool (PBKDF2) may need real time. Up to 2 s more, then go on.
-  for (let i = 0; i < 200 && out.length === start; i++) await new Promise((r) => setTimeout(r, 10));
+  // A loaded machine: the thread pool (PBKDF2) may need real time. Up to 0.5 s more, then go on
+  // (a mutated turn often gets no answer at all, and each such wait costs the run).
+  for (let i = 0; i < 50 && out.length === start; i++) await new Promise((r) => setTimeout(r, 10));
   for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
 }
 
