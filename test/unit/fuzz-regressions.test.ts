@@ -65,3 +65,12 @@ test('xml-document: an empty CDATA section adds no empty text child (serialised 
   assert.equal(el.getChild('b')?.children.length, 0);
   assert.equal(el.toString(), '<a xmlns="urn:a"><b/></a>');
 });
+
+test('jid: an A-label whose U-label is no valid domain is refused (it parsed, and its string did not)', async () => {
+  const { parseJID, JIDError } = await import('../../src/jid/jid.js');
+  assert.throws(() => parseJID('x@xn--xn--bcher-kvc.examplebcher-kvc.e'), JIDError);
+  // Ordinary IDNs still work and stay canonical.
+  const j = parseJID('x@xn--bcher-kva.example');
+  assert.equal(j.domain, 'bücher.example');
+  assert.equal(parseJID(j.toString()).toString(), j.toString());
+});
