@@ -15,6 +15,7 @@ import type { C2SStreamApi } from '../core/stream-api.js';
 import type { ServerContext } from '../core/context.js';
 import type { SaslMechanism, SaslStep } from '../sasl/contract.js';
 import { createMechanism } from '../sasl/mechanisms.js';
+import { sessionsAllowed } from '../limits/limits.js';
 
 type State = 'wait-header' | 'open' | 'closing' | 'closed';
 
@@ -345,6 +346,9 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
     if (!this.ctx.throttle.allowed(this.remoteAddress, r.username)) {
       return this.saslFailure('temporary-auth-failure', 'Too many failed attempts; try again later', false);
     }
+    // Disabled by an operator (verona disable, XEP-0133): refused only after a correct password, so nobody learns it otherwise.
+    const disabled = this.ctx.accountDisabled?.(r.username);
+    if (disabled !== undefined) return this.saslFailure('account-disabled', disabled, false);
     this.ctx.throttle.recordSuccess(this.remoteAddress, r.username);
     this.authenticated = true;
     this.username = r.username;
@@ -415,6 +419,11 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
     }
     const jid = new JID(username, this.ctx.domain, resource);
     const existing = this.ctx.sessions.byFullJid(username, resource);
+    const allowed = sessionsAllowed(this.ctx.sessions.byUser(username).length, this.ctx.config.limits.sessionsPerAccount, existing !== undefined);
+    if (!allowed.ok) {
+      this.ctx.metrics.counter('verona_bind_refused_total', 'Resource binding refused by a limit').inc({ reason: 'sessions-per-account' });
+      throw new StanzaError('resource-constraint', `Too many sessions: ${allowed.reason}`, 'wait');
+    }
     if (existing) {
       // RFC 6120 §7.7.2.2: the new session wins; the old one gets <conflict/>.
       this.ctx.endSession(existing, 'replaced');

@@ -10,6 +10,8 @@ import { AccountExistsError, type AccountRecord } from '../storage/types.js';
 import type { Config } from '../config/types.js';
 import { runtimeError, usageError } from './errors.js';
 import { obtainPassword } from './prompt.js';
+import { viaServer } from './admin.js';
+import { encodeScram } from '../admin/protocol.js';
 
 /** `user` or `user@domain` -> prepared username; the domain must be the served one. */
 export function accountName(input: string, config: Config): string {
@@ -66,6 +68,9 @@ export async function changePassword(config: Config, jidArg: string, password: s
     if (!(await storage.accounts.exists(username))) throw runtimeError(`no account ${jid}`);
     const pw = await obtainPassword(password, jid);
     const scram = await derive(pw, config);
+    // A running server stores the new credentials and ends the sessions logged in with the old password.
+    const r = await viaServer(config, { action: 'passwd', user: username, scram: encodeScram(scram) });
+    if (r !== undefined) return `changed the password of ${jid} (ended ${sessions((r.result as string[]).length)})`;
     if (!(await storage.accounts.setCredentials(username, scram))) throw runtimeError(`no account ${jid}`);
     return `changed the password of ${jid}`;
   } finally {
@@ -76,6 +81,9 @@ export async function changePassword(config: Config, jidArg: string, password: s
 export async function deleteUser(config: Config, jidArg: string): Promise<string> {
   const username = accountName(jidArg, config);
   const jid = `${username}@${config.domain}`;
+  // A running server tells the contacts, ends the sessions, then deletes every trace.
+  const r = await viaServer(config, { action: 'deluser', user: username });
+  if (r !== undefined) return `deleted account ${jid} and all its data (ended ${sessions((r.result as string[]).length)})`;
   const storage = await openStorage(config);
   try {
     if (!(await storage.accounts.delete(username))) throw runtimeError(`no account ${jid}`);
@@ -83,4 +91,8 @@ export async function deleteUser(config: Config, jidArg: string): Promise<string
   } finally {
     await storage.close();
   }
+}
+
+function sessions(n: number): string {
+  return `${n} session${n === 1 ? '' : 's'}`;
 }

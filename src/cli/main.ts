@@ -17,6 +17,7 @@ import { addUser, changePassword, deleteUser } from './accounts.js';
 import { newCertificate, showCertificate } from './cert.js';
 import { storageCommand } from './storage-migrate.js';
 import { CliError, usageError } from './errors.js';
+import { announce, kick, listSessions, setDisabled } from './admin.js';
 
 const USAGE = `Usage: verona <command> [options]
 
@@ -25,6 +26,12 @@ Commands:
   adduser JID [--password PW]   create an account (JID: user or user@domain)
   passwd JID [--password PW]    change an account's password
   deluser JID                   delete an account and all its data
+                                (on a running server: its sessions end first)
+  disable JID | enable JID      refuse / allow the account's logins
+  sessions [JID]                list the running server's sessions
+  kick JID                      end one session (full JID) or all of an
+                                account's (bare JID) on the running server
+  announce MESSAGE              send MESSAGE to every online session
   check-config                  validate the configuration and exit
   cert [show]                   show the TLS certificate
   cert generate [--force]       generate a self-signed certificate
@@ -32,6 +39,10 @@ Commands:
                                 (a SQLite file, a postgres:// URL, or "config";
                                 resumable, verified; see docs/storage.md)
   help                          show this text
+
+passwd ends the account's live sessions when the server runs. The commands
+reach a running server through its admin socket (admin.socket, in the data
+directory); sessions, kick and announce need one.
 
 Without --password, adduser and passwd ask on a terminal (twice, hidden) or
 read one line from stdin when it is not a terminal.
@@ -51,7 +62,7 @@ Options (any command):
 Exit codes: 0 ok, 1 runtime error, 2 usage or configuration error.
 See docs/configuration.md for every option.`;
 
-const COMMANDS = ['start', 'adduser', 'passwd', 'deluser', 'check-config', 'cert', 'storage', 'help'] as const;
+const COMMANDS = ['start', 'adduser', 'passwd', 'deluser', 'disable', 'enable', 'sessions', 'kick', 'announce', 'check-config', 'cert', 'storage', 'help'] as const;
 type Command = (typeof COMMANDS)[number];
 
 const OPTIONS = {
@@ -85,9 +96,39 @@ export function version(): string {
   return pkg.version;
 }
 
+/**
+ * `--tls-port -1`: node's parseArgs takes "-1" for an option, yet -1 is how a
+ * port is turned off. A negative number right after an option that takes a
+ * value becomes that option's value (`--tls-port=-1`, `-p=-1`). Pure; tested.
+ */
+export function joinNegativeValues(argv: readonly string[], options: Readonly<Record<string, { type: string; short?: string }>>): string[] {
+  const takesValue = new Set<string>();
+  for (const [name, o] of Object.entries(options)) {
+    if (o.type !== 'string') continue;
+    takesValue.add(`--${name}`);
+    if (o.short !== undefined) takesValue.add(`-${o.short}`);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = argv[i + 1];
+    if (a === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    if (takesValue.has(a) && next !== undefined && /^-\d+(\.\d+)?$/.test(next)) {
+      out.push(a.startsWith('--') ? `${a}=${next}` : `${a}${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
 function parse(argv: string[]): ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>> {
   try {
-    return parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    return parseArgs({ args: joinNegativeValues(argv, OPTIONS), options: OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
     const e = err as Error & { code?: string };
     if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
@@ -174,6 +215,25 @@ export async function main(argv: string[], io: Output = stdio): Promise<number> 
         io.out(line);
         return 0;
       }
+      case 'disable':
+      case 'enable': {
+        expectArgs(cmd, args, 1, 'JID (user or user@domain)');
+        io.out(await setDisabled(load(), args[0], cmd === 'disable'));
+        return 0;
+      }
+      case 'sessions': {
+        if (args.length > 1) throw usageError(`unexpected argument "${args[1]}" for sessions`);
+        for (const l of await listSessions(load(), args[0])) io.out(l);
+        return 0;
+      }
+      case 'kick':
+        expectArgs(cmd, args, 1, 'JID (user@domain/resource, or a bare JID for all its sessions)');
+        io.out(await kick(load(), args[0]));
+        return 0;
+      case 'announce':
+        expectArgs(cmd, args, 1, 'MESSAGE (quote it)');
+        io.out(await announce(load(), args[0]));
+        return 0;
       case 'check-config': {
         expectArgs(cmd, args, 0);
         const config = load();

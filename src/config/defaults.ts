@@ -45,6 +45,10 @@ export function defaultConfig(): Config {
     },
     modules: { disabled: [] },
     moduleOptions: {},
+    // Generous for people, tight for floods: a stanza of c2s.maxStanzaSize fits in the burst.
+    limits: { c2sConnectionsPerAddress: 64, readRate: 65536, readBurst: 524288, sessionsPerAccount: 100, exemptAddresses: ['127.0.0.1', '::1'] },
+    // The admin socket is only reachable by the server's own user (mode 0600); nobody is an XMPP admin until listed.
+    admin: { socket: 'admin.sock', users: [] },
     // Web clients (docs/web.md). Loopback only by default: the quick start
     // opens http://localhost:5280/ in a browser on the same machine.
     web: {

@@ -164,6 +164,20 @@ const root: Fields<Config> = {
   moduleOptions: { kind: 'moduleOptions' },
   web: { kind: 'section', fields: web },
   s2s: { kind: 'section', fields: s2s },
+  limits: {
+    kind: 'section',
+    fields: {
+      c2sConnectionsPerAddress: { kind: 'int', min: 0, max: 1_000_000, hint: '0 turns the limit off' },
+      readRate: { kind: 'int', min: 0, max: 1_000_000_000, hint: 'bytes per second; 0 turns the limit off' },
+      readBurst: { kind: 'int', min: 0, max: 1_000_000_000, hint: 'bytes' },
+      sessionsPerAccount: { kind: 'int', min: 0, max: 1_000_000, hint: '0 turns the limit off' },
+      exemptAddresses: { kind: 'stringList' },
+    } satisfies Fields<Config['limits']>,
+  },
+  admin: {
+    kind: 'section',
+    fields: { socket: { kind: 'string', allowEmpty: true }, users: { kind: 'stringList' } } satisfies Fields<Config['admin']>,
+  },
 };
 
 export const configSchema: Rule = { kind: 'section', fields: root };

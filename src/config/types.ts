@@ -47,6 +47,19 @@ export interface Config {
   };
   /** Options of individual modules, by module name (validated by the module). */
   moduleOptions: Record<string, Record<string, unknown>>;
+  /** Limits against floods and resource exhaustion (docs/security.md); 0 turns a limit off. */
+  limits: {
+    c2sConnectionsPerAddress: number; // open c2s TCP connections per client address (IPv6 per /64)
+    readRate: number; // bytes per second read from one c2s TCP stream
+    readBurst: number; // bytes a stream may send at once before readRate applies
+    sessionsPerAccount: number; // bound resources per account
+    exemptAddresses: string[]; // addresses not counted by c2sConnectionsPerAddress (loopback by default)
+  };
+  /** Administration: the local admin socket and the accounts allowed XEP-0133 commands (docs/security.md). */
+  admin: {
+    socket: string; // unix socket path, relative to dataDir (default admin.sock); '' = no socket
+    users: string[]; // bare JIDs allowed the XEP-0133 service administration commands
+  };
   /** HTTP listener for web clients: WebSocket, BOSH, discovery, chat page, metrics (docs/web.md). */
   web: {
     host: string; // listen address (default 127.0.0.1)

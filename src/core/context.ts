@@ -29,6 +29,8 @@ export interface ServerContext {
   readonly streams: Set<C2SStream>;
   /** The stream under a session is gone: SM may keep it for resumption, else it ends. */
   detachSession(session: Session, reason: string): void;
+  /** Why logins to this account are refused (disabled by an operator), or undefined. */
+  accountDisabled?(username: string): string | undefined;
   /** End a session for good: out of the registry, 'session/ended' fired. */
   endSession(session: Session, reason: string): void;
 }

@@ -27,6 +27,10 @@ import { allModules } from '../modules/index.js';
 import { startS2S } from '../s2s/index.js';
 import { x } from '../xml/element.js';
 import { NS } from './namespaces.js';
+import { AdminActions } from '../admin/actions.js';
+import { startAdminSocket } from '../admin/socket.js';
+import { resolve as resolvePath } from 'node:path';
+import { ConnectionLimiter } from '../limits/limits.js';
 
 export interface ListenerHandle {
   name: string;
@@ -57,6 +61,11 @@ export class Server implements ServerContext {
   private readonly closers: Array<() => void | Promise<void>> = [];
   secureContext: tls.SecureContext | undefined;
   tlsCredentials: { cert: string; key: string } | undefined;
+  /** Open c2s connections per client address (limits.c2sConnectionsPerAddress). */
+  readonly c2sConnections: ConnectionLimiter;
+  private readonly readThrottled = this.metrics.counter('verona_read_throttled_total', 'Times a c2s stream was paused for reading faster than limits.readRate');
+  /** Operators' actions (admin socket, XEP-0133); set by startServer. */
+  admin: AdminActions | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private stopping = false;
 
@@ -71,6 +80,7 @@ export class Server implements ServerContext {
     const a = config.auth;
     this.throttle = new AuthThrottle({ perAddress: a.failuresPerAddress, perAccount: a.failuresPerAccount, windowMs: a.failureWindow * 1000 });
     this.credentials = { getAccount: (u) => this.storage.accounts.get(u) };
+    this.c2sConnections = new ConnectionLimiter(config.limits.c2sConnectionsPerAddress, new Set(config.limits.exemptAddresses));
     this.services.set('disco-registry', this.disco);
     this.services.set('server', this);
     this.metrics.gauge('verona_sessions', 'Bound sessions', () => this.sessions.count());
@@ -94,6 +104,16 @@ export class Server implements ServerContext {
     this.sessions.remove(session);
     this.hooks.fire('session/ended', { session, reason });
     this.log.info({ jid: session.jid.toString(), reason }, 'session ended');
+  }
+
+  /** Why logins to this account are refused (disabled by an operator), or undefined. */
+  accountDisabled(username: string): string | undefined {
+    return this.admin?.disabledReason(username);
+  }
+
+  /** Run `fn` at shutdown (after the streams ended). */
+  onClose(fn: () => void | Promise<void>): void {
+    this.closers.push(fn);
   }
 
   // ---- modules -------------------------------------------------------------
@@ -134,11 +154,22 @@ export class Server implements ServerContext {
   /** Accept a TCP connection (plain with STARTTLS, or already TLS). */
   acceptTcp(socket: net.Socket, secure: boolean): void {
     const c = this.config.c2s;
+    // Before a byte is read or a TLS handshake is paid for: cut off an address with too many connections.
+    const addr = (socket.remoteAddress ?? 'unknown').replace(/^::ffff:/, '');
+    if (!this.c2sConnections.acquire(addr)) {
+      this.metrics.counter('verona_connections_refused_total', 'Connections refused by a limit, by listener and reason').inc({ listener: 'c2s', reason: 'per-address' });
+      this.log.info({ addr }, 'c2s connection refused: too many from this address');
+      socket.destroy();
+      return;
+    }
+    socket.once('close', () => this.c2sConnections.release(addr));
+    const l = this.config.limits;
     const t = new TcpTransport(socket, {
       secure,
       secureContext: this.secureContext,
       limits: { maxStanzaSize: c.maxStanzaSizePreAuth, maxDepth: c.maxDepth, maxAttributes: c.maxAttributes },
       log: this.log,
+      readRate: l.readRate > 0 ? { rate: l.readRate, burst: Math.max(l.readBurst, c.maxStanzaSize), onThrottle: () => this.readThrottled.inc() } : undefined,
     });
     const stream = new C2SStream(t, this);
     t.attach(stream);
@@ -259,10 +290,17 @@ export async function startServer(config: Config, log?: Logger): Promise<Server>
   for (const w of cert.warnings ?? []) server.log.warn({ cert: cert.path.cert }, w);
   server.tlsCredentials = { cert: cert.cert, key: cert.key };
   server.secureContext = tls.createSecureContext(tlsOptions(cert.cert, cert.key));
+  server.admin = new AdminActions(server);
+  await server.admin.load();
+  server.services.set('admin', server.admin);
   await server.loadModules(allModules);
   await server.startListeners();
   await startS2S(server);
   await startWebListeners(server);
+  if (config.admin.socket !== '') {
+    const sock = await startAdminSocket(resolvePath(config.dataDir, config.admin.socket), server.admin, server.log);
+    server.onClose(() => sock.close());
+  }
   server.startSweeper();
   return server;
 }

@@ -259,6 +259,9 @@ export function prepareDomain(s: string): string {
   }
   const unicode = domainToUnicode(ascii);
   if (unicode === '' || /^[0-9.]+$/.test(unicode)) throw new JIDError('bad internationalised domain');
+  // The U-label form must lead back to the same A-labels, or one JID would have two meanings:
+  // 'xn--xn--bcher-kvc' decodes to 'xn--bƿcher', which is no valid domain itself (found by the fuzzer).
+  if (domainToASCII(unicode) !== ascii) throw new JIDError('bad internationalised domain');
   for (const label of unicode.split('.')) {
     if (!uLabelOk(label)) throw new JIDError('bad domain label');
   }

@@ -17,6 +17,16 @@ export interface PresenceAuth {
   canSeePresence(owner: string, asker: JID): Promise<boolean>;
 }
 
+/**
+ * A disco node of the server (e.g. XEP-0050's command list and commands),
+ * answered by the module that owns it; `undefined` means item-not-found for
+ * that asker. Registered in the 'disco-nodes' service map by node name.
+ */
+export interface DiscoNode {
+  info?(from: JID, node: string): Element | undefined;
+  items?(from: JID, node: string): Element[] | undefined;
+}
+
 function info(identities: DiscoIdentity[], features: Iterable<string>, extensions: Element[], node?: string): Element {
   const q = x('query', NS.DISCO_INFO, { node });
   for (const id of identities) q.append(x('identity', NS.DISCO_INFO, { category: id.category, type: id.type, name: id.name }));
@@ -38,13 +48,25 @@ export const discoModule: VeronaModule = {
     /** Items of the server (components such as upload or MUC add themselves here). */
     const serverItems: Element[] = [];
     api.provide('disco-items', serverItems);
+    const nodes = new Map<string, DiscoNode>();
+    api.provide('disco-nodes', nodes);
 
     api.iq('server', 'get', NS.DISCO_INFO, (ctx) => {
-      if (ctx.payload.attrs.node !== undefined) throw new StanzaError('item-not-found');
+      const node = ctx.payload.attrs.node;
+      if (node !== undefined) {
+        const answer = nodes.get(node)?.info?.(ctx.from, node);
+        if (answer === undefined) throw new StanzaError('item-not-found');
+        return answer;
+      }
       return info(reg.identities.server, reg.features.server, reg.extensions.server);
     });
     api.iq('server', 'get', NS.DISCO_ITEMS, (ctx) => {
-      if (ctx.payload.attrs.node !== undefined) throw new StanzaError('item-not-found');
+      const node = ctx.payload.attrs.node;
+      if (node !== undefined) {
+        const items = nodes.get(node)?.items?.(ctx.from, node);
+        if (items === undefined) throw new StanzaError('item-not-found');
+        return x('query', NS.DISCO_ITEMS, { node }, items);
+      }
       return x('query', NS.DISCO_ITEMS, {}, serverItems.map((i) => i.clone()));
     });
     api.iq('account', 'get', NS.DISCO_INFO, async (ctx) => {

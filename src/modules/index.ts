@@ -31,10 +31,11 @@ import { componentModule } from '../component/index.js';
 import { pushModule } from './push/index.js';
 import { sasl2Module } from '../c2s/sasl2.js';
 import { mdsModule } from './mds.js';
+import { adhocModule } from './adhoc/index.js';
 
 export const allModules: readonly VeronaModule[] = [discoModule, pingModule, versionModule, timeModule, rosterModule,
   mr2Module, stanzaIdModule, carbonsModule, mamModule, offlineModule,
-  blockingModule, vcardModule, privateModule, registerModule, pepModule,
+  blockingModule, vcardModule, privateModule, registerModule, pepModule, adhocModule,
   // muc after mam: it shares the archive clock.
   mucModule,
   uploadModule, extdiscoModule, contactAddressesModule, bookmarksModule, avatarModule, proxy65Module,

@@ -291,6 +291,11 @@ export class Registration {
     this.api.log.info({ user: username }, 'password changed in-band');
   }
 
+  /** Remove an account for an operator (admin socket, XEP-0133): the same order as §3.2, with nobody to answer. */
+  removeAccount(username: string): Promise<void> {
+    return this.remove(username, { username, address: 'admin', reply: () => undefined });
+  }
+
   /**
    * §3.2. Order matters: contacts are told first; then the result goes out
    * and every stream of the account ends (not-authorized); only when what
@@ -355,6 +360,8 @@ export const registerModule: VeronaModule = {
   load(api) {
     const opts = registerOptions(api.options);
     const reg = new Registration(api, opts);
+    // The admin actions (src/admin/actions.ts) delete accounts the same way.
+    api.provide('account-removal', reg);
     const tlsFirst = (stream: C2SStreamApi): boolean => api.config.c2s.requireTls && !stream.secure;
 
     if (opts.enabled || opts.allowPasswordChange || opts.allowRemove) api.discoFeature(NS_REGISTER);

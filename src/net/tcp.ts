@@ -14,6 +14,7 @@ import { createStreamParser } from '../xml/parser.js';
 import type { StreamParser, ParserLimits } from '../xml/stream-parser.contract.js';
 import type { Transport, TransportSink } from '../c2s/transport.js';
 import type { Logger } from '../core/logger.js';
+import { TokenBucket } from '../limits/limits.js';
 
 /** A client that stops reading while we keep writing is cut off past this many buffered bytes. */
 const MAX_WRITE_BUFFER = 16 * 1024 * 1024;
@@ -23,6 +24,8 @@ export interface TcpTransportOptions {
   secureContext: tls.SecureContext | undefined;
   limits: ParserLimits;
   log: Logger;
+  /** Bytes per second with a burst (limits.readRate/readBurst); reading pauses while over it. */
+  readRate?: { rate: number; burst: number; onThrottle?: () => void };
 }
 
 export class TcpTransport implements Transport {
@@ -36,6 +39,8 @@ export class TcpTransport implements Transport {
   private closed = false;
   private readonly opts: TcpTransportOptions;
   private limits: ParserLimits;
+  private readonly bucket: TokenBucket | undefined;
+  private resumeTimer: NodeJS.Timeout | undefined;
 
   constructor(socket: net.Socket, opts: TcpTransportOptions) {
     this.socket = socket;
@@ -44,6 +49,7 @@ export class TcpTransport implements Transport {
     this.limits = { ...opts.limits };
     this.remoteAddress = normalizeAddress(socket.remoteAddress);
     this.parser = this.makeParser();
+    if (opts.readRate) this.bucket = new TokenBucket(opts.readRate.rate, opts.readRate.burst, Date.now());
     socket.setNoDelay(true);
     this.listen(socket);
   }
@@ -71,7 +77,26 @@ export class TcpTransport implements Transport {
   private readonly onData = (chunk: Buffer): void => {
     this.sink?.onActivity();
     this.parser.write(chunk);
+    if (this.bucket) this.throttle(chunk.length);
   };
+
+  /**
+   * limits.readRate: over the rate, stop reading until the bucket refills. The
+   * kernel's receive buffer then fills and TCP flow control slows the sender;
+   * nothing is dropped, and one timer exists only while a stream is paused.
+   */
+  private throttle(bytes: number): void {
+    const wait = (this.bucket as TokenBucket).take(bytes, Date.now());
+    if (wait === 0 || this.resumeTimer !== undefined || this.closed) return;
+    this.opts.readRate?.onThrottle?.();
+    const sock = this.socket;
+    sock.pause();
+    this.resumeTimer = setTimeout(() => {
+      this.resumeTimer = undefined;
+      if (!this.closed) sock.resume();
+    }, wait);
+    this.resumeTimer.unref();
+  }
 
   private listen(socket: net.Socket): void {
     socket.on('data', this.onData);
@@ -86,6 +111,7 @@ export class TcpTransport implements Transport {
   private gone(reason: string): void {
     if (this.closed && !this.sink) return;
     this.closed = true;
+    if (this.resumeTimer !== undefined) clearTimeout(this.resumeTimer);
     this.parser.end();
     const sink = this.sink;
     this.sink = undefined;

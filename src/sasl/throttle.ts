@@ -51,8 +51,9 @@ export class AuthThrottle {
   allowed(address: string, username?: string): boolean {
     const t = this.now();
     this.maybeSweep(t);
-    if (this.estimate(addressKey(address), t) >= this.opts.perAddress) return false;
-    if (username !== undefined && this.estimate(accountKey(username), t) >= this.opts.perAccount) return false;
+    // 0 turns a limit off (auth.failuresPerAddress / failuresPerAccount); it used to refuse every login.
+    if (this.opts.perAddress > 0 && this.estimate(addressKey(address), t) >= this.opts.perAddress) return false;
+    if (username !== undefined && this.opts.perAccount > 0 && this.estimate(accountKey(username), t) >= this.opts.perAccount) return false;
     return true;
   }
 

@@ -161,7 +161,14 @@ export function serialize(el: Element, parentNs: string): string {
   return parts.join('');
 }
 
+/** The namespace bound to the `xml` prefix: it can never be a default namespace (Namespaces in XML §3). */
+const NS_XML_PREFIX = 'http://www.w3.org/XML/1998/namespace';
+
 function write(el: Element, parentNs: string, out: string[]): void {
+  // <xml:z/> parses into the XML namespace; written as <z xmlns="...XML/1998/namespace"/> no parser
+  // (ours included) would take it back, and a relayed stanza would break the recipient's stream
+  // (found by the fuzzer, test/fuzz/targets.ts xml-document).
+  if (el.xmlns === NS_XML_PREFIX) return writeXmlPrefixed(el, parentNs, out);
   const streamNs = el.xmlns === NS_STREAM;
   const tag = streamNs ? 'stream:' + el.name : el.name;
   out.push('<', tag);
@@ -190,6 +197,27 @@ function write(el: Element, parentNs: string, out: string[]): void {
   for (const c of el.children) {
     if (typeof c === 'string') out.push(escapeText(c));
     else write(c, childParent, out);
+  }
+  out.push('</', tag, '>');
+}
+
+/** An element in the XML namespace keeps its `xml:` prefix; its children see the parent's default namespace. */
+function writeXmlPrefixed(el: Element, parentNs: string, out: string[]): void {
+  const tag = 'xml:' + el.name;
+  out.push('<', tag);
+  const attrs = el.attrs;
+  for (const k in attrs) {
+    if (k === 'xmlns') continue;
+    out.push(' ', k, '="', escapeAttr(attrs[k] as string), '"');
+  }
+  if (el.children.length === 0) {
+    out.push('/>');
+    return;
+  }
+  out.push('>');
+  for (const c of el.children) {
+    if (typeof c === 'string') out.push(escapeText(c));
+    else write(c, parentNs, out);
   }
   out.push('</', tag, '>');
 }
