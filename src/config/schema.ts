@@ -62,6 +62,7 @@ const c2s: Fields<Config['c2s']> = {
   maxDepth: { kind: 'int', min: 8, max: 1024 },
   maxAttributes: { kind: 'int', min: 8, max: 1024 },
   authTimeout: seconds(1, 3600),
+  authTimeoutPreTls: seconds(1, 3600),
   pingInterval: seconds(0, 86400),
   pingTimeout: seconds(1, 3600),
   keepaliveInterval: seconds(0, 86400),
