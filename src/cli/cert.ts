@@ -16,6 +16,7 @@ export function formatCertificate(info: CertificateInfo, domain: string): string
     `names:       ${info.altNames.length > 0 ? info.altNames.join(', ') : '(none)'}`,
     `valid:       ${info.validFrom.toISOString()} to ${info.validTo.toISOString()}${info.validTo.getTime() < Date.now() ? ' (EXPIRED)' : ''}`,
     `sha-256:     ${info.fingerprint256}`,
+    `sha-1:       ${info.fingerprint}`,
     `domain:      ${domain} ${info.coversDomain ? 'is covered' : 'is NOT covered by this certificate'}`,
   ];
 }

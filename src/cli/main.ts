@@ -8,7 +8,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, type CliOverrides } from '../config/load.js';
+import { checkConfig, ConfigError, loadConfig, type CliOverrides } from '../config/load.js';
 import { suggest } from '../config/schema.js';
 import type { Config } from '../config/types.js';
 import { inspectCertificate } from '../config/cert.js';
@@ -172,7 +172,13 @@ export async function main(argv: string[], io: Output = stdio): Promise<number> 
       }
       case 'check-config': {
         expectArgs(cmd, args, 0);
-        const config = load();
+        // Every problem at once, in file order, rather than one per run.
+        const { config, errors } = checkConfig({ file, overrides });
+        if (config === undefined) {
+          for (const e of errors) io.err(`verona check-config: config error: ${e.message}`);
+          if (errors.length > 1) io.err(`verona check-config: ${errors.length} errors`);
+          return 2;
+        }
         assertStorageSupported(config);
         checkConfigReport(config, file, io);
         return 0;
