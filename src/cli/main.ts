@@ -27,6 +27,7 @@ Commands:
   check-config                  validate the configuration and exit
   cert [show]                   show the TLS certificate
   cert generate [--force]       generate a self-signed certificate
+  import FILE|DIR               import XEP-0227 data (Prosody, ejabberd exports)
   help                          show this text
 
 Without --password, adduser and passwd ask on a terminal (twice, hidden) or
@@ -47,7 +48,7 @@ Options (any command):
 Exit codes: 0 ok, 1 runtime error, 2 usage or configuration error.
 See docs/configuration.md for every option.`;
 
-const COMMANDS = ['start', 'adduser', 'passwd', 'deluser', 'check-config', 'cert', 'help'] as const;
+const COMMANDS = ['start', 'adduser', 'passwd', 'deluser', 'check-config', 'cert', 'import', 'help'] as const;
 type Command = (typeof COMMANDS)[number];
 
 const OPTIONS = {
@@ -189,6 +190,12 @@ export async function main(argv: string[], io: Output = stdio): Promise<number> 
         expectArgs(`cert ${sub}`, args.slice(1), 0);
         const lines = sub === 'show' ? showCertificate(load()) : await newCertificate(load(false), values.force === true);
         for (const l of lines) io.out(l);
+        return 0;
+      }
+      case 'import': {
+        expectArgs(cmd, args, 1, 'FILE or DIR (XEP-0227)');
+        const { runImport } = await import('./portable.js');
+        for (const l of await runImport(load(), args[0])) io.out(l);
         return 0;
       }
       case 'help':
