@@ -28,6 +28,7 @@ Commands:
   cert [show]                   show the TLS certificate
   cert generate [--force]       generate a self-signed certificate
   import FILE|DIR               import XEP-0227 data (Prosody, ejabberd exports)
+  export DIR                    export every account as XEP-0227 files
   backup DIR                    consistent copy of the SQLite database (server may run)
   help                          show this text
 
@@ -49,7 +50,7 @@ Options (any command):
 Exit codes: 0 ok, 1 runtime error, 2 usage or configuration error.
 See docs/configuration.md for every option.`;
 
-const COMMANDS = ['start', 'adduser', 'passwd', 'deluser', 'check-config', 'cert', 'import', 'backup', 'help'] as const;
+const COMMANDS = ['start', 'adduser', 'passwd', 'deluser', 'check-config', 'cert', 'import', 'export', 'backup', 'help'] as const;
 type Command = (typeof COMMANDS)[number];
 
 const OPTIONS = {
@@ -197,6 +198,12 @@ export async function main(argv: string[], io: Output = stdio): Promise<number> 
         expectArgs(cmd, args, 1, 'FILE or DIR (XEP-0227)');
         const { runImport } = await import('./portable.js');
         for (const l of await runImport(load(), args[0])) io.out(l);
+        return 0;
+      }
+      case 'export': {
+        expectArgs(cmd, args, 1, 'DIR');
+        const { runExport } = await import('./portable.js');
+        for (const l of await runExport(load(), args[0])) io.out(l);
         return 0;
       }
       case 'backup': {

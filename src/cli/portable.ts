@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import type { Config } from '../config/types.js';
 import { importPortable } from '../portable/import.js';
+import { exportPortable } from '../portable/export.js';
 import { openStorage } from '../storage/index.js';
 import { runtimeError } from './errors.js';
 
@@ -25,6 +26,16 @@ export async function runImport(config: Config, target: string): Promise<string[
       );
     }
     return lines;
+  } finally {
+    await storage.close();
+  }
+}
+
+export async function runExport(config: Config, dir: string): Promise<string[]> {
+  const storage = openStorage(config);
+  try {
+    const r = await exportPortable(storage, config.domain, dir);
+    return [`exported ${r.accounts} accounts, ${r.rosterItems} roster items, ${r.archived} archived messages to ${dir} (one XEP-0227 file per account; they hold credentials: keep them private)`];
   } finally {
     await storage.close();
   }

@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { client, xml } from '@xmpp/client';
 import { PROSODY, exportProsody, populate, startProsody, PROSODY_HOST, type Anchor } from '../helpers/ops-portable.js';
 import { runCli, startVerona, type Verona } from '../helpers/server.js';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { testConfig } from '../helpers/server.js';
@@ -46,6 +46,18 @@ test('Prosody 0.12 export (prosody-migrator, XEP-0227) imported: old password, r
   const { stdout } = await runCli(['import', exported, '--config', cfgFile]);
   assert.match(stdout, /^imported 2 accounts, 2 roster items, \d+ vCards, 1 private XML fragments, 8 archived messages$/m);
   assert.match(stdout, /SCRAM-SHA-1 credentials only/);
+
+  // Verona's own export reads back in: the same accounts, roster, private XML and archive.
+  const again = path.join(dataDir, 'export');
+  const exp = await runCli(['export', again, '--config', cfgFile]);
+  assert.match(exp.stdout, /^exported 2 accounts, 2 roster items, 8 archived messages to /);
+  const second = mkdtempSync(path.join(tmpdir(), 'verona-reimport-'));
+  try {
+    const re = await runCli(['import', again, '--data-dir', second, '--domain', 'localhost']);
+    assert.match(re.stdout, /^imported 2 accounts, 2 roster items, \d+ vCards, 1 private XML fragments, 8 archived messages$/m);
+  } finally {
+    rmSync(second, { recursive: true, force: true });
+  }
 
   v = await startVerona({ dataDir, config: { c2s: { host: '127.0.0.75' } } });
   const c = client({ service: `xmpp://127.0.0.75:${v.ports.c2s}`, domain: 'localhost', username: 'romeo', password: 'r0meo', resource: 'new-phone' });
