@@ -158,7 +158,7 @@ export async function main(argv: string[], io: Output = stdio): Promise<number> 
     switch (cmd) {
       case 'start':
         expectArgs(cmd, args, 0);
-        return await start(load(), io);
+        return await start(load(), io, () => load());
       case 'adduser':
       case 'passwd':
       case 'deluser': {
@@ -259,7 +259,8 @@ function checkConfigReport(config: Config, file: string | undefined, io: Output)
 }
 
 /** `verona start`: run until SIGTERM/SIGINT, then shut down cleanly. */
-async function start(config: Config, io: Output): Promise<number> {
+async function start(config: Config, io: Output, reloadConfig: () => Config): Promise<number> {
+  let onHup: (() => void) | undefined;
   // Loaded only here so that account and cert commands do not pull in the whole server.
   const { startServer } = await import('../core/server.js');
   let stop: (signal: string) => void = () => undefined;
@@ -278,6 +279,20 @@ async function start(config: Config, io: Output): Promise<number> {
   process.on('SIGINT', onSignal);
   try {
     const server = await startServer(config);
+    // SIGHUP: reload the config file and certificates (docs/operations.md, "Reload").
+    onHup = () => {
+      void (async () => {
+        try {
+          const { reloadServer } = await import('../config/reload.js');
+          const r = await reloadServer(server, reloadConfig());
+          server.log.info({ applied: r.applied, needRestart: r.needRestart, cert: r.certificate }, 'reloaded configuration and certificates');
+          if (r.needRestart.length > 0) server.log.warn({ keys: r.needRestart }, 'these changes need a restart to take effect');
+        } catch (err) {
+          server.log.error({ err: (err as Error).message }, 'reload failed; the running configuration is unchanged');
+        }
+      })();
+    };
+    process.on('SIGHUP', onHup);
     io.out(`READY ${JSON.stringify(server.ports)}`);
     if (signalled === undefined) await new Promise<string>((resolve) => (stop = resolve));
     const timer = setTimeout(() => {
@@ -291,5 +306,6 @@ async function start(config: Config, io: Output): Promise<number> {
   } finally {
     process.removeListener('SIGTERM', onSignal);
     process.removeListener('SIGINT', onSignal);
+    if (onHup !== undefined) process.removeListener('SIGHUP', onHup);
   }
 }

@@ -56,6 +56,8 @@ export class Server implements ServerContext {
   private readonly closers: Array<() => void | Promise<void>> = [];
   secureContext: tls.SecureContext | undefined;
   tlsCredentials: { cert: string; key: string } | undefined;
+  /** Listeners that terminate TLS themselves (direct TLS, HTTPS), for certificate reloads (src/config/reload.ts). */
+  readonly tlsServers: tls.Server[] = [];
   private sweeper: NodeJS.Timeout | undefined;
   private stopping = false;
 
@@ -167,6 +169,7 @@ export class Server implements ServerContext {
       );
       srv.on('tlsClientError', (err) => this.log.debug({ err: err.message }, 'TLS client error'));
       this.listeners.push(await this.listen('c2s-tls', srv, c.tlsPort));
+      this.tlsServers.push(srv);
     }
   }
 
