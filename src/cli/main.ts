@@ -14,7 +14,7 @@ import type { Config } from '../config/types.js';
 import { inspectCertificate } from '../config/cert.js';
 import { assertStorageSupported } from '../storage/index.js';
 import { addUser, changePassword, deleteUser } from './accounts.js';
-import { newCertificate, showCertificate } from './cert.js';
+import { checkCertificate, newCertificate, showCertificate } from './cert.js';
 import { CliError, usageError } from './errors.js';
 
 const USAGE = `Usage: verona <command> [options]
@@ -27,6 +27,8 @@ Commands:
   check-config                  validate the configuration and exit
   cert [show]                   show the TLS certificate
   cert generate [--force]       generate a self-signed certificate
+  cert check [--days N]         warn (exit 1) when the certificate expires within
+                                N days (default 14), expired, or misses the domain
   import FILE|DIR               import XEP-0227 data (Prosody, ejabberd exports)
   export DIR                    export every account as XEP-0227 files
   backup DIR                    consistent copy of the SQLite database (server may run)
@@ -63,6 +65,7 @@ const OPTIONS = {
   'log-level': { type: 'string' },
   password: { type: 'string', short: 'p' },
   force: { type: 'boolean' },
+  days: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -138,6 +141,7 @@ export async function main(argv: string[], io: Output = stdio): Promise<number> 
     if (values.password !== undefined && cmd !== 'adduser' && cmd !== 'passwd') {
       throw usageError('--password only goes with adduser and passwd');
     }
+    if (values.days !== undefined && !(cmd === 'cert' && args[0] === 'check')) throw usageError('--days only goes with "cert check"');
     if (values.force === true && !(cmd === 'cert' && args[0] === 'generate')) {
       throw usageError('--force only goes with "cert generate"');
     }
@@ -188,8 +192,15 @@ export async function main(argv: string[], io: Output = stdio): Promise<number> 
       }
       case 'cert': {
         const sub = args[0] ?? 'show';
-        if (sub !== 'show' && sub !== 'generate') throw usageError(`unknown cert action "${sub}" (use "show" or "generate")`);
+        if (sub !== 'show' && sub !== 'generate' && sub !== 'check') throw usageError(`unknown cert action "${sub}" (use "show", "check" or "generate")`);
         expectArgs(`cert ${sub}`, args.slice(1), 0);
+        if (sub === 'check') {
+          const days = values.days === undefined ? 14 : Number(values.days);
+          if (!Number.isInteger(days) || days < 0) throw usageError(`--days needs a whole number of days, got "${values.days}"`);
+          const r = checkCertificate(load(false), days);
+          (r.ok ? io.out : io.err)(r.line);
+          return r.ok ? 0 : 1;
+        }
         const lines = sub === 'show' ? showCertificate(load()) : await newCertificate(load(false), values.force === true);
         for (const l of lines) io.out(l);
         return 0;

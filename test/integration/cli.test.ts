@@ -379,3 +379,23 @@ test('check-config reports every error at once, in file order', async (t) => {
   assert.match(lines[5], /\(bad\.yml:8\)$/);
   assert.equal(r.stdout, '');
 });
+
+test('cert check: ok with days left, a warning and exit 1 near expiry, for another domain, or without a certificate', async (t) => {
+  const cwd = tempDir(t);
+  const none = await run(['cert', 'check', '--data-dir', 'data'], { cwd });
+  assert.equal(none.code, 1);
+  assert.match(none.stderr, /^warning: no certificate at /);
+  assert.equal((await run(['cert', 'generate', '--data-dir', 'data'], { cwd })).code, 0);
+  const ok = await run(['cert', 'check', '--data-dir', 'data'], { cwd });
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /^ok: .*cert\.pem covers localhost, expires in \d+ days/);
+  // The generated certificate lives 825 days: asking for more must warn.
+  const soon = await run(['cert', 'check', '--data-dir', 'data', '--days', '900'], { cwd });
+  assert.equal(soon.code, 1);
+  assert.match(soon.stderr, /^warning: .*expires in \d+ days .*less than 900\n$/);
+  const other = await run(['cert', 'check', '--data-dir', 'data', '--domain', 'example.org'], { cwd });
+  assert.equal(other.code, 1);
+  assert.match(other.stderr, /does not cover example\.org/);
+  const bad = await run(['cert', 'show', '--days', '3', '--data-dir', 'data'], { cwd });
+  assert.equal(bad.code, 2);
+});
