@@ -18,7 +18,7 @@ export default tseslint.config(
     languageOptions: { globals: { window: 'readonly', document: 'readonly', location: 'readonly', console: 'readonly', fetch: 'readonly', URL: 'readonly' } },
   },
   {
-    files: ['bin/**/*.js', '*.js'],
+    files: ['bin/**/*.js', 'scripts/**/*.js', 'deploy/**/*.js', '*.js'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
   },
 );

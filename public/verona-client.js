@@ -30,7 +30,40 @@ const settings = {
   show_client_info: false,
   play_sounds: false,
   loglevel: 'warn',
+  // Nothing on this page may reach past this server (docs/web.md, "No third-party requests"):
+  // emojis as the system draws them, not images from a CDN; links in messages stay links
+  // (fetching them would tell a stranger's server who reads the chat, and when).
+  use_system_emojis: true,
+  emoji_image_path: '/converse/',
+  render_media: false,
+  allowed_image_domains: [],
+  allowed_video_domains: [],
+  allowed_audio_domains: [],
+  embed_3rd_party_media_players: false,
+  fetch_url_headers: false,
+  show_background: false,
 };
+
+// Verona's brand instead of converse.js's, and no sponsor logos (the stock footer loads
+// them from conversejs.org). converse.js only registers an element whose name is still
+// free, so these must be defined before converse.initialize().
+const esc = (t) => String(t).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+class VeronaBrand extends window.HTMLElement {
+  connectedCallback() {
+    this.innerHTML = `<span class="brand-heading verona-brand"><span class="brand-name">${esc(cfg.title || 'Verona')}</span>` +
+      `<span class="byline verona-byline">${esc(cfg.domain)}</span></span>`;
+  }
+}
+class VeronaFooter extends window.HTMLElement {
+  connectedCallback() {
+    this.innerHTML = '<footer class="verona-footer">Verona XMPP server. Chat client: ' +
+      '<a href="https://conversejs.org" target="_blank" rel="noopener noreferrer">converse.js</a> (MPL-2.0). ' +
+      'Any XMPP client works with this server too.</footer>';
+  }
+}
+for (const [name, cls] of [['converse-brand-logo', VeronaBrand], ['converse-footer', VeronaFooter]]) {
+  if (!window.customElements.get(name)) window.customElements.define(name, cls);
+}
 
 const start = (converse) => converse.initialize(settings);
 if (window.converse) start(window.converse);

@@ -67,13 +67,22 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
     this.ctx = ctx;
     ctx.streams.add(this);
     this.transport.setMaxStanzaSize(ctx.config.c2s.maxStanzaSizePreAuth);
-    const t = ctx.config.c2s.authTimeout;
-    if (t > 0) {
-      this.authTimer = setTimeout(() => {
-        if (!this.session && this.state !== 'closed') this.fail('connection-timeout', 'Authentication took too long');
-      }, t * 1000);
-      this.authTimer.unref();
-    }
+    // A plain connection that could start TLS gets the short pre-TLS limit (keeps
+    // idle or slow-drip sockets cheap); once TLS begins, the longer limit runs, since
+    // a client may stop mid-handshake to ask its user about the certificate.
+    const preTls = transport.canStartTls && !transport.secure;
+    this.armAuthTimer(preTls ? ctx.config.c2s.authTimeoutPreTls : ctx.config.c2s.authTimeout, preTls);
+  }
+
+  private armAuthTimer(seconds: number, preTls: boolean): void {
+    if (this.authTimer) clearTimeout(this.authTimer);
+    if (seconds <= 0) return;
+    this.authTimer = setTimeout(() => {
+      if (!this.session && this.state !== 'closed') {
+        this.fail('connection-timeout', preTls ? 'TLS was not started in time' : 'Authentication took too long');
+      }
+    }, seconds * 1000);
+    this.authTimer.unref();
   }
 
   get remoteAddress(): string {
@@ -269,6 +278,7 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
       return;
     }
     this.tlsStarting = true;
+    this.armAuthTimer(this.ctx.config.c2s.authTimeout, false);
     this.transport.send(x('proceed', NS.TLS));
     this.restart();
     this.transport.startTls().then(

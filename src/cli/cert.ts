@@ -16,6 +16,7 @@ export function formatCertificate(info: CertificateInfo, domain: string): string
     `names:       ${info.altNames.length > 0 ? info.altNames.join(', ') : '(none)'}`,
     `valid:       ${info.validFrom.toISOString()} to ${info.validTo.toISOString()}${info.validTo.getTime() < Date.now() ? ' (EXPIRED)' : ''}`,
     `sha-256:     ${info.fingerprint256}`,
+    `sha-1:       ${info.fingerprint}`,
     `domain:      ${domain} ${info.coversDomain ? 'is covered' : 'is NOT covered by this certificate'}`,
   ];
 }
@@ -39,4 +40,20 @@ export async function newCertificate(config: Config, force: boolean): Promise<st
   const lines = [`generated a self-signed certificate for ${config.domain}`];
   if (info !== undefined) lines.push(...formatCertificate(info, config.domain));
   return lines;
+}
+
+/**
+ * `verona cert check [--days N]`: for monitoring (cron, a Nagios-style check).
+ * Exit 0 with "ok" when the certificate covers the domain and stays valid for
+ * more than N days (default 14, when certbot renews 30 days ahead a warning
+ * means renewal is failing); otherwise a warning line and exit 1.
+ */
+export function checkCertificate(config: Config, days: number, now = Date.now()): { ok: boolean; line: string } {
+  const info = inspectCertificate(config);
+  if (info === undefined) return { ok: false, line: `warning: no certificate at ${config.tls.cert}` };
+  const left = Math.floor((info.validTo.getTime() - now) / 86_400_000);
+  if (info.validTo.getTime() <= now) return { ok: false, line: `warning: ${info.path.cert} expired on ${info.validTo.toISOString()}` };
+  if (!info.coversDomain) return { ok: false, line: `warning: ${info.path.cert} does not cover ${config.domain} (${info.altNames.join(', ') || info.subject})` };
+  if (left < days) return { ok: false, line: `warning: ${info.path.cert} expires in ${left} days (${info.validTo.toISOString()}), less than ${days}` };
+  return { ok: true, line: `ok: ${info.path.cert} covers ${config.domain}, expires in ${left} days (${info.validTo.toISOString()})` };
 }

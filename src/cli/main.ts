@@ -8,14 +8,14 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, type CliOverrides } from '../config/load.js';
+import { checkConfig, ConfigError, loadConfig, type CliOverrides } from '../config/load.js';
 import { suggest } from '../config/schema.js';
 import type { Config } from '../config/types.js';
 import { inspectCertificate } from '../config/cert.js';
 import { assertStorageSupported } from '../storage/index.js';
 import { addUser, changePassword, deleteUser } from './accounts.js';
-import { newCertificate, showCertificate } from './cert.js';
 import { storageCommand } from './storage-migrate.js';
+import { checkCertificate, newCertificate, showCertificate } from './cert.js';
 import { CliError, usageError } from './errors.js';
 import { announce, kick, listSessions, setDisabled } from './admin.js';
 
@@ -38,6 +38,11 @@ Commands:
   storage migrate SRC DST       copy all data between SQLite and PostgreSQL
                                 (a SQLite file, a postgres:// URL, or "config";
                                 resumable, verified; see docs/storage.md)
+  cert check [--days N]         warn (exit 1) when the certificate expires within
+                                N days (default 14), expired, or misses the domain
+  import FILE|DIR               import XEP-0227 data (Prosody, ejabberd exports)
+  export DIR                    export every account as XEP-0227 files
+  backup DIR                    consistent copy of the SQLite database (server may run)
   help                          show this text
 
 passwd ends the account's live sessions when the server runs. The commands
@@ -62,7 +67,7 @@ Options (any command):
 Exit codes: 0 ok, 1 runtime error, 2 usage or configuration error.
 See docs/configuration.md for every option.`;
 
-const COMMANDS = ['start', 'adduser', 'passwd', 'deluser', 'disable', 'enable', 'sessions', 'kick', 'announce', 'check-config', 'cert', 'storage', 'help'] as const;
+const COMMANDS = ['start', 'adduser', 'passwd', 'deluser', 'disable', 'enable', 'sessions', 'kick', 'announce', 'check-config', 'cert', 'storage', 'import', 'export', 'backup', 'help'] as const;
 type Command = (typeof COMMANDS)[number];
 
 const OPTIONS = {
@@ -75,6 +80,7 @@ const OPTIONS = {
   'log-level': { type: 'string' },
   password: { type: 'string', short: 'p' },
   force: { type: 'boolean' },
+  days: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -180,6 +186,7 @@ export async function main(argv: string[], io: Output = stdio): Promise<number> 
     if (values.password !== undefined && cmd !== 'adduser' && cmd !== 'passwd') {
       throw usageError('--password only goes with adduser and passwd');
     }
+    if (values.days !== undefined && !(cmd === 'cert' && args[0] === 'check')) throw usageError('--days only goes with "cert check"');
     if (values.force === true && !(cmd === 'cert' && args[0] === 'generate')) {
       throw usageError('--force only goes with "cert generate"');
     }
@@ -200,7 +207,7 @@ export async function main(argv: string[], io: Output = stdio): Promise<number> 
     switch (cmd) {
       case 'start':
         expectArgs(cmd, args, 0);
-        return await start(load(), io);
+        return await start(load(), io, () => load());
       case 'adduser':
       case 'passwd':
       case 'deluser': {
@@ -236,15 +243,28 @@ export async function main(argv: string[], io: Output = stdio): Promise<number> 
         return 0;
       case 'check-config': {
         expectArgs(cmd, args, 0);
-        const config = load();
+        // Every problem at once, in file order, rather than one per run.
+        const { config, errors } = checkConfig({ file, overrides });
+        if (config === undefined) {
+          for (const e of errors) io.err(`verona check-config: config error: ${e.message}`);
+          if (errors.length > 1) io.err(`verona check-config: ${errors.length} errors`);
+          return 2;
+        }
         assertStorageSupported(config);
         checkConfigReport(config, file, io);
         return 0;
       }
       case 'cert': {
         const sub = args[0] ?? 'show';
-        if (sub !== 'show' && sub !== 'generate') throw usageError(`unknown cert action "${sub}" (use "show" or "generate")`);
+        if (sub !== 'show' && sub !== 'generate' && sub !== 'check') throw usageError(`unknown cert action "${sub}" (use "show", "check" or "generate")`);
         expectArgs(`cert ${sub}`, args.slice(1), 0);
+        if (sub === 'check') {
+          const days = values.days === undefined ? 14 : Number(values.days);
+          if (!Number.isInteger(days) || days < 0) throw usageError(`--days needs a whole number of days, got "${values.days}"`);
+          const r = checkCertificate(load(false), days);
+          (r.ok ? io.out : io.err)(r.line);
+          return r.ok ? 0 : 1;
+        }
         const lines = sub === 'show' ? showCertificate(load()) : await newCertificate(load(false), values.force === true);
         for (const l of lines) io.out(l);
         return 0;
@@ -252,6 +272,24 @@ export async function main(argv: string[], io: Output = stdio): Promise<number> 
       case 'storage':
         await storageCommand(load(false), args, (l) => io.out(l));
         return 0;
+      case 'import': {
+        expectArgs(cmd, args, 1, 'FILE or DIR (XEP-0227)');
+        const { runImport } = await import('./portable.js');
+        for (const l of await runImport(load(), args[0])) io.out(l);
+        return 0;
+      }
+      case 'export': {
+        expectArgs(cmd, args, 1, 'DIR');
+        const { runExport } = await import('./portable.js');
+        for (const l of await runExport(load(), args[0])) io.out(l);
+        return 0;
+      }
+      case 'backup': {
+        expectArgs(cmd, args, 1, 'DIR');
+        const { backup } = await import('./backup.js');
+        for (const l of await backup(load(), args[0])) io.out(l);
+        return 0;
+      }
       case 'help':
         io.out(USAGE);
         return 0;
@@ -299,7 +337,8 @@ function checkConfigReport(config: Config, file: string | undefined, io: Output)
 }
 
 /** `verona start`: run until SIGTERM/SIGINT, then shut down cleanly. */
-async function start(config: Config, io: Output): Promise<number> {
+async function start(config: Config, io: Output, reloadConfig: () => Config): Promise<number> {
+  let onHup: (() => void) | undefined;
   // Loaded only here so that account and cert commands do not pull in the whole server.
   const { startServer } = await import('../core/server.js');
   let stop: (signal: string) => void = () => undefined;
@@ -318,6 +357,20 @@ async function start(config: Config, io: Output): Promise<number> {
   process.on('SIGINT', onSignal);
   try {
     const server = await startServer(config);
+    // SIGHUP: reload the config file and certificates (docs/operations.md, "Reload").
+    onHup = () => {
+      void (async () => {
+        try {
+          const { reloadServer } = await import('../config/reload.js');
+          const r = await reloadServer(server, reloadConfig());
+          server.log.info({ applied: r.applied, needRestart: r.needRestart, cert: r.certificate }, 'reloaded configuration and certificates');
+          if (r.needRestart.length > 0) server.log.warn({ keys: r.needRestart }, 'these changes need a restart to take effect');
+        } catch (err) {
+          server.log.error({ err: (err as Error).message }, 'reload failed; the running configuration is unchanged');
+        }
+      })();
+    };
+    process.on('SIGHUP', onHup);
     io.out(`READY ${JSON.stringify(server.ports)}`);
     if (signalled === undefined) await new Promise<string>((resolve) => (stop = resolve));
     const timer = setTimeout(() => {
@@ -331,5 +384,6 @@ async function start(config: Config, io: Output): Promise<number> {
   } finally {
     process.removeListener('SIGTERM', onSignal);
     process.removeListener('SIGINT', onSignal);
+    if (onHup !== undefined) process.removeListener('SIGHUP', onHup);
   }
 }

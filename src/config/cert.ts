@@ -45,6 +45,8 @@ export interface CertificateInfo {
   validFrom: Date;
   validTo: Date;
   fingerprint256: string;
+  /** SHA-1 fingerprint: what most clients (Gajim, Profanity, Conversations) show in their certificate prompt. */
+  fingerprint: string;
   keyType: string;
   /** The certificate is valid for the configured domain. */
   coversDomain: boolean;
@@ -231,6 +233,7 @@ export function inspectCertificate(config: Config): CertificateInfo | undefined 
     validFrom: new Date(x509.validFrom),
     validTo: new Date(x509.validTo),
     fingerprint256: x509.fingerprint256,
+    fingerprint: x509.fingerprint,
     keyType,
     coversDomain: covers(x509, config.domain),
   };

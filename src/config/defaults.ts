@@ -24,7 +24,11 @@ export function defaultConfig(): Config {
       // an attacker build pathological trees.
       maxDepth: 64,
       maxAttributes: 64,
-      authTimeout: 30,
+      // 300 s as Prosody: a client may stop in the TLS handshake to ask its user
+      // about the certificate (Profanity did, and missed a 30 s window). Before
+      // TLS nobody is being asked anything, so a plain socket gets 30 s.
+      authTimeout: 300,
+      authTimeoutPreTls: 30,
       pingInterval: 300,
       pingTimeout: 30,
       keepaliveInterval: 60,

@@ -8,7 +8,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument, type Document } from 'yaml';
 import { defaultConfig } from './defaults.js';
-import { configSchema, validate, type Fail } from './schema.js';
+import { configSchema, Recorded, validate, type Fail } from './schema.js';
 import type { Config } from './types.js';
 import { checkWebConfig } from '../net/web/options.js';
 
@@ -46,6 +46,8 @@ export class ConfigError extends Error {
     readonly path: string,
     readonly problem: string,
     readonly where?: string,
+    /** Line in the config file, when the value came from there (orders check-config's report). */
+    readonly line?: number,
   ) {
     super(`${path === '' ? '' : `${path}: `}${problem}${where === undefined ? '' : ` (${where})`}`);
   }
@@ -71,7 +73,7 @@ interface Parsed {
   lines: LineCounter;
 }
 
-function parseFile(file: string): Parsed {
+function parseFile(file: string, collect?: ConfigError[]): Parsed {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -85,10 +87,14 @@ function parseFile(file: string): Parsed {
   // uniqueKeys: a key written twice is almost always a mistake; YAML 1.2 core
   // schema so that `yes`/`on` stay strings instead of silently becoming true.
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, schema: 'core' });
-  const first = doc.errors[0];
-  if (first !== undefined) {
-    const { line, col } = lines.linePos(first.pos[0]);
-    throw new ConfigError('', `${file}:${line}:${col}: bad YAML: ${first.message}`);
+  const yamlErrors = doc.errors.map((e) => {
+    const { line, col } = lines.linePos(e.pos[0]);
+    return new ConfigError('', `${file}:${line}:${col}: bad YAML: ${e.message}`, undefined, line);
+  });
+  if (yamlErrors.length > 0) {
+    // A file that does not parse has no keys to check: report every syntax error and stop.
+    collect?.push(...yamlErrors.slice(1));
+    throw yamlErrors[0];
   }
   const value: unknown = doc.toJS({ maxAliasCount: 100 });
   if (value === null || value === undefined) return { raw: {}, doc, lines };
@@ -97,9 +103,32 @@ function parseFile(file: string): Parsed {
 }
 
 export function loadConfig(opts: LoadOptions = {}): Config {
+  return build(opts, undefined);
+}
+
+/**
+ * For `verona check-config`: every problem instead of the first, in file order
+ * (command-line flags first, then by line, then problems with no line such as
+ * a missing default certificate). `config` is set only when there are none.
+ */
+export function checkConfig(opts: LoadOptions = {}): { config: Config | undefined; errors: ConfigError[] } {
+  const errors: ConfigError[] = [];
+  let config: Config | undefined;
+  try {
+    config = build(opts, errors);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    errors.push(err);
+  }
+  const rank = (e: ConfigError): number => (e.where?.startsWith('from --') === true ? 0 : (e.line ?? Number.MAX_SAFE_INTEGER));
+  const ordered = errors.map((e, i) => ({ e, i })).sort((a, b) => rank(a.e) - rank(b.e) || a.i - b.i).map((x) => x.e);
+  return { config: ordered.length === 0 ? config : undefined, errors: ordered };
+}
+
+function build(opts: LoadOptions, collect: ConfigError[] | undefined): Config {
   const cwd = opts.cwd ?? process.cwd();
   const file = opts.file;
-  const parsed = file === undefined ? undefined : parseFile(resolve(cwd, file));
+  const parsed = file === undefined ? undefined : parseFile(resolve(cwd, file), collect);
   const raw: Record<string, unknown> = parsed === undefined ? {} : { ...parsed.raw };
 
   // Apply overrides onto the raw tree so that they pass the same validation.
@@ -119,19 +148,38 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     origin.set(f.path.join('.'), f.flag);
   }
 
-  const fail: Fail = (path, problem) => {
+  const problem = (path: readonly string[], text: string): ConfigError => {
     const dotted = path.join('.');
     const flag = origin.get(dotted);
     let where: string | undefined = flag === undefined ? undefined : `from ${flag}`;
+    let line: number | undefined;
     if (where === undefined && parsed !== undefined && file !== undefined) {
       const node = path.length === 0 ? undefined : parsed.doc.getIn(path, true);
-      const range = (node as { range?: [number, number, number] } | undefined)?.range;
-      if (range !== undefined) where = `${file}:${parsed.lines.linePos(range[0]).line}`;
+      // An unknown key has no value node of its own worth pointing at: use its parent's pair.
+      const range = (node as { range?: [number, number, number] } | undefined)?.range ?? keyRange(parsed.doc, path);
+      if (range !== undefined) {
+        line = parsed.lines.linePos(range[0]).line;
+        where = `${file}:${line}`;
+      }
     }
-    throw new ConfigError(dotted, problem, where);
+    return new ConfigError(dotted, text, where, line);
   };
+  // Collecting (check-config): the schema pass records and recovers at the nearest key;
+  // the rules after it are independent statements, so they record and go on.
+  const failFast: Fail = (path, text) => {
+    const e = problem(path, text);
+    if (collect === undefined) throw e;
+    collect.push(e);
+    throw new Recorded(e.message);
+  };
+  const fail: Fail =
+    collect === undefined
+      ? failFast
+      : ((path, text) => {
+          collect.push(problem(path, text));
+        }) as Fail;
 
-  const config = validate(configSchema, raw, defaultConfig(), [], fail) as Config;
+  const config = validate(configSchema, raw, defaultConfig(), [], failFast, collect !== undefined) as Config;
 
   // Rules that involve more than one key.
   const { c2s } = config;
@@ -159,6 +207,14 @@ export function loadConfig(opts: LoadOptions = {}): Config {
 
   if (opts.checkFiles !== false) checkFiles(config, fail);
   return config;
+}
+
+/** Where the key (not its value) of `path` is written, for keys whose value node has no range. */
+function keyRange(doc: Document, path: readonly string[]): [number, number, number] | undefined {
+  if (path.length === 0) return undefined;
+  const parent = path.length === 1 ? doc.contents : doc.getIn(path.slice(0, -1), true);
+  const items = (parent as { items?: Array<{ key?: { value?: unknown; range?: [number, number, number] } }> } | null)?.items;
+  return items?.find((p) => String(p.key?.value) === path[path.length - 1])?.key?.range;
 }
 
 type Kind = 'file' | 'dir' | 'missing';

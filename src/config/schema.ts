@@ -64,6 +64,7 @@ const c2s: Fields<Config['c2s']> = {
   maxDepth: { kind: 'int', min: 8, max: 1024 },
   maxAttributes: { kind: 'int', min: 8, max: 1024 },
   authTimeout: seconds(1, 3600),
+  authTimeoutPreTls: seconds(1, 3600),
   pingInterval: seconds(0, 86400),
   pingTimeout: seconds(1, 3600),
   keepaliveInterval: seconds(0, 86400),
@@ -186,6 +187,24 @@ export const configSchema: Rule = { kind: 'section', fields: root };
 export type Fail = (path: readonly string[], problem: string) => never;
 
 /**
+ * Thrown by a collecting `Fail` (`verona check-config`) after it has recorded
+ * the problem: `validate(..., recover = true)` catches it at the nearest key
+ * or list item, keeps the default there and goes on, so every error is found.
+ */
+export class Recorded extends Error {}
+
+/** Run `f`; when recovering, a recorded problem yields `fallback` instead. */
+function attempt<T>(recover: boolean, f: () => T, fallback: () => T): T {
+  if (!recover) return f();
+  try {
+    return f();
+  } catch (err) {
+    if (err instanceof Recorded) return fallback();
+    throw err;
+  }
+}
+
+/**
  * Edit distance counting a swap of neighbours as one edit (optimal string
  * alignment), since "prot" for "port" is the typical typo.
  */
@@ -244,7 +263,7 @@ function isMapping(v: unknown): v is Record<string, unknown> {
  * Validate `raw` against `rule`, filling absent (or null) values from `def`.
  * Returns a new value; `def` is not modified.
  */
-export function validate(rule: Rule, raw: unknown, def: unknown, path: string[], fail: Fail): unknown {
+export function validate(rule: Rule, raw: unknown, def: unknown, path: string[], fail: Fail, recover = false): unknown {
   if (raw === undefined || raw === null) {
     // Absent or written without a value (`key:`): keep the default.
     return structuredClone(def);
@@ -279,36 +298,52 @@ export function validate(rule: Rule, raw: unknown, def: unknown, path: string[],
       if (!Array.isArray(raw)) return fail(path, `expected a list of ${quoteList(rule.values)}, got ${describeValue(raw)}`);
       if (rule.nonEmpty && raw.length === 0) return fail(path, 'must not be empty');
       const seen = new Set<string>();
-      raw.forEach((item: unknown, i) => {
-        if (item === null) fail([...path, String(i)], `expected one of ${quoteList(rule.values)}, got nothing`);
-        validate({ kind: 'enum', values: rule.values }, item, undefined, [...path, String(i)], fail);
-        if (seen.has(item as string)) fail([...path, String(i)], `${JSON.stringify(item)} is listed twice`);
-        seen.add(item as string);
-      });
+      raw.forEach((item: unknown, i) =>
+        attempt(
+          recover,
+          () => {
+            if (item === null) fail([...path, String(i)], `expected one of ${quoteList(rule.values)}, got nothing`);
+            validate({ kind: 'enum', values: rule.values }, item, undefined, [...path, String(i)], fail);
+            if (seen.has(item as string)) fail([...path, String(i)], `${JSON.stringify(item)} is listed twice`);
+            seen.add(item as string);
+          },
+          () => undefined,
+        ),
+      );
       return [...raw] as unknown[];
     }
     case 'stringList': {
       if (!Array.isArray(raw)) return fail(path, `expected a list of strings, got ${describeValue(raw)}`);
-      raw.forEach((item: unknown, i) => {
-        if (typeof item !== 'string' || item === '') {
-          fail([...path, String(i)], `expected a non-empty string, got ${describeValue(item)}`);
-        }
-      });
+      raw.forEach((item: unknown, i) =>
+        attempt(
+          recover,
+          () => {
+            if (typeof item !== 'string' || item === '') fail([...path, String(i)], `expected a non-empty string, got ${describeValue(item)}`);
+          },
+          () => undefined,
+        ),
+      );
       return [...raw] as unknown[];
     }
     case 'section': {
       if (!isMapping(raw)) return fail(path, `expected a mapping of ${quoteList(Object.keys(rule.fields))}, got ${describeValue(raw)}`);
       const defs = (def ?? {}) as Record<string, unknown>;
       const known = Object.keys(rule.fields);
+      const out: Record<string, unknown> = {};
       for (const key of Object.keys(raw)) {
         if (!Object.hasOwn(rule.fields, key)) {
           const s = suggest(key, known);
           const tail = s === undefined ? ` (known keys: ${known.join(', ')})` : ` (did you mean "${s}"?)`;
-          fail([...path, key], `unknown key${tail}`);
+          attempt(recover, () => fail([...path, key], `unknown key${tail}`), () => undefined);
         }
       }
-      const out: Record<string, unknown> = {};
-      for (const key of known) out[key] = validate(rule.fields[key], raw[key], defs[key], [...path, key], fail);
+      for (const key of known) {
+        out[key] = attempt(
+          recover,
+          () => validate(rule.fields[key], raw[key], defs[key], [...path, key], fail, recover),
+          () => structuredClone(defs[key]),
+        );
+      }
       return out;
     }
     case 'moduleOptions': {
@@ -317,7 +352,7 @@ export function validate(rule: Rule, raw: unknown, def: unknown, path: string[],
       for (const [name, opts] of Object.entries(raw)) {
         if (opts === null || opts === undefined) out[name] = {};
         else if (isMapping(opts)) out[name] = structuredClone(opts);
-        else fail([...path, name], `expected a mapping of options, got ${describeValue(opts)}`);
+        else attempt(recover, () => fail([...path, name], `expected a mapping of options, got ${describeValue(opts)}`), () => undefined);
       }
       return out;
     }

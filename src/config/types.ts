@@ -18,7 +18,8 @@ export interface Config {
     maxStanzaSizePreAuth: number; // bytes before auth (default 10000)
     maxDepth: number;
     maxAttributes: number;
-    authTimeout: number; // seconds a connection may stay unauthenticated
+    authTimeout: number; // seconds from the start of TLS (or of an encrypted connection) to authenticate
+    authTimeoutPreTls: number; // seconds a plain connection may take to start TLS (STARTTLS)
     pingInterval: number; // seconds of silence before the server pings a session (0 = off)
     pingTimeout: number; // seconds to wait for the pong
     keepaliveInterval: number; // seconds between whitespace keepalives (0 = off)

@@ -66,6 +66,8 @@ export class Server implements ServerContext {
   private readonly readThrottled = this.metrics.counter('verona_read_throttled_total', 'Times a c2s stream was paused for reading faster than limits.readRate');
   /** Operators' actions (admin socket, XEP-0133); set by startServer. */
   admin: AdminActions | undefined;
+  /** Listeners that terminate TLS themselves (direct TLS, HTTPS), for certificate reloads (src/config/reload.ts). */
+  readonly tlsServers: tls.Server[] = [];
   private sweeper: NodeJS.Timeout | undefined;
   private stopping = false;
 
@@ -201,6 +203,7 @@ export class Server implements ServerContext {
       );
       srv.on('tlsClientError', (err) => this.log.debug({ err: err.message }, 'TLS client error'));
       this.listeners.push(await this.listen('c2s-tls', srv, c.tlsPort));
+      this.tlsServers.push(srv);
     }
   }
 

@@ -150,6 +150,8 @@ export function connectRaw(port: number, host = '127.0.0.1'): Promise<RawConnect
 
 export interface ClientOptions {
   port: number;
+  /** Address to connect to (default 127.0.0.1). */
+  host?: string;
   user: string;
   password: string;
   resource?: string;
@@ -189,7 +191,7 @@ export function stanzaErrorOf(el: Element): string | undefined {
 /** Connect, authenticate with SASL PLAIN (tests run with allowPlainWithoutTls), bind. */
 export async function connectClient(o: ClientOptions): Promise<TestClient> {
   const domain = o.domain ?? 'localhost';
-  const c = (await connectRaw(o.port)) as TestClient;
+  const c = (await connectRaw(o.port, o.host)) as TestClient;
   await c.open(domain);
   const creds = Buffer.from(`\0${o.user}\0${o.password}`).toString('base64');
   c.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${creds}</auth>`);

@@ -170,7 +170,7 @@ test('JIDs must be on the configured domain and well formed', async (t) => {
   assert.match(resource.stderr, /give a bare JID without a resource/);
 });
 
-test('check-config reports success, and a bad file with exit code 2 and one line', async (t) => {
+test('check-config reports success, and a bad file with exit code 2 and one line per error', async (t) => {
   const cwd = tempDir(t);
   const ok = await run(['check-config', '--data-dir', 'data'], { cwd });
   assert.equal(ok.code, 0, ok.stderr);
@@ -197,7 +197,12 @@ test('check-config reports success, and a bad file with exit code 2 and one line
   writeFileSync(join(cwd, 'nocert.yml'), 'tls:\n  generate: false\n');
   const nocert = await run(['check-config', '-c', 'nocert.yml'], { cwd });
   assert.equal(nocert.code, 2);
-  assert.equal(nocert.stderr, `verona check-config: config error: tls.cert: file ${join(cwd, 'data', 'tls', 'cert.pem')} not found (tls.generate is false)\n`);
+  assert.equal(
+    nocert.stderr,
+    `verona check-config: config error: tls.cert: file ${join(cwd, 'data', 'tls', 'cert.pem')} not found (tls.generate is false)\n` +
+      `verona check-config: config error: tls.key: file ${join(cwd, 'data', 'tls', 'key.pem')} not found (tls.generate is false)\n` +
+      'verona check-config: 2 errors\n',
+  );
 
   writeFileSync(join(cwd, 'broken.yml'), 'domain: [\n');
   const broken = await run(['check-config', '-c', 'broken.yml'], { cwd });
@@ -229,6 +234,7 @@ test('cert generate writes a pair; cert show describes it; --force replaces it',
   const show = await run(['cert'], { cwd });
   assert.equal(show.code, 0, show.stderr);
   assert.ok(show.stdout.includes(`sha-256:     ${x.fingerprint256}\n`));
+  assert.ok(show.stdout.includes(`sha-1:       ${x.fingerprint}\n`));
   assert.match(show.stdout, /names: {7}DNS:example\.org, DNS:\*\.example\.org/);
   assert.match(show.stdout, /domain: {6}example\.org is covered/);
 

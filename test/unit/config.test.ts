@@ -45,7 +45,8 @@ test('without a file every default applies and paths become absolute', (t) => {
   );
   assert.equal(c.c2s.maxStanzaSize, 262144);
   assert.equal(c.c2s.maxStanzaSizePreAuth, 10000);
-  assert.equal(c.c2s.authTimeout, 30);
+  assert.equal(c.c2s.authTimeout, 300);
+  assert.equal(c.c2s.authTimeoutPreTls, 30);
   assert.equal(c.c2s.pingInterval, 300);
   assert.equal(c.c2s.pingTimeout, 30);
   assert.equal(c.c2s.keepaliveInterval, 60);

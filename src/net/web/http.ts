@@ -394,6 +394,7 @@ export class WebFront {
       const cert = await ensureCertificate(this.server.config);
       const srv = https.createServer({ ...tlsOptions(cert.cert, cert.key), ALPNProtocols: ['http/1.1'] });
       srv.on('tlsClientError', (err) => this.server.log.debug({ err: err.message }, 'HTTPS client error'));
+      this.server.tlsServers.push(srv);
       this.configure(srv, 'https');
       this.server.addListener(await this.listen('https', srv, w.tlsPort));
     }

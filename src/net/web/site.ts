@@ -192,8 +192,9 @@ export class WebSite {
       'Content-Length': Buffer.byteLength(html),
       'Cache-Control': 'no-cache',
       'Referrer-Policy': 'no-referrer',
-      // The chat page must not be framed by other sites (clickjacking).
-      'Content-Security-Policy': "frame-ancestors 'self'",
+      // The chat page must not be framed by other sites (clickjacking), and it reaches
+      // nothing but this server (no CDN emojis, sponsor logos or previews of links).
+      'Content-Security-Policy': pageCsp(this.endpoints(info)),
       'X-Frame-Options': 'SAMEORIGIN',
     });
     res.end(req.method === 'HEAD' ? undefined : html);
@@ -277,4 +278,29 @@ export class WebSite {
     this.gzCache.set(full, p);
     return p;
   }
+}
+
+/**
+ * The chat page's Content-Security-Policy: everything from this server only. The
+ * endpoints (WebSocket, BOSH) may be on another origin when web.publicUrl says so.
+ * converse.js needs inline styles (lit) and WebAssembly (OMEMO's curve25519).
+ */
+export function pageCsp(endpoints: { websocket?: string; bosh?: string }): string {
+  const origins = new Set<string>();
+  for (const u of [endpoints.websocket, endpoints.bosh]) {
+    if (u !== undefined) origins.add(new URL(u).origin);
+  }
+  return [
+    "default-src 'self'",
+    "script-src 'self' 'wasm-unsafe-eval'",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "media-src 'self' blob:",
+    "font-src 'self' data:",
+    `connect-src 'self' ${[...origins].join(' ')}`.trimEnd(),
+    "worker-src 'self' blob:",
+    "frame-ancestors 'self'",
+    "base-uri 'self'",
+    "form-action 'self'",
+  ].join('; ');
 }

@@ -1,0 +1,42 @@
+/**
+ * verona import FILE|DIR (src/portable/import.ts does the work). Runs against the
+ * database file like adduser does; stop the server first for a large import, or
+ * accounts appear while it runs (safe: WAL).
+ */
+import { existsSync } from 'node:fs';
+import type { Config } from '../config/types.js';
+import { importPortable } from '../portable/import.js';
+import { exportPortable } from '../portable/export.js';
+import { openStorage } from '../storage/index.js';
+import { runtimeError } from './errors.js';
+
+export async function runImport(config: Config, target: string): Promise<string[]> {
+  if (!existsSync(target)) throw runtimeError(`${target} not found`);
+  const storage = await openStorage(config);
+  try {
+    const r = await importPortable(storage, config.domain, target, config.auth.scramIterations);
+    const lines = [
+      `imported ${r.accounts} accounts, ${r.rosterItems} roster items, ${r.vcards} vCards, ${r.privateFragments} private XML fragments, ${r.archived} archived messages`,
+    ];
+    for (const s of r.skipped) lines.push(`skipped: ${s}`);
+    if (r.sha1Only.length > 0) {
+      lines.push(
+        `note: ${r.sha1Only.length} accounts came with SCRAM-SHA-1 credentials only (${r.sha1Only.join(', ')}): ` +
+          'they log in with SCRAM-SHA-1 until their password is changed; keep auth.mechanisms to SCRAM-SHA-1 during the move (docs/migration.md)',
+      );
+    }
+    return lines;
+  } finally {
+    await storage.close();
+  }
+}
+
+export async function runExport(config: Config, dir: string): Promise<string[]> {
+  const storage = await openStorage(config);
+  try {
+    const r = await exportPortable(storage, config.domain, dir);
+    return [`exported ${r.accounts} accounts, ${r.rosterItems} roster items, ${r.archived} archived messages to ${dir} (one XEP-0227 file per account; they hold credentials: keep them private)`];
+  } finally {
+    await storage.close();
+  }
+}

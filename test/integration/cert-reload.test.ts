@@ -1,0 +1,126 @@
+/**
+ * SIGHUP swaps the certificate without dropping anyone: a client logged in
+ * over direct TLS before the swap keeps its session and is answered after it;
+ * a client connecting afterwards (direct TLS and STARTTLS) is shown the new
+ * certificate. The new pair is written by `verona cert generate --force`, as a
+ * renewal would rewrite the files. The same SIGHUP applies a changed limit and
+ * names a change that needs a restart.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import tls from 'node:tls';
+import path from 'node:path';
+import { startVerona, type Verona } from '../helpers/server.js';
+import { RawConnection, connectRaw, nextId } from '../helpers/client.js';
+import { planReload } from '../../src/config/reload.js';
+import { defaultConfig } from '../../src/config/defaults.js';
+
+const HOST = '127.0.0.77';
+let v: Verona | undefined;
+after(async () => {
+  await v?.stop();
+  v?.cleanup();
+});
+
+function directTls(port: number): Promise<{ conn: RawConnection; fingerprint: string }> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: HOST, port, servername: 'localhost', rejectUnauthorized: false, ALPNProtocols: ['xmpp-client'] }, () => {
+      resolve({ conn: new RawConnection(s), fingerprint: s.getPeerX509Certificate()?.fingerprint256 ?? '' });
+    });
+    s.once('error', reject);
+  });
+}
+
+async function login(c: RawConnection): Promise<void> {
+  await c.open();
+  c.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from('\0romeo\0r0meo').toString('base64')}</auth>`);
+  assert.equal((await c.next((el) => el.name === 'success' || el.name === 'failure', 30_000)).name, 'success');
+  await c.open();
+  const id = nextId();
+  c.send(`<iq type='set' id='${id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>`);
+  assert.equal((await c.next((el) => el.attrs.id === id, 30_000)).attrs.type, 'result');
+}
+
+async function ping(c: RawConnection): Promise<string> {
+  const id = nextId();
+  c.send(`<iq type='get' id='${id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`);
+  return (await c.next((el) => el.attrs.id === id, 30_000)).attrs.type ?? '';
+}
+
+function waitForLine(out: string[], re: RegExp, from: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const deadline = Date.now() + 60_000;
+    const check = (): void => {
+      const hit = out.slice(from).find((l) => re.test(l));
+      if (hit !== undefined) return resolve(hit);
+      if (Date.now() > deadline) return reject(new Error(`no log line ${re}:\n${out.slice(from).join('\n')}`));
+      setTimeout(check, 100);
+    };
+    check();
+  });
+}
+
+test('SIGHUP: new certificate for new connections, the old session stays; limits apply, the rest is named', { timeout: 180_000 }, async () => {
+  v = await startVerona({ users: [['romeo', 'r0meo']], config: { log: { level: 'info' }, c2s: { host: HOST } } });
+  const certFile = path.join(v.dataDir, 'tls', 'cert.pem');
+  const before = new X509Certificate(readFileSync(certFile)).fingerprint256;
+
+  const old = await directTls(v.ports['c2s-tls']);
+  assert.equal(old.fingerprint, before);
+  await login(old.conn);
+
+  // Renewal: new files; a changed limit and a changed port in the config file.
+  await v.cli(['cert', 'generate', '--force']);
+  const renewed = new X509Certificate(readFileSync(certFile)).fingerprint256;
+  assert.notEqual(renewed, before);
+  const cfg = JSON.parse(readFileSync(v.configFile, 'utf8')) as Record<string, Record<string, unknown>>;
+  cfg.c2s.maxStanzaSize = 123456;
+  cfg.c2s.port = 5;
+  writeFileSync(v.configFile, JSON.stringify(cfg));
+
+  const mark = v.output.length;
+  v.proc.kill('SIGHUP');
+  const line = await waitForLine(v.output, /reloaded configuration and certificates/, mark);
+  assert.match(line, /"applied":\["c2s.maxStanzaSize"\]/);
+  assert.match(line, /"needRestart":\["c2s.port"\]/);
+
+  // The session from before the swap is still served.
+  assert.equal(await ping(old.conn), 'result');
+  assert.equal(old.conn.closed, false);
+
+  // New connections see the new certificate: direct TLS and STARTTLS.
+  const fresh = await directTls(v.ports['c2s-tls']);
+  assert.equal(fresh.fingerprint, renewed);
+  await login(fresh.conn);
+  assert.equal(await ping(fresh.conn), 'result');
+
+  const plain = await connectRaw(v.ports.c2s, HOST);
+  await plain.open();
+  plain.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+  await plain.next('proceed');
+  await plain.starttls();
+  assert.equal((plain.socket as tls.TLSSocket).getPeerX509Certificate()?.fingerprint256, renewed);
+
+  for (const c of [old.conn, fresh.conn, plain]) c.destroy();
+});
+
+test('planReload: limits and certificates apply now, listeners and storage need a restart', () => {
+  const a = defaultConfig();
+  const rows: Array<[string, (c: ReturnType<typeof defaultConfig>) => void, string[], string[]]> = [
+    ['nothing changed', () => undefined, [], []],
+    ['log level', (c) => (c.log.level = 'debug'), ['log.level'], []],
+    ['auth windows', (c) => ((c.c2s.authTimeout = 10), (c.c2s.authTimeoutPreTls = 5)), ['c2s.authTimeout', 'c2s.authTimeoutPreTls'], []],
+    ['certificate paths', (c) => (c.tls.cert = '/etc/x.pem'), ['tls.cert'], []],
+    ['port', (c) => (c.c2s.port = 1), [], ['c2s.port']],
+    ['domain', (c) => (c.domain = 'example.org'), [], ['domain']],
+    ['module options', (c) => (c.moduleOptions = { vcard: { maxSize: 1 } }), [], ['moduleOptions.vcard']],
+    ['storage', (c) => (c.storage.sqlite.synchronous = 'FULL'), [], ['storage.sqlite']],
+  ];
+  for (const [name, change, apply, restart] of rows) {
+    const b = defaultConfig();
+    change(b);
+    assert.deepEqual(planReload(a, b), { apply, restart }, name);
+  }
+});
