@@ -29,6 +29,8 @@ export interface ServerHandle {
   pid: number;
   /** SASL mechanism the driver uses (PLAIN: the server runs one PBKDF2 per login). */
   mech: string;
+  /** Direct TLS (XEP-0368) port; 0 = none. STARTTLS is offered on `port`. */
+  tlsPort: number;
   /** Restart with the same data (for a clean RSS baseline); updates port and pid. */
   restart(): Promise<void>;
   stop(): Promise<void>;
@@ -69,6 +71,7 @@ export function startAnchor(name: 'prosody' | 'ejabberd', fresh: boolean): Serve
     domain: 'bench.localhost',
     pid,
     mech: 'PLAIN',
+    tlsPort: 0,
     restart: async () => {
       runScript(`${name}-stop.sh`);
       h.pid = runScript(`${name}-start.sh`);
@@ -90,6 +93,8 @@ export interface VeronaOptions {
   /** extra YAML appended to the generated config */
   extraYaml?: string;
   startTimeoutMs?: number;
+  /** Certificate and key (PEM paths) for STARTTLS and direct TLS; absent: Verona generates its own. */
+  tls?: { cert: string; key: string };
 }
 
 /** Write the benchmark config: plaintext c2s on loopback, PLAIN allowed, no web listeners. */
@@ -99,7 +104,8 @@ export function writeVeronaConfig(o: VeronaOptions): string {
   writeFileSync(
     file,
     [
-      '# written by bench/lib.ts: plaintext c2s on loopback, like the anchors in /work/shared/bench',
+      '# written by bench/lib.ts: c2s on loopback with plaintext allowed (like the anchors in /work/shared/bench),',
+      '# STARTTLS offered on the same port and direct TLS (XEP-0368) on a second one',
       `domain: ${o.domain ?? 'bench.localhost'}`,
       `dataDir: ${o.dataDir}`,
       'log:',
@@ -107,12 +113,13 @@ export function writeVeronaConfig(o: VeronaOptions): string {
       'c2s:',
       '  host: 127.0.0.1',
       `  port: ${o.port ?? 0}`,
-      '  tlsPort: -1',
+      '  tlsPort: 0',
       '  requireTls: false',
       '  allowPlainWithoutTls: true',
       'web:',
       '  port: -1',
       '  tlsPort: -1',
+      ...(o.tls ? ['tls:', `  cert: ${o.tls.cert}`, `  key: ${o.tls.key}`, '  generate: false'] : []),
       o.extraYaml ?? '',
     ].join('\n') + '\n',
   );
@@ -139,6 +146,7 @@ export async function startVerona(o: VeronaOptions): Promise<ServerHandle> {
     domain: o.domain ?? 'bench.localhost',
     pid: 0,
     mech: 'PLAIN',
+    tlsPort: 0,
     restart: async () => {
       await h.stop();
       await launch();
@@ -191,6 +199,7 @@ export async function startVerona(o: VeronaOptions): Promise<ServerHandle> {
     const port = Number(ready['c2s']);
     if (!Number.isInteger(port) || port <= 0) throw new VeronaUnavailable(`READY has no c2s port: ${JSON.stringify(ready)}`);
     h.port = port;
+    h.tlsPort = Number(ready['c2s-tls'] ?? 0);
     h.pid = c.pid ?? 0;
   };
   await launch();
