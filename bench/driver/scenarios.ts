@@ -7,7 +7,7 @@
  * is stuck for long still counts, rather than only the ones that happened to arrive in time).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NS, XmppConn, XmppError, now, tlsCounters, type LoginOptions, type TlsMode, type TlsSessionStore } from './conn.js';
+import { NS, XmppConn, XmppError, now, type LoginOptions, type TlsMode, type TlsSessionStore } from './conn.js';
 import { CpuMeter, readRssKb } from './proc.js';
 import type { Mechanism } from './sasl.js';
 import { CopyLedger, DoubleList, chatMasks, latSummary, type LatencySummary } from './stats.js';
