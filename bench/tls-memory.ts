@@ -17,7 +17,8 @@
  *   MALLOC_ARENA_MAX=2 node dist/bench/tls-memory.js ...   (the server processes inherit env)
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import * as cp from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,7 +55,7 @@ export function perSession(base: MemSample, loaded: MemSample, n: number): Recor
   };
 }
 
-const VARIANTS = ['node-tcp', 'node-tls-direct', 'node-tls-wrap', 'verona-plain', 'verona-starttls', 'verona-direct'] as const;
+const VARIANTS = ['node-tcp', 'node-tls-direct', 'node-tls-wrap', 'verona-plain', 'verona-starttls', 'verona-direct', 'haproxy-direct'] as const;
 type Variant = (typeof VARIANTS)[number];
 
 // ---------------------------------------------------------------- server side (child process)
@@ -75,7 +76,12 @@ async function child(variant: Variant, certFile: string, keyFile: string, dataDi
   const cert = readFileSync(certFile, 'utf8');
   const key = readFileSync(keyFile, 'utf8');
   if (variant.startsWith('node-')) {
-    const ctx = tls.createSecureContext({ cert, key, minVersion: 'TLSv1.2' });
+    // TLSMEM_MAXVER=TLSv1.2, TLSMEM_NOTICKET=1: knobs to see what TLS 1.3 and tickets cost per connection.
+    const ctx = tls.createSecureContext({
+      cert, key, minVersion: 'TLSv1.2',
+      ...(process.env.TLSMEM_MAXVER ? { maxVersion: process.env.TLSMEM_MAXVER as tls.SecureVersion } : {}),
+      ...(process.env.TLSMEM_NOTICKET === '1' ? { secureOptions: (await import('node:crypto')).constants.SSL_OP_NO_TICKET } : {}),
+    });
     const hold = (s: net.Socket): void => {
       keep.push(s);
       s.on('data', () => undefined);
@@ -176,8 +182,48 @@ async function openVerona(variant: Variant, ports: { port: number; tlsPort: numb
   return out;
 }
 
+/**
+ * TLS terminated outside Node: HAProxy (direct TLS only; it cannot speak XMPP's STARTTLS) in front
+ * of Verona's plaintext port. The cost per session is both processes' RSS growth.
+ */
+async function startHaproxy(work: string, cert: { cert: string; key: string }, backend: number): Promise<{ pid: number; port: number; stop: () => void }> {
+  const pem = join(work, 'haproxy.pem');
+  writeFileSync(pem, readFileSync(cert.cert, 'utf8') + readFileSync(cert.key, 'utf8'));
+  const port = await new Promise<number>((r) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => r(p));
+    });
+  });
+  const cfg = join(work, 'haproxy.cfg');
+  writeFileSync(cfg, [
+    'global', '  maxconn 9000', '  nbthread 1', 'defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 1h', '  timeout server 1h',
+    'frontend xmpp_tls', `  bind 127.0.0.1:${port} ssl crt ${pem} alpn xmpp-client`, '  default_backend verona',
+    'backend verona', `  server v 127.0.0.1:${backend}`, '',
+  ].join('\n'));
+  const c = cp.spawn('haproxy', ['-f', cfg, '-db'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = net.connect({ host: '127.0.0.1', port }, () => {
+        s.destroy();
+        r(true);
+      });
+      s.on('error', () => r(false));
+    });
+    if (ok) break;
+    await sleep(100);
+  }
+  return { pid: c.pid ?? 0, port, stop: () => void c.kill('SIGTERM') };
+}
+
+function rssOf(pid: number): number {
+  const m = /^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
 export async function measure(variant: Variant, n: number, cert: { cert: string; key: string }, work: string): Promise<Record<string, number | string>> {
   const dataDir = join(work, variant);
+  if (variant === 'haproxy-direct') return measureHaproxy(n, cert, work);
   if (variant.startsWith('verona-')) {
     const { writeVeronaConfig, ensureVeronaUsers } = await import('./lib.js');
     await ensureVeronaUsers(writeVeronaConfig({ dataDir, tls: cert }), n);
@@ -196,6 +242,35 @@ export async function measure(variant: Variant, n: number, cert: { cert: string;
     for (const x of [...warm, ...conns]) (x as { destroy(): void }).destroy();
     return { variant, n, ...perSession(base, loaded, n) };
   } finally {
+    c.send({ cmd: 'exit' });
+    await new Promise((r) => c.once('exit', r));
+  }
+}
+
+async function measureHaproxy(n: number, cert: { cert: string; key: string }, work: string): Promise<Record<string, number | string>> {
+  const dataDir = join(work, 'haproxy-direct');
+  const { writeVeronaConfig, ensureVeronaUsers } = await import('./lib.js');
+  await ensureVeronaUsers(writeVeronaConfig({ dataDir, tls: cert }), n);
+  const self = fileURLToPath(import.meta.url);
+  const c = fork(self, ['--child', 'verona-plain', cert.cert, cert.key, dataDir], { execArgv: ['--expose-gc'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const ports = await ask<{ port: number; tlsPort: number }>(c, '', 'ready');
+  const hp = await startHaproxy(work, cert, ports.port);
+  try {
+    const via = { port: hp.port, tlsPort: hp.port };
+    const warm = await openVerona('verona-direct', via, 1);
+    await sleep(1000);
+    const base = await ask<MemSample>(c, 'sample', 'sample');
+    const hBase = rssOf(hp.pid);
+    const conns = await openVerona('verona-direct', via, n);
+    await sleep(3000);
+    const loaded = await ask<MemSample>(c, 'sample', 'sample');
+    const hLoaded = rssOf(hp.pid);
+    for (const x of [...warm, ...conns]) x.destroy();
+    const v = perSession(base, loaded, n);
+    const h = Math.round(((hLoaded - hBase) / 1024 / n) * 10) / 10;
+    return { variant: 'haproxy-direct', n, ...v, rss_kib: Math.round((v['rss_kib'] as number + h) * 10) / 10, haproxy_kib: h, verona_rss_kib: v['rss_kib'] as number };
+  } finally {
+    hp.stop();
     c.send({ cmd: 'exit' });
     await new Promise((r) => c.once('exit', r));
   }
@@ -220,7 +295,7 @@ async function main(): Promise<void> {
     }
     if (a.json) for (const r of rows) process.stdout.write('RESULT ' + JSON.stringify(r) + '\n');
     else {
-      const cols = ['variant', 'rss_kib', 'heap_kib', 'buffers_kib', 'gc_slack_kib', 'native_kib', 'rss_before_gc_kib'];
+      const cols = ['variant', 'rss_kib', 'heap_kib', 'buffers_kib', 'gc_slack_kib', 'native_kib', 'rss_before_gc_kib', 'haproxy_kib'];
       process.stdout.write(`sessions: ${n}; KiB per session (after a forced GC unless noted)\n| ${cols.join(' | ')} |\n|${cols.map(() => ' --- ').join('|')}|\n`);
       for (const r of rows) process.stdout.write(`| ${cols.map((k) => String(r[k])).join(' | ')} |\n`);
     }

@@ -27,6 +27,8 @@ mkcert() {
 waitport() { for i in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.2; done; return 1; }
 case "$NAME/$CMD" in
 prosody/start)
+  # One instance at a time: a leftover from an interrupted run is stopped first.
+  "$0" prosody stop >/dev/null 2>&1 || true
   mkcert
   [ "$OPT" = "--fresh" ] && rm -rf "$DIR"
   mkdir -p "$DIR/data"
@@ -57,6 +59,7 @@ ejabberd/start|ejabberd/stop)
     fi
     exit 0
   fi
+  [ -f "$DIR/ejabberd.pid" ] && "$0" ejabberd stop >/dev/null 2>&1 || true
   mkcert
   [ "$OPT" = "--fresh" ] && rm -rf "$DIR"
   mkdir -p "$DIR/logs" "$DIR/spool" "$DIR/etc"
