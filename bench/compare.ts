@@ -49,6 +49,8 @@ const S = {
 const ANCHORS = env('ANCHORS', 'tls');
 S.SECTION = env('SECTION', S.DRIVERS.length > 1 ? 'agreement' : 'compare');
 const MAM_ITER = env('MAM_ITER', '30');
+/** Logins per `login` / `loginresume` run. */
+const LOGIN_N = env('LOGIN_N', '1000');
 const OUT = env('OUT', join(ROOT, 'docs', 'benchmarks.md'));
 const KEEP = env('KEEP', '0') === '1';
 const WORK = env('BENCH_WORK', '/tmp/verona-bench');
@@ -103,9 +105,9 @@ const SCENARIOS: Record<string, Scenario> = {
     key: 'idle50k', mode: 'idle', restart: true, only: ['verona'], drivers: ['ts'],
     args: () => ['--checkpoints', `10000,${IDLE_BIG}`, '--concurrency', '100', '--settle', '10', '--local-addrs', '127.0.0.1-4'],
   },
-  login: { key: 'login', mode: 'login', drivers: ['ts'], args: () => ['--count', '1000', '--concurrency', '50'] },
+  login: { key: 'login', mode: 'login', drivers: ['ts'], args: () => ['--count', LOGIN_N, '--concurrency', '50'] },
   // 250 users logging in 4 times each: every login after a user's first can resume its session.
-  loginresume: { key: 'loginresume', mode: 'login', drivers: ['ts'], resume: true, args: () => ['--count', '1000', '--users', '250', '--concurrency', '50'] },
+  loginresume: { key: 'loginresume', mode: 'login', drivers: ['ts'], resume: true, args: () => ['--count', LOGIN_N, '--users', String(Math.max(1, Number(LOGIN_N) / 4)), '--concurrency', '50'] },
   storm: {
     key: 'storm', mode: 'storm', drivers: ['ts'], resume: true, restart: true,
     args: (s) => ['--count', String(stormN(s)), '--pairs', String(STORM_PAIRS), '--rate', '100', '--baseline', '10', '--settle', '5', '--local-addrs', '127.0.0.1-4'],
@@ -301,7 +303,7 @@ function settingsOf(): Record<string, string | number> {
   return {
     SERVERS: S.SERVERS.join(','), DRIVERS: S.DRIVERS.join(','), SCEN: S.SCEN.join(','), REPEAT: S.REPEAT, DUR: S.DUR, PAIRS: S.PAIRS,
     IDLE_CP: S.IDLE_CP, MAM_N: S.MAM_N, VERONA_MAM_N: S.VERONA_MAM_N, TRANSPORTS: S.TRANSPORTS.join(','), TLS_MECH: S.TLS_MECH,
-    STORM_N: S.STORM_N, STORM_N_ANCHORS: S.STORM_N_ANCHORS,
+    STORM_N: S.STORM_N, STORM_N_ANCHORS: S.STORM_N_ANCHORS, LOGIN_N,
   };
 }
 
@@ -492,12 +494,20 @@ function render(meta: Meta): string {
     `- reproduce: \`${Object.entries(st).map(([k, v]) => `${k}=${v}`).join(' ')} bench/compare.sh\``,
     '',
   ];
-  const table = S.SECTION === 'agreement' ? agreementTable(meta.versions) : compareTable(meta.versions);
+  const table = S.SECTION === 'agreement' ? agreementTable(meta.versions) : S.SECTION.startsWith('compare-tls') ? '' : compareTable(meta.versions);
   const cfgText = meta.veronaConfig
     ? ['', 'Verona was started as `node bin/verona.js start --config bench.yml` with this `bench.yml` (everything else default):', '', '```yaml', meta.veronaConfig.trim(), '```']
     : [];
-  writeSection([...head, table, ...cfgText, '', 'Driver commands (one per server and scenario; ports and PIDs of this run):', '', commandsSection()].join('\n'));
   const tlsModes = S.TRANSPORTS.filter((t) => t !== 'plain');
+  if (S.SECTION.startsWith('compare-tls')) {
+    // A TLS run of its own: only the TLS section is written (its cells show this run's plaintext
+    // figures in brackets), the main plaintext table stays as it is.
+    const tt = tlsModes.map((tp) => `Over ${tp === 'starttls' ? 'STARTTLS' : 'direct TLS (XEP-0368)'}:\n\n${tlsTable(meta.versions, tp)}`).join('\n\n');
+    const note = `TLS 1.3, one self-signed P-256 certificate for all three servers (bench/anchors), SASL ${S.TLS_MECH === 'SCRAM' ? 'SCRAM (SCRAM-SHA-256 where offered: Verona, ejabberd; SCRAM-SHA-1: Prosody 0.12)' : S.TLS_MECH} over TLS, PLAIN over plaintext. Cells: TLS figure, [the same figure over plaintext in this run].`;
+    writeSection([...head, note, '', tt, ...cfgText, '', 'Driver commands (one per server and scenario; ports and PIDs of this run):', '', commandsSection()].join('\n'), S.SECTION);
+    return tt;
+  }
+  writeSection([...head, table, ...cfgText, '', 'Driver commands (one per server and scenario; ports and PIDs of this run):', '', commandsSection()].join('\n'));
   if (S.SECTION === 'compare' && tlsModes.length > 0) {
     const tt = tlsModes.map((tp) => `Over ${tp === 'starttls' ? 'STARTTLS' : 'direct TLS (XEP-0368)'}:\n\n${tlsTable(meta.versions, tp)}`).join('\n\n');
     writeSection([`Same run as the plaintext table above (${meta.started.slice(0, 16).replace('T', ' ')} UTC, raw results ${meta.raw}); TLS 1.3, one self-signed P-256 certificate for all three servers, SASL ${S.TLS_MECH === 'SCRAM' ? 'SCRAM (SCRAM-SHA-256 where offered: Verona, ejabberd; SCRAM-SHA-1: Prosody 0.12)' : S.TLS_MECH} over TLS.`, '', tt].join('\n'), 'compare-tls');

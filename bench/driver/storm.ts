@@ -6,8 +6,13 @@
  * along, exchange `rate` msg/s: the question is whether PBKDF2 and TLS handshakes starve the
  * delivery of their messages, so their latency is reported for a quiet baseline (the `count`
  * sessions online and idle) and for the storm, separately.
+ *
+ * The stream runs in a worker thread, with its own event loop: in the main thread, the driver's
+ * own handshakes for thousands of reconnecting clients delayed the stream's timestamps by
+ * hundreds of milliseconds, which would have been charged to the server.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { now, type LoginOptions, type XmppConn } from './conn.js';
 import { CpuMeter, readRssKb } from './proc.js';
 import { log, mkConn, pool, range, round, type Result, type Target } from './scenarios.js';
@@ -114,19 +119,78 @@ class Stream {
   }
 }
 
+/** What the main thread tells the stream's worker, and what it answers. */
+type ToWorker = { phase: string } | { stop: true };
+type FromWorker = { ready: true } | { error: string } | { summaries: Record<string, Result> };
+
+interface StreamWorkerData {
+  stormStream: true;
+  host: string;
+  port: number;
+  domain: string;
+  mech: Target['mech'];
+  tls: Target['tls'];
+  users: Array<[string, string]>;
+  rate: number;
+}
+
+/** The worker's side: log the stream's users in, send and time, report per phase. */
+async function streamWorker(d: StreamWorkerData): Promise<void> {
+  const port = parentPort;
+  if (port === null) return;
+  try {
+    const t: Target = { host: d.host, port: d.port, domain: d.domain, mech: d.mech, pid: 0, user: (i) => d.users[i - 1] as [string, string], ...(d.tls ? { tls: d.tls } : {}) };
+    const conns: XmppConn[] = [];
+    for (const i of range(1, d.users.length)) {
+      const [u, p] = t.user(i);
+      const c = mkConn(t, u, p, 'stream');
+      await c.login({ presence: true });
+      conns.push(c);
+    }
+    const stream = new Stream(conns, d.rate);
+    stream.start();
+    port.on('message', (m: ToWorker) => {
+      if ('phase' in m) {
+        stream.setPhase(m.phase);
+        return;
+      }
+      stream.stop();
+      void (async () => {
+        // Let the last stream messages arrive before counting them lost.
+        const td = now();
+        while (now() - td < 5000 && stream.received < stream.sent) await sleep(100);
+        const summaries = { baseline: stream.summary('baseline'), storm: stream.summary('storm'), after: stream.summary('after') };
+        await Promise.all(conns.map((c) => c.close(2000)));
+        port.postMessage({ summaries } satisfies FromWorker);
+      })();
+    });
+    port.postMessage({ ready: true } satisfies FromWorker);
+  } catch (e) {
+    port.postMessage({ error: (e as Error).message } satisfies FromWorker);
+  }
+}
+
+if (!isMainThread && (workerData as StreamWorkerData | null)?.stormStream) void streamWorker(workerData as StreamWorkerData);
+
+function next(w: Worker): Promise<FromWorker> {
+  return new Promise((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+}
+
 export async function storm(t: Target, o: StormOpts): Promise<Result> {
   const login: LoginOptions = { sm: o.sm, carbons: o.carbons, mr2: o.mr2, roster: o.roster, csi: o.csi };
   const nStream = 2 * o.pairs;
-  // 1. The users of the concurrent stream log in and stay online throughout.
-  const streamConns: XmppConn[] = [];
-  for (const i of range(o.start, nStream)) {
-    const [u, p] = t.user(i);
-    const c = mkConn(t, u, p, 'stream');
-    await c.login({ presence: true });
-    streamConns.push(c);
-  }
-  const stream = new Stream(streamConns, o.rate);
-  stream.start();
+  // 1. The users of the concurrent stream log in (in the worker) and stay online throughout.
+  const wd: StreamWorkerData = {
+    stormStream: true, host: t.host, port: t.port, domain: t.domain, mech: t.mech, tls: t.tls, rate: o.rate,
+    users: range(o.start, nStream).map((i) => t.user(i)),
+  };
+  const worker = new Worker(new URL(import.meta.url), { workerData: wd });
+  const hello = await next(worker);
+  if ('error' in hello) throw new Error(`stream: ${hello.error}`);
+  const stream = { setPhase: (phase: string): void => worker.postMessage({ phase } satisfies ToWorker) };
 
   // 2. The storm's clients log in once (slowly: this is not measured) and get their tickets.
   const first = o.start + nStream;
@@ -196,21 +260,22 @@ export async function storm(t: Target, o: StormOpts): Promise<Result> {
   await sleep(o.settle * 1000);
   clearInterval(sampler);
   const rssAfter = readRssKb(t.pid);
-  stream.stop();
-  // Let the last stream messages arrive before counting them lost.
-  const td = now();
-  while (now() - td < 5000 && stream.received < stream.sent) await sleep(100);
-  const base = stream.summary('baseline');
-  const during = stream.summary('storm');
+  const done = next(worker);
+  worker.postMessage({ stop: true } satisfies ToWorker);
+  const fin = await done;
+  await worker.terminate();
+  if (!('summaries' in fin)) throw new Error('stream worker: ' + JSON.stringify(fin));
+  const base = fin.summaries['baseline'] as Result;
+  const during = fin.summaries['storm'] as Result;
   const ratio = typeof base['p99_ms'] === 'number' && typeof during['p99_ms'] === 'number' && base['p99_ms'] > 0 ? round(during['p99_ms'] / base['p99_ms'], 2) : null;
   const res: Result = {
     scenario: 'storm', count: o.count, concurrency: o.concurrency, mech: t.mech, prime_secs: round(primeSecs, 2), prime_fails: primeFails,
     fails, errors: Object.fromEntries(errors), storm_secs: round(stormSecs, 2), logins_per_s: round((o.count - fails) / stormSecs, 1),
     time_to_ready: latSummary(ready.view()), login_latency: latSummary(loginLat.view()), tls_resumed: resumed, tls_full: full,
     rss_online_kb: rssOnline, rss_peak_kb: rssPeak, rss_after_kb: rssAfter,
-    stream: { rate: o.rate, pairs: o.pairs, baseline: base, storm: during, after: stream.summary('after'), p99_ratio: ratio },
+    stream: { rate: o.rate, pairs: o.pairs, baseline: base, storm: during, after: fin.summaries['after'], p99_ratio: ratio },
     ...cpuw,
   };
-  await Promise.all([...conns, ...streamConns].map((c) => c?.close(2000)));
+  await Promise.all(conns.map((c) => c?.close(2000)));
   return res;
 }
