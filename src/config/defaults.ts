@@ -28,6 +28,8 @@ export function defaultConfig(): Config {
       pingInterval: 300,
       pingTimeout: 30,
       keepaliveInterval: 60,
+      // Login storms (issue 15): bounds the handshakes and SASL exchanges per event-loop turn.
+      maxPendingLogins: 32,
     },
     tls: { cert: 'tls/cert.pem', key: 'tls/key.pem', generate: true },
     auth: {

@@ -22,6 +22,8 @@ export interface TcpTransportOptions {
   secureContext: tls.SecureContext | undefined;
   limits: ParserLimits;
   log: Logger;
+  /** Called once, when SASL succeeded or the connection went away (frees a login admission slot). */
+  onLoginDone?: () => void;
 }
 
 export class TcpTransport implements Transport {
@@ -82,7 +84,19 @@ export class TcpTransport implements Transport {
     });
   }
 
+  authenticated(): void {
+    this.loginDone();
+  }
+
+  private loginDone(): void {
+    const f = this.opts.onLoginDone;
+    if (f === undefined) return;
+    this.opts.onLoginDone = undefined;
+    f();
+  }
+
   private gone(reason: string): void {
+    this.loginDone();
     if (this.closed && !this.sink) return;
     this.closed = true;
     this.parser.end();
