@@ -416,7 +416,7 @@ function tlsTable(versions: Record<string, string>, tp: string): string {
     const best = anchors.length ? (r.higher ? Math.max(...anchors) : Math.min(...anchors)) : null;
     const v = vals['verona'] ?? null;
     let ratio = 'n/a';
-    if (v !== null && best !== null) ratio = r.higher ? `${fmt(v / best, 2)}x` : v > 0 ? `${fmt(best / v, 2)}x better` : 'inf';
+    if (v !== null && best !== null && best > 0) ratio = r.higher ? `${fmt(v / best, 2)}x` : v > 0 ? `${fmt(best / v, 2)}x better` : 'inf';
     const met = !r.target ? '-' : v === null ? 'not run' : r.target(v, best) ? 'yes' : '**no**';
     lines.push(`| ${r.name} | ${cells.join(' | ')} | ${ratio} | ${r.targetText ?? '(info)'} | ${met} |`);
   }
