@@ -58,7 +58,7 @@ export class Server implements ServerContext {
   secureContext: tls.SecureContext | undefined;
   tlsCredentials: { cert: string; key: string } | undefined;
   private sweeper: NodeJS.Timeout | undefined;
-  /** Bounds the logins in progress (c2s.maxPendingLogins; 0, the default, admits all at once). */
+  /** Bounds the logins in progress (c2s.maxPendingLogins: login storms must not starve delivery). */
   private readonly loginGate: LoginGate;
   private stopping = false;
 
