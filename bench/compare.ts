@@ -11,12 +11,20 @@
  *   REPEAT [3]  DUR [10]  PAIRS [50]  IDLE_CP [1000,5000]  MAM_N [20000]  VERONA_MAM_N [1000000]
  *   MAM_ITER [30]  OUT [docs/benchmarks.md]  KEEP [0: fresh data dirs]  SECTION [compare|agreement]
  *   REPORT_ONLY=bench/results/compare-X.jsonl: only rewrite the section from those raw results
+ * TLS (issue 15; the TLS table goes between the compare-tls markers):
+ *   TRANSPORTS [plain,starttls]: every scenario over each (starttls, direct: the TS driver only)
+ *   TLS_MECH [SCRAM]: SASL over TLS (SCRAM-SHA-256 where offered, else SCRAM-SHA-1)
+ *   ANCHORS [tls]: the anchors of bench/anchors (STARTTLS + direct TLS, own ports); shared: /work/shared/bench
+ *   TLS-only scenarios: loginresume (login churn resuming TLS sessions), storm (STORM_N [10000]
+ *   clients for Verona, STORM_N_ANCHORS [2000] for the anchors, reconnecting at once while 100
+ *   msg/s flow), idlemax (idle TLS sessions up to the descriptor limit, Verona; the anchors'
+ *   sessions per GiB come from their idle figure)
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  ROOT, anchorVersions, ensureVeronaUsers, waitForLogin, quiesce, machineInfo, runDriver, startAnchor, startVerona, writeVeronaConfig,
-  type DriverKind, type Json, type ServerHandle,
+  ROOT, anchorVersions, ensureBenchCert, ensureVeronaUsers, waitForLogin, quiesce, machineInfo, runDriver, startAnchor, startTlsAnchor, startVerona,
+  writeVeronaConfig, type DriverKind, type Json, type ServerHandle, type Transport,
 } from './lib.js';
 import { median } from './driver/stats.js';
 
@@ -32,10 +40,17 @@ const S = {
   IDLE_CP: env('IDLE_CP', '1000,5000'),
   MAM_N: env('MAM_N', '20000'),
   VERONA_MAM_N: env('VERONA_MAM_N', '1000000'),
+  TRANSPORTS: env('TRANSPORTS', 'plain,starttls').split(',').filter(Boolean),
+  TLS_MECH: env('TLS_MECH', 'SCRAM'),
+  STORM_N: env('STORM_N', '10000'),
+  STORM_N_ANCHORS: env('STORM_N_ANCHORS', '2000'),
   SECTION: '',
 };
+const ANCHORS = env('ANCHORS', 'tls');
 S.SECTION = env('SECTION', S.DRIVERS.length > 1 ? 'agreement' : 'compare');
 const MAM_ITER = env('MAM_ITER', '30');
+/** Logins per `login` / `loginresume` run. */
+const LOGIN_N = env('LOGIN_N', '1000');
 const OUT = env('OUT', join(ROOT, 'docs', 'benchmarks.md'));
 const KEEP = env('KEEP', '0') === '1';
 const WORK = env('BENCH_WORK', '/tmp/verona-bench');
@@ -58,9 +73,17 @@ function bigIdleCount(): number {
   return Math.min(50000, Math.floor((soft - 1000) / 1000) * 1000);
 }
 const IDLE_BIG = bigIdleCount();
-const USERS = Math.max(idleMax(), 2 * Number(S.PAIRS), 1000);
-/** idle50k runs against Verona only: the anchors need not register that many users. */
-const VERONA_USERS = Math.max(USERS, S.SCEN.includes('idle50k') ? IDLE_BIG : 0);
+const STORM_PAIRS = 10;
+const stormN = (s: ServerHandle): number => Number(s.name === 'verona' ? S.STORM_N : S.STORM_N_ANCHORS);
+const USERS = Math.max(idleMax(), 2 * Number(S.PAIRS), 1000, S.SCEN.includes('storm') ? Number(S.STORM_N_ANCHORS) + 2 * STORM_PAIRS : 0);
+/** idle50k, idlemax and the full storm run against Verona only: the anchors need not register that many users. */
+const VERONA_USERS = Math.max(
+  USERS,
+  S.SCEN.includes('idle50k') || S.SCEN.includes('idlemax') ? IDLE_BIG : 0,
+  S.SCEN.includes('storm') ? Number(S.STORM_N) + 2 * STORM_PAIRS : 0,
+);
+/** Scenarios that only make sense over TLS. */
+const TLS_ONLY = new Set(['loginresume', 'storm', 'idlemax']);
 
 interface Scenario {
   key: string;
@@ -71,6 +94,8 @@ interface Scenario {
   restart?: boolean;
   /** drivers that have this mode (the Python driver has no `login`) */
   drivers?: DriverKind[];
+  /** resume TLS sessions (tickets) on reconnect */
+  resume?: boolean;
 }
 
 const ids = (s: ServerHandle): string => join(WORK, `${s.name}-mam-ids.json`);
@@ -80,7 +105,17 @@ const SCENARIOS: Record<string, Scenario> = {
     key: 'idle50k', mode: 'idle', restart: true, only: ['verona'], drivers: ['ts'],
     args: () => ['--checkpoints', `10000,${IDLE_BIG}`, '--concurrency', '100', '--settle', '10', '--local-addrs', '127.0.0.1-4'],
   },
-  login: { key: 'login', mode: 'login', drivers: ['ts'], args: () => ['--count', '1000', '--concurrency', '50'] },
+  login: { key: 'login', mode: 'login', drivers: ['ts'], args: () => ['--count', LOGIN_N, '--concurrency', '50'] },
+  // 250 users logging in 4 times each: every login after a user's first can resume its session.
+  loginresume: { key: 'loginresume', mode: 'login', drivers: ['ts'], resume: true, args: () => ['--count', LOGIN_N, '--users', String(Math.max(1, Number(LOGIN_N) / 4)), '--concurrency', '50'] },
+  storm: {
+    key: 'storm', mode: 'storm', drivers: ['ts'], resume: true, restart: true,
+    args: (s) => ['--count', String(stormN(s)), '--pairs', String(STORM_PAIRS), '--rate', '100', '--baseline', '10', '--settle', '5', '--local-addrs', '127.0.0.1-4'],
+  },
+  idlemax: {
+    key: 'idlemax', mode: 'idle', restart: true, only: ['verona'], drivers: ['ts'],
+    args: () => ['--checkpoints', `5000,${IDLE_BIG}`, '--concurrency', '100', '--settle', '10', '--local-addrs', '127.0.0.1-4'],
+  },
   chat1: { key: 'chat1', mode: 'chat', args: () => ['--pairs', S.PAIRS, '--resources', '1', '--duration', S.DUR, '--window', '5'] },
   chat2: { key: 'chat2', mode: 'chat', args: () => ['--pairs', S.PAIRS, '--resources', '2', '--duration', S.DUR, '--window', '5'] },
   rate100: { key: 'rate100', mode: 'chat', args: () => ['--pairs', S.PAIRS, '--resources', '1', '--duration', S.DUR, '--rate', '100'] },
@@ -107,7 +142,7 @@ async function startServers(): Promise<ServerHandle[]> {
   for (const name of S.SERVERS) {
     if (name === 'prosody' || name === 'ejabberd') {
       log(`starting ${name}${KEEP ? '' : ' (fresh)'}`);
-      const s = startAnchor(name, !KEEP);
+      const s = ANCHORS === 'shared' ? startAnchor(name, !KEEP) : startTlsAnchor(name, !KEEP);
       out.push(s);
       const usersFile = join(WORK, 'mam-users.txt');
       writeFileSync(usersFile, 'mamsrc mamsrc\nmamdst mamdst\n');
@@ -125,11 +160,13 @@ async function startServers(): Promise<ServerHandle[]> {
       const dataDir = join(WORK, 'verona');
       if (!KEEP) await import('node:fs').then((fs) => fs.rmSync(dataDir, { recursive: true, force: true }));
       try {
-        const cfg = writeVeronaConfig({ dataDir });
+        // The same certificate as the anchors (self-signed P-256), not one of Verona's making.
+        const tlsFiles = ensureBenchCert();
+        const cfg = writeVeronaConfig({ dataDir, tls: tlsFiles });
         veronaConfig = readFileSync(cfg, 'utf8');
         log(`verona: creating ${VERONA_USERS} users`);
         log(`verona: ${await ensureVeronaUsers(cfg, VERONA_USERS)}`);
-        out.push(await startVerona({ dataDir }));
+        out.push(await startVerona({ dataDir, tls: tlsFiles }));
       } catch (e) {
         // The anchors still get measured; the table says Verona was not run and why.
         skipped.push(`Verona: ${(e as Error).message.slice(0, 300)}`);
@@ -156,7 +193,12 @@ const driverOrder = (rep: number): DriverKind[] => (rep % 2 === 1 ? S.DRIVERS : 
 /** Every server of this run: all of them must be idle before any one is measured. */
 let allServers: ServerHandle[] = [];
 
-async function run(s: ServerHandle, driver: DriverKind, sc: Scenario, rep: number): Promise<void> {
+/** The key results are filed under: `idle` over plaintext, `idle@starttls` over STARTTLS. */
+const keyOf = (key: string, tp: string): string => (tp === 'plain' ? key : `${key}@${tp}`);
+const transportOf = (tp: string, sc: Scenario): Transport =>
+  tp === 'plain' ? { tls: 'none' } : { tls: tp as Transport['tls'], mech: S.TLS_MECH, resume: sc.resume === true };
+
+async function run(s: ServerHandle, driver: DriverKind, sc: Scenario, rep: number, tp = 'plain'): Promise<void> {
   if (sc.restart) {
     await s.restart();
     await new Promise((r) => setTimeout(r, 3000));
@@ -168,13 +210,14 @@ async function run(s: ServerHandle, driver: DriverKind, sc: Scenario, rep: numbe
     if (waited > 5) log(`${o.name}: waited ${waited} s for the server to go idle`);
   }
   const label = `${s.name}`;
+  const key = keyOf(sc.key, tp);
   try {
-    const { result, cmd } = await runDriver(driver, s, sc.mode, sc.args(s), label);
-    records.push({ server: s.name, driver, scen: sc.key, rep, result, cmd });
-    appendFileSync(RAW, JSON.stringify({ server: s.name, driver, scen: sc.key, rep, cmd, ...result }) + '\n');
-    log(`${s.name} ${driver} ${sc.key} #${rep}: ${brief(sc.key, result)}`);
+    const { result, cmd } = await runDriver(driver, s, sc.mode, sc.args(s), label, 60 * 60_000, transportOf(tp, sc));
+    records.push({ server: s.name, driver, scen: key, rep, result, cmd });
+    appendFileSync(RAW, JSON.stringify({ server: s.name, driver, scen: key, rep, cmd, ...result }) + '\n');
+    log(`${s.name} ${driver} ${key} #${rep}: ${brief(key, result)}`);
   } catch (e) {
-    log(`${s.name} ${driver} ${sc.key} #${rep}: FAILED ${(e as Error).message.slice(0, 400)}`);
+    log(`${s.name} ${driver} ${key} #${rep}: FAILED ${(e as Error).message.slice(0, 400)}`);
   }
 }
 
@@ -184,7 +227,7 @@ function brief(scen: string, r: Json): string {
 }
 
 /** The figures each scenario contributes to the tables (name -> value). */
-function figures(scen: string, r: Json): Record<string, number> {
+function figures(_scen: string, r: Json): Record<string, number> {
   const out: Record<string, number> = {};
   const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
   const put = (k: string, v: unknown): void => {
@@ -202,6 +245,21 @@ function figures(scen: string, r: Json): Record<string, number> {
   } else if (r['scenario'] === 'login') {
     put('logins_per_s_churn', r['logins_per_s']);
     put('login_p99_ms', (r['login_latency'] as Json)?.['p99_ms']);
+    put('login_fails', r['fails']);
+    const h = r['tls_handshakes'] as Json | undefined;
+    if (h && typeof h['handshakes'] === 'number' && h['handshakes'] > 0) put('resumed_pct', Math.round(((h['resumed'] as number) / h['handshakes']) * 1000) / 10);
+  } else if (r['scenario'] === 'storm') {
+    put('storm_logins_per_s', r['logins_per_s']);
+    put('storm_ready_p99_ms', (r['time_to_ready'] as Json)?.['p99_ms']);
+    put('storm_fails', r['fails']);
+    put('storm_count', r['count']);
+    put('storm_rss_peak_mib', typeof r['rss_peak_kb'] === 'number' ? Math.round(r['rss_peak_kb'] / 1024) : undefined);
+    put('storm_resumed', r['tls_resumed']);
+    const st = r['stream'] as Json | undefined;
+    put('stream_p99_idle_ms', (st?.['baseline'] as Json)?.['p99_ms']);
+    put('stream_p99_storm_ms', (st?.['storm'] as Json)?.['p99_ms']);
+    put('stream_p99_ratio', st?.['p99_ratio']);
+    put('stream_lost', ((st?.['baseline'] as Json)?.['lost'] as number ?? 0) + ((st?.['storm'] as Json)?.['lost'] as number ?? 0));
   } else if (r['scenario'] === 'chat') {
     put('msgs_per_s', r['delivered_msgs_per_s']);
     put('copies_per_s', r['delivered_copies_per_s']);
@@ -244,7 +302,8 @@ function lastIdleCp(): number {
 function settingsOf(): Record<string, string | number> {
   return {
     SERVERS: S.SERVERS.join(','), DRIVERS: S.DRIVERS.join(','), SCEN: S.SCEN.join(','), REPEAT: S.REPEAT, DUR: S.DUR, PAIRS: S.PAIRS,
-    IDLE_CP: S.IDLE_CP, MAM_N: S.MAM_N, VERONA_MAM_N: S.VERONA_MAM_N,
+    IDLE_CP: S.IDLE_CP, MAM_N: S.MAM_N, VERONA_MAM_N: S.VERONA_MAM_N, TRANSPORTS: S.TRANSPORTS.join(','), TLS_MECH: S.TLS_MECH,
+    STORM_N: S.STORM_N, STORM_N_ANCHORS: S.STORM_N_ANCHORS, LOGIN_N,
   };
 }
 
@@ -300,6 +359,70 @@ function compareTable(versions: Record<string, string>): string {
   return lines.join('\n');
 }
 
+/**
+ * The TLS table: the same figures as the plaintext table, over TLS, plus what only TLS has
+ * (resumption, the login storm, sessions per GiB). "TLS / plain" is each server's own ratio in
+ * this run; "Verona vs best anchor" compares the servers over TLS.
+ */
+function tlsTable(versions: Record<string, string>, tp: string): string {
+  const cols = ['prosody', 'ejabberd', 'verona'].filter((s) => S.SERVERS.includes(s));
+  const k = (scen: string): string => keyOf(scen, tp);
+  const lines: string[] = [];
+  lines.push(`| figure | ${cols.map((s) => versions[s] ?? s).join(' | ')} | Verona vs best anchor | target | met |`);
+  lines.push(`| --- | ${cols.map(() => '---:').join(' | ')} | ---: | --- | --- |`);
+  type Row = { name: string; scen: string; fig: string; higher: boolean; target?: (v: number, best: number | null) => boolean; targetText?: string; plain?: boolean; extra?: (s: string) => string };
+  const last = lastIdleCp();
+  const perGiB = (s: string): number | null => {
+    const v = med(s, k('idle'), `kib_per_conn@${last}`).m;
+    return v !== null && v > 0 ? Math.floor((1024 * 1024) / v) : null;
+  };
+  const rows: Row[] = [
+    { name: `server memory per idle TLS session, bind + presence, N=${last} (KiB; at N=${idleFirst()}) [plaintext in this run]`, scen: k('idle'), fig: `kib_per_conn@${last}`, higher: false, plain: true,
+      target: (v, b) => v <= 30 && (b === null || v < b), targetText: '<= 30 KiB and below every anchor', extra: (s) => ` (${fmt(med(s, k('idle'), `kib_per_conn@${idleFirst()}`).m)})` },
+    { name: `idle TLS sessions per GiB (from N=${last})`, scen: k('idle'), fig: `kib_per_conn@${last}`, higher: true },
+    { name: `idle TLS sessions in one process, alive of ${IDLE_BIG} (KiB per session; per GiB)`, scen: k('idlemax'), fig: `alive@${IDLE_BIG}`, higher: true,
+      extra: (s) => { const v = med(s, k('idlemax'), `kib_per_conn@${IDLE_BIG}`).m; return ` (${fmt(v)}; ${v ? Math.floor((1024 * 1024) / v) : 'n/a'})`; } },
+    { name: `logins/s, TLS + ${S.TLS_MECH}, 50 in flight (first ${idleFirst()} of idle) [plaintext + PLAIN]`, scen: k('idle'), fig: `logins_per_s@${idleFirst()}`, higher: true, plain: true },
+    { name: 'logins/s with churn, full TLS handshake each (login + close, 50 in flight) [plaintext]', scen: k('login'), fig: 'logins_per_s_churn', higher: true, plain: true },
+    { name: 'logins/s with churn, TLS session resumed (% of handshakes resumed)', scen: k('loginresume'), fig: 'logins_per_s_churn', higher: true, extra: (s) => ` (${fmt(med(s, k('loginresume'), 'resumed_pct').m)} %)` },
+    { name: `archived 1-1 msgs/s, ${S.PAIRS} pairs, saturated [plaintext]`, scen: k('chat1'), fig: 'msgs_per_s', higher: true, plain: true },
+    { name: 'same, 2 resources per user + forking (copies/s) [plaintext]', scen: k('chat2'), fig: 'msgs_per_s', higher: true, plain: true, extra: (s) => ` (${fmt(med(s, k('chat2'), 'copies_per_s').m)})` },
+    { name: 'delivery latency p99 at a fixed 100 msg/s (ms) [plaintext]', scen: k('rate100'), fig: 'p99_ms', higher: false, plain: true },
+    { name: 'delivery latency p99 at a fixed 2,000 msg/s (ms) [plaintext]', scen: k('rate2000'), fig: 'p99_ms', higher: false, plain: true },
+    { name: 'MAM last page of 50, p99 (ms) [plaintext]', scen: k('mamquery'), fig: 'last_page_p99_ms', higher: false, plain: true },
+    { name: 'login storm: clients reconnecting at once, resuming TLS (failed logins)', scen: k('storm'), fig: 'storm_count', higher: true, extra: (s) => ` (${fmt(med(s, k('storm'), 'storm_fails').m)} failed)` },
+    { name: 'login storm: logins/s', scen: k('storm'), fig: 'storm_logins_per_s', higher: true },
+    { name: 'login storm: time to ready, p99 (ms)', scen: k('storm'), fig: 'storm_ready_p99_ms', higher: false },
+    { name: 'login storm: server RSS peak (MiB)', scen: k('storm'), fig: 'storm_rss_peak_mib', higher: false },
+    { name: 'login storm: 100 msg/s stream p99 during storm / idle (ms idle)', scen: k('storm'), fig: 'stream_p99_ratio', higher: false,
+      target: (v) => v <= 2, targetText: '<= 2x', extra: (s) => ` (${fmt(med(s, k('storm'), 'stream_p99_idle_ms').m)} -> ${fmt(med(s, k('storm'), 'stream_p99_storm_ms').m)})` },
+  ];
+  for (const r of rows) {
+    const vals: Record<string, number | null> = {};
+    const cells: string[] = [];
+    for (const s of cols) {
+      let v = med(s, r.scen, r.fig).m;
+      if (r.name.startsWith('idle TLS sessions per GiB')) v = perGiB(s);
+      vals[s] = v;
+      let cell = fmt(v) + (r.extra && v !== null ? r.extra(s) : '');
+      if (r.plain && v !== null) {
+        const pv = med(s, r.scen.replace(/@.*$/, ''), r.fig).m;
+        if (pv !== null) cell += ` [${fmt(pv)}]`;
+      }
+      cells.push(cell);
+    }
+    if (Object.values(vals).every((x) => x === null)) continue;
+    const anchors = ['prosody', 'ejabberd'].map((s) => vals[s]).filter((v): v is number => v !== null && v !== undefined);
+    const best = anchors.length ? (r.higher ? Math.max(...anchors) : Math.min(...anchors)) : null;
+    const v = vals['verona'] ?? null;
+    let ratio = 'n/a';
+    if (v !== null && best !== null && best > 0) ratio = r.higher ? `${fmt(v / best, 2)}x` : v > 0 ? `${fmt(best / v, 2)}x better` : 'inf';
+    const met = !r.target ? '-' : v === null ? 'not run' : r.target(v, best) ? 'yes' : '**no**';
+    lines.push(`| ${r.name} | ${cells.join(' | ')} | ${ratio} | ${r.targetText ?? '(info)'} | ${met} |`);
+  }
+  return lines.join('\n');
+}
+
 function agreementTable(versions: Record<string, string>): string {
   const lines = ['| server | scenario | figure | Python driver (runs) | TS driver (runs) | TS / Python |', '| --- | --- | --- | --- | --- | ---: |'];
   const figsOf: Record<string, string[]> = {
@@ -335,11 +458,11 @@ function commandsSection(): string {
   return '```\n' + out.join('\n') + '\n```';
 }
 
-function writeSection(body: string): void {
-  const begin = `<!-- BEGIN ${S.SECTION} (generated by bench/compare.sh; edits here are overwritten) -->`;
-  const end = `<!-- END ${S.SECTION} -->`;
+function writeSection(body: string, section = S.SECTION): void {
+  const begin = `<!-- BEGIN ${section} (generated by bench/compare.sh; edits here are overwritten) -->`;
+  const end = `<!-- END ${section} -->`;
   let doc = existsSync(OUT) ? readFileSync(OUT, 'utf8') : '# Benchmarks\n';
-  const re = new RegExp(`<!-- BEGIN ${S.SECTION} [^>]*-->[\\s\\S]*?<!-- END ${S.SECTION} -->`);
+  const re = new RegExp(`<!-- BEGIN ${section} [^>]*-->[\\s\\S]*?<!-- END ${section} -->`);
   const block = `${begin}\n${body}\n${end}`;
   doc = re.test(doc) ? doc.replace(re, () => block) : `${doc.trimEnd()}\n\n${block}\n`;
   writeFileSync(OUT, doc);
@@ -371,11 +494,25 @@ function render(meta: Meta): string {
     `- reproduce: \`${Object.entries(st).map(([k, v]) => `${k}=${v}`).join(' ')} bench/compare.sh\``,
     '',
   ];
-  const table = S.SECTION === 'agreement' ? agreementTable(meta.versions) : compareTable(meta.versions);
+  const table = S.SECTION === 'agreement' ? agreementTable(meta.versions) : S.SECTION.startsWith('compare-tls') ? '' : compareTable(meta.versions);
   const cfgText = meta.veronaConfig
     ? ['', 'Verona was started as `node bin/verona.js start --config bench.yml` with this `bench.yml` (everything else default):', '', '```yaml', meta.veronaConfig.trim(), '```']
     : [];
+  const tlsModes = S.TRANSPORTS.filter((t) => t !== 'plain');
+  if (S.SECTION.startsWith('compare-tls')) {
+    // A TLS run of its own: only the TLS section is written (its cells show this run's plaintext
+    // figures in brackets), the main plaintext table stays as it is.
+    const tt = tlsModes.map((tp) => `Over ${tp === 'starttls' ? 'STARTTLS' : 'direct TLS (XEP-0368)'}:\n\n${tlsTable(meta.versions, tp)}`).join('\n\n');
+    const note = `TLS 1.3, one self-signed P-256 certificate for all three servers (bench/anchors), SASL ${S.TLS_MECH === 'SCRAM' ? 'SCRAM (SCRAM-SHA-256 where offered: Verona, ejabberd; SCRAM-SHA-1: Prosody 0.12)' : S.TLS_MECH} over TLS, PLAIN over plaintext. Cells: TLS figure, [the same figure over plaintext in this run].`;
+    writeSection([...head, note, '', tt, ...cfgText, '', 'Driver commands (one per server and scenario; ports and PIDs of this run):', '', commandsSection()].join('\n'), S.SECTION);
+    return tt;
+  }
   writeSection([...head, table, ...cfgText, '', 'Driver commands (one per server and scenario; ports and PIDs of this run):', '', commandsSection()].join('\n'));
+  if (S.SECTION === 'compare' && tlsModes.length > 0) {
+    const tt = tlsModes.map((tp) => `Over ${tp === 'starttls' ? 'STARTTLS' : 'direct TLS (XEP-0368)'}:\n\n${tlsTable(meta.versions, tp)}`).join('\n\n');
+    writeSection([`Same run as the plaintext table above (${meta.started.slice(0, 16).replace('T', ' ')} UTC, raw results ${meta.raw}); TLS 1.3, one self-signed P-256 certificate for all three servers, SASL ${S.TLS_MECH === 'SCRAM' ? 'SCRAM (SCRAM-SHA-256 where offered: Verona, ejabberd; SCRAM-SHA-1: Prosody 0.12)' : S.TLS_MECH} over TLS.`, '', tt].join('\n'), 'compare-tls');
+    return table + '\n\n' + tt;
+  }
   return table;
 }
 
@@ -399,6 +536,10 @@ function reportOnly(file: string): string {
   S.IDLE_CP = String(st['IDLE_CP']);
   S.MAM_N = String(st['MAM_N']);
   S.VERONA_MAM_N = String(st['VERONA_MAM_N']);
+  S.TRANSPORTS = String(st['TRANSPORTS'] ?? 'plain').split(',');
+  S.TLS_MECH = String(st['TLS_MECH'] ?? 'SCRAM');
+  S.STORM_N = String(st['STORM_N'] ?? '10000');
+  S.STORM_N_ANCHORS = String(st['STORM_N_ANCHORS'] ?? '2000');
   S.SECTION = process.env.SECTION ?? (S.DRIVERS.length > 1 ? 'agreement' : 'compare');
   return render(meta);
 }
@@ -427,7 +568,12 @@ async function main(): Promise<void> {
           appendFileSync(RAW, JSON.stringify({ server: s.name, driver: 'ts', scen: 'mamfill', rep: 1, cmd, ...result }) + '\n');
           log(`${s.name} mamfill: ${brief('mamfill', result)}`);
         }
-        for (let rep = 1; rep <= S.REPEAT; rep++) for (const s of servers) for (const d of driverOrder(rep)) await run(s, d, SCENARIOS['mamquery'] as Scenario, rep);
+        // Queries over every transport, against the archive filled once over plaintext.
+        for (let rep = 1; rep <= S.REPEAT; rep++) {
+          for (const s of servers) {
+            for (const tp of S.TRANSPORTS) for (const d of driverOrder(rep)) if (tp === 'plain' || d === 'ts') await run(s, d, SCENARIOS['mamquery'] as Scenario, rep, tp);
+          }
+        }
         continue;
       }
       const sc = SCENARIOS[key];
@@ -435,9 +581,14 @@ async function main(): Promise<void> {
       for (let rep = 1; rep <= S.REPEAT; rep++) {
         for (const s of servers) {
           if (sc.only && !sc.only.includes(s.name)) continue;
-          // Alternate which driver goes first, so that neither always meets the server just
-          // after the other's run (archive growth, WAL checkpoints).
-          for (const d of driverOrder(rep)) if (!sc.drivers || sc.drivers.includes(d)) await run(s, d, sc, rep);
+          // Transports interleaved like servers: plaintext and TLS of one server run back to back,
+          // so their ratio is measured under the same background load.
+          for (const tp of S.TRANSPORTS) {
+            if (TLS_ONLY.has(key) && tp === 'plain') continue;
+            // Alternate which driver goes first, so that neither always meets the server just
+            // after the other's run (archive growth, WAL checkpoints). TLS: the TS driver only.
+            for (const d of driverOrder(rep)) if ((!sc.drivers || sc.drivers.includes(d)) && (tp === 'plain' || d === 'ts')) await run(s, d, sc, rep, tp);
+          }
         }
       }
     }

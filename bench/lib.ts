@@ -29,6 +29,8 @@ export interface ServerHandle {
   pid: number;
   /** SASL mechanism the driver uses (PLAIN: the server runs one PBKDF2 per login). */
   mech: string;
+  /** Direct TLS (XEP-0368) port; 0 = none. STARTTLS is offered on `port`. */
+  tlsPort: number;
   /** Restart with the same data (for a clean RSS baseline); updates port and pid. */
   restart(): Promise<void>;
   stop(): Promise<void>;
@@ -57,6 +59,59 @@ export function anchorVersions(): { prosody: string; ejabberd: string } {
   return { prosody: pkgVersion('prosody'), ejabberd: pkgVersion('ejabberd') };
 }
 
+/** The anchors with TLS (bench/anchors/tls/anchor.sh: copies of the shared configs on ports of their own). */
+export const ANCHOR_SH = join(ROOT, 'bench', 'anchors', 'tls', 'anchor.sh');
+/** The certificate anchor.sh makes (self-signed P-256 for bench.localhost), which Verona uses too. */
+export const BENCH_TLS = { cert: '/tmp/verona-bench-anchors/tls/cert.pem', key: '/tmp/verona-bench-anchors/tls/key.pem' };
+
+function runAnchorSh(args: string[]): number {
+  const out = execFileSync('bash', [ANCHOR_SH, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 180_000 });
+  const m = /pid (\d+)\s*$/m.exec(out.trim());
+  return m ? Number(m[1]) : 0;
+}
+
+/** Make the shared benchmark certificate if it is not there yet (anchor.sh does the same). */
+export function ensureBenchCert(): { cert: string; key: string } {
+  if (!existsSync(BENCH_TLS.cert)) {
+    mkdirSync(dirname(BENCH_TLS.cert), { recursive: true });
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '365', '-subj', '/CN=bench.localhost',
+      '-addext', 'subjectAltName=DNS:bench.localhost', '-keyout', BENCH_TLS.key, '-out', BENCH_TLS.cert,
+    ], { stdio: 'ignore' });
+  }
+  return BENCH_TLS;
+}
+
+/**
+ * An anchor with STARTTLS and direct TLS (bench/anchors): Prosody on 15222/15223, ejabberd on
+ * 15232/15233, data under /tmp/verona-bench-anchors.
+ */
+export function startTlsAnchor(name: 'prosody' | 'ejabberd', fresh: boolean): ServerHandle {
+  const pid = runAnchorSh([name, 'start', ...(fresh ? ['--fresh'] : [])]);
+  if (!pid) throw new Error(`${name} did not start (see /tmp/verona-bench-anchors/${name})`);
+  const v = pkgVersion(name).replace(/-.*/, '').replace(/\+.*/, '');
+  const h: ServerHandle = {
+    name,
+    label: `${name === 'prosody' ? 'Prosody' : 'ejabberd'} ${v}`,
+    host: '127.0.0.1',
+    port: name === 'prosody' ? 15222 : 15232,
+    tlsPort: name === 'prosody' ? 15223 : 15233,
+    domain: 'bench.localhost',
+    pid,
+    mech: 'PLAIN',
+    restart: async () => {
+      runAnchorSh([name, 'stop']);
+      h.pid = runAnchorSh([name, 'start']);
+      if (!h.pid) throw new Error(`${name} did not restart`);
+      await waitForLogin(h);
+    },
+    stop: async () => {
+      runAnchorSh([name, 'stop']);
+    },
+  };
+  return h;
+}
+
 export function startAnchor(name: 'prosody' | 'ejabberd', fresh: boolean): ServerHandle {
   const pid = runScript(`${name}-start.sh`, fresh ? ['--fresh'] : []);
   if (!pid) throw new Error(`${name} did not start (see /tmp/bench-${name})`);
@@ -69,6 +124,7 @@ export function startAnchor(name: 'prosody' | 'ejabberd', fresh: boolean): Serve
     domain: 'bench.localhost',
     pid,
     mech: 'PLAIN',
+    tlsPort: 0,
     restart: async () => {
       runScript(`${name}-stop.sh`);
       h.pid = runScript(`${name}-start.sh`);
@@ -90,6 +146,8 @@ export interface VeronaOptions {
   /** extra YAML appended to the generated config */
   extraYaml?: string;
   startTimeoutMs?: number;
+  /** Certificate and key (PEM paths) for STARTTLS and direct TLS; absent: Verona generates its own. */
+  tls?: { cert: string; key: string };
 }
 
 /** Write the benchmark config: plaintext c2s on loopback, PLAIN allowed, no web listeners. */
@@ -99,7 +157,8 @@ export function writeVeronaConfig(o: VeronaOptions): string {
   writeFileSync(
     file,
     [
-      '# written by bench/lib.ts: plaintext c2s on loopback, like the anchors in /work/shared/bench',
+      '# written by bench/lib.ts: c2s on loopback with plaintext allowed (like the anchors in /work/shared/bench),',
+      '# STARTTLS offered on the same port and direct TLS (XEP-0368) on a second one',
       `domain: ${o.domain ?? 'bench.localhost'}`,
       `dataDir: ${o.dataDir}`,
       'log:',
@@ -107,12 +166,13 @@ export function writeVeronaConfig(o: VeronaOptions): string {
       'c2s:',
       '  host: 127.0.0.1',
       `  port: ${o.port ?? 0}`,
-      '  tlsPort: -1',
+      '  tlsPort: 0',
       '  requireTls: false',
       '  allowPlainWithoutTls: true',
       'web:',
       '  port: -1',
       '  tlsPort: -1',
+      ...(o.tls ? ['tls:', `  cert: ${o.tls.cert}`, `  key: ${o.tls.key}`, '  generate: false'] : []),
       o.extraYaml ?? '',
     ].join('\n') + '\n',
   );
@@ -139,6 +199,7 @@ export async function startVerona(o: VeronaOptions): Promise<ServerHandle> {
     domain: o.domain ?? 'bench.localhost',
     pid: 0,
     mech: 'PLAIN',
+    tlsPort: 0,
     restart: async () => {
       await h.stop();
       await launch();
@@ -191,6 +252,7 @@ export async function startVerona(o: VeronaOptions): Promise<ServerHandle> {
     const port = Number(ready['c2s']);
     if (!Number.isInteger(port) || port <= 0) throw new VeronaUnavailable(`READY has no c2s port: ${JSON.stringify(ready)}`);
     h.port = port;
+    h.tlsPort = Number(ready['c2s-tls'] ?? 0);
     h.pid = c.pid ?? 0;
   };
   await launch();
@@ -267,17 +329,29 @@ export function runProcess(cmd: string, args: string[], timeoutMs: number, env?:
 export type DriverKind = 'ts' | 'py';
 
 /** The exact command line of one driver run (recorded in docs/benchmarks.md). */
-export function driverCommand(kind: DriverKind, s: ServerHandle, mode: string, modeArgs: string[], label: string): string[] {
-  const common = ['--host', s.host, '--port', String(s.port), '--domain', s.domain, '--mech', s.mech, '--label', label];
+/** How the driver reaches a server: plaintext, STARTTLS or direct TLS, with which mechanism, resuming TLS sessions or not. */
+export interface Transport {
+  tls: 'none' | 'starttls' | 'direct';
+  /** SASL mechanism (default: the server's, PLAIN) */
+  mech?: string;
+  resume?: boolean;
+}
+
+export function driverCommand(kind: DriverKind, s: ServerHandle, mode: string, modeArgs: string[], label: string, tr: Transport = { tls: 'none' }): string[] {
+  const port = tr.tls === 'direct' ? s.tlsPort : s.port;
+  const common = ['--host', s.host, '--port', String(port), '--domain', s.domain, '--mech', tr.mech ?? s.mech, '--label', label];
+  if (tr.tls !== 'none') common.push('--tls', tr.tls);
+  if (tr.resume) common.push('--resume');
   return kind === 'ts'
     ? [process.execPath, DRIVER_JS, ...common, ...(s.pid ? ['--pid', String(s.pid)] : []), mode, ...modeArgs]
     : ['python3', PY_DRIVER, ...common, mode, ...modeArgs];
 }
 
-export async function runDriver(kind: DriverKind, s: ServerHandle, mode: string, modeArgs: string[], label: string, timeoutMs = 15 * 60_000): Promise<{ result: Json; cmd: string[] }> {
+export async function runDriver(kind: DriverKind, s: ServerHandle, mode: string, modeArgs: string[], label: string, timeoutMs = 15 * 60_000, tr: Transport = { tls: 'none' }): Promise<{ result: Json; cmd: string[] }> {
   // The Python driver takes --pid only in idle mode.
   const args = kind === 'py' && mode === 'idle' ? [...modeArgs, '--pid', String(s.pid)] : modeArgs;
-  const cmd = driverCommand(kind, s, mode, args, label);
+  if (kind === 'py' && tr.tls !== 'none') throw new Error('the Python driver speaks plaintext only');
+  const cmd = driverCommand(kind, s, mode, args, label, tr);
   const r = await runProcess(cmd[0] as string, cmd.slice(1), timeoutMs);
   const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
   if (!line) throw new Error(`${kind} driver ${mode} against ${s.label} failed (exit ${r.code}): ${r.stderr.trim().slice(-1500)}`);

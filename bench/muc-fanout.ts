@@ -62,14 +62,14 @@ async function startProsody(): Promise<ServerHandle> {
   sh('prosody-start.sh');
   const pid = pidOf('/tmp/muc-bench-prosody/prosody.pid');
   if (!pid || !(await waitForPort('127.0.0.51', 5222, 30_000))) throw new Error('prosody did not start (see /tmp/muc-bench-prosody)');
-  return { name: 'prosody', label: 'Prosody 0.12', host: '127.0.0.51', port: 5222, domain: DOMAIN, pid, mech: 'PLAIN', restart: async () => undefined, stop: async () => void sh('prosody-stop.sh') };
+  return { name: 'prosody', label: 'Prosody 0.12', host: '127.0.0.51', port: 5222, tlsPort: 0, domain: DOMAIN, pid, mech: 'PLAIN', restart: async () => undefined, stop: async () => void sh('prosody-stop.sh') };
 }
 
 async function startEjabberd(): Promise<ServerHandle> {
   sh('ejabberd-start.sh');
   const pid = pidOf('/tmp/muc-bench-ejabberd/ejabberd.pid');
   if (!pid) throw new Error('ejabberd did not start (see /tmp/muc-bench-ejabberd/logs)');
-  return { name: 'ejabberd', label: 'ejabberd 23.01', host: '127.0.0.52', port: 5222, domain: DOMAIN, pid, mech: 'PLAIN', restart: async () => undefined, stop: async () => void sh('ejabberd-stop.sh') };
+  return { name: 'ejabberd', label: 'ejabberd 23.01', host: '127.0.0.52', port: 5222, tlsPort: 0, domain: DOMAIN, pid, mech: 'PLAIN', restart: async () => undefined, stop: async () => void sh('ejabberd-stop.sh') };
 }
 
 async function startVeronaBench(users: number): Promise<ServerHandle> {

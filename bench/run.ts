@@ -7,6 +7,7 @@
  *
  *   npm run bench                                     # against a fresh Verona
  *   npm run bench -- --target 127.0.0.1:5222 --pid N  # against a running server (users must exist)
+ *   npm run bench -- --target 127.0.0.1:5222 --tls-port 5223  # ... including the TLS steps
  *   BENCH_SCALE=4 npm run bench                       # 4x the users, pairs and durations
  *
  * When Verona cannot be started (not built yet, start fails) it says why and exits 0, so that
@@ -18,6 +19,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { VeronaUnavailable, ensureVeronaUsers, startVerona, waitForLogin, writeVeronaConfig, type ServerHandle } from './lib.js';
 import { chat, idle, loginRate, mamfill, mamquery, type Result, type Target } from './driver/scenarios.js';
+import { TlsSessionStore, tlsCounters } from './driver/conn.js';
 
 const SCALE = Math.max(0.25, Number(process.env.BENCH_SCALE ?? '1'));
 const STRICT = process.env.BENCH_STRICT === '1';
@@ -39,6 +41,7 @@ async function main(): Promise<number> {
       target: { type: 'string' },
       domain: { type: 'string', default: 'bench.localhost' },
       pid: { type: 'string', default: '0' },
+      'tls-port': { type: 'string' },
       keep: { type: 'boolean', default: false },
     },
   });
@@ -125,6 +128,34 @@ async function main(): Promise<number> {
     checkChat('chat 1 resource, saturated', await step('chat1', () => chat(target, { ...base, resources: 1, rate: 0 })));
     checkChat('chat 2 resources + carbons, saturated', await step('chat2', () => chat(target, { ...base, resources: 2, rate: 0 })));
     checkChat('chat at 200 msg/s', await step('rate200', () => chat(target, { ...base, resources: 1, rate: 200 })));
+    // A small TLS run (issue 15): STARTTLS + SCRAM idle sessions and chat, direct TLS logins that
+    // resume their TLS sessions. Against an external target only with --tls-port.
+    const tlsPort = server?.tlsPort ?? Number(a['tls-port'] ?? 0);
+    if (tlsPort > 0) {
+      const st: Target = { ...target, tls: 'starttls', mech: 'SCRAM' };
+      const it = await step('idle-tls', () => idle(st, { start: 1, checkpoints: [users], concurrency: 50, settle: 2, hold: 0 }));
+      if (it) {
+        const cp = (it['checkpoints'] as Array<Record<string, unknown>>)[0] ?? {};
+        add('idle over STARTTLS + SCRAM', 'sessions alive', `${cp['alive']} of ${users}`);
+        add('idle over STARTTLS + SCRAM', 'logins/s (50 in flight)', cp['logins_per_s']);
+        // No RSS per session here: after the chat runs the server's RSS has no clean baseline
+        // (bench/tls-memory.ts and bench/compare.sh measure it from a fresh process).
+        if (Number(cp['fails']) > 0) problems.push(`idle-tls: ${cp['fails']} logins failed`);
+      }
+      const dt: Target = { ...target, port: tlsPort, tls: 'direct', mech: 'SCRAM', tlsSessions: new TlsSessionStore() };
+      const before = { ...tlsCounters };
+      const lr = await step('login-tls-resume', () => loginRate(dt, { start: 1, count: users, users: Math.max(1, Math.floor(users / 4)), concurrency: 20 }));
+      if (lr) {
+        const hs = tlsCounters.handshakes - before.handshakes;
+        const resumed = tlsCounters.resumed - before.resumed;
+        add('login over direct TLS, resuming', 'logins/s with churn (20 in flight)', lr['logins_per_s']);
+        add('login over direct TLS, resuming', 'TLS sessions resumed', `${resumed} of ${hs}`);
+        if (Number(lr['fails']) > 0) problems.push(`login-tls-resume: ${lr['fails']} logins failed`);
+        // Each user's first login has nothing to resume; every later one should.
+        if (resumed === 0) problems.push('login-tls-resume: no TLS session was resumed');
+      }
+      checkChat('chat over STARTTLS, saturated', await step('chat1-tls', () => chat(st, { ...base, resources: 1, rate: 0 })));
+    }
     const idsFile = join(dataDir ?? tmpdir(), 'bench-mam-ids.json');
     const mam = { src: ['mamsrc', 'mamsrc'] as [string, string], dst: ['mamdst', 'mamdst'] as [string, string], idsFile };
     const mf = await step('mamfill', () => mamfill(target, { ...mam, count: n(2000), window: 200, size: 100 }));

@@ -5,12 +5,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import type { LoginOptions } from './conn.js';
+import { TlsSessionStore, tlsCounters, type LoginOptions, type TlsMode } from './conn.js';
 import type { Mechanism } from './sasl.js';
 import { chat, idle, loginRate, mamfill, mamquery, register, type Result, type Target } from './scenarios.js';
+import { storm } from './storm.js';
 
 const HELP = `usage: cli.js [--host H] [--port P] [--domain D] [--prefix user] [--pwprefix pass]
-              [--users-file F] [--mech PLAIN|SCRAM-SHA-1|SCRAM-SHA-256] [--label L] [--pid PID]
+              [--users-file F] [--mech PLAIN|SCRAM-SHA-1|SCRAM-SHA-256|SCRAM] [--label L] [--pid PID]
+              [--tls none|starttls|direct] [--resume]   (--resume: keep TLS tickets per user, resume them)
               [--local-addrs 127.0.0.1-4]   (source addresses in turn: >28k connections need several)
               MODE [options]
 modes:
@@ -22,6 +24,9 @@ modes:
             --warmup 3 --duration 20 --drain 15 --concurrency 50
   mamfill   --src mamsrc --dst mamdst --count 100000 --window 200 --size 100 --ids-file F
   mamquery  --src mamsrc --dst mamdst --iterations 30 --warmup-queries 10 --ids-file F
+  storm     --count 10000 --concurrency 10000 --pairs 10 --rate 100 --baseline 10 [--sm]
+            N clients online, all dropped at once and reconnecting at once, while --pairs other
+            users exchange --rate msg/s; reports logins/s, time to ready, RSS peak, stream p99
 users are <prefix><i> with password <pwprefix><i>, or line i of --users-file ("name password").
 --src/--dst passwords default to the user name (--src-password/--dst-password to override).`;
 
@@ -34,6 +39,9 @@ const options = {
   'users-file': { type: 'string' },
   'local-addrs': { type: 'string', default: '' },
   mech: { type: 'string', default: 'PLAIN' },
+  tls: { type: 'string', default: 'none' },
+  resume: { type: 'boolean', default: false },
+  baseline: { type: 'string', default: '10' },
   label: { type: 'string', default: '' },
   pid: { type: 'string', default: '0' },
   start: { type: 'string', default: '1' },
@@ -92,7 +100,9 @@ export async function main(argv: string[]): Promise<Result> {
     process.exit(mode ? 0 : 2);
   }
   const mech = a.mech as Mechanism;
-  if (!['PLAIN', 'SCRAM-SHA-1', 'SCRAM-SHA-256'].includes(mech)) throw new Error('bad --mech ' + mech);
+  if (!['PLAIN', 'SCRAM-SHA-1', 'SCRAM-SHA-256', 'SCRAM'].includes(mech)) throw new Error('bad --mech ' + mech);
+  const tlsMode = a.tls as TlsMode;
+  if (!['none', 'starttls', 'direct'].includes(tlsMode)) throw new Error('bad --tls ' + tlsMode);
   let list: Array<[string, string]> | null = null;
   if (a['users-file']) {
     list = readFileSync(a['users-file'], 'utf8')
@@ -111,6 +121,8 @@ export async function main(argv: string[]): Promise<Result> {
     mech,
     pid: num(a.pid, 0, 'pid'),
     localAddrs: expandAddrs(a['local-addrs']),
+    tls: tlsMode,
+    ...(a.resume ? { tlsSessions: new TlsSessionStore() } : {}),
     user: (i) => {
       if (list !== null) {
         const e = list[i - 1];
@@ -158,6 +170,14 @@ export async function main(argv: string[]): Promise<Result> {
         size: num(a.size, 100, 'size'),
       });
       break;
+    case 'storm': {
+      const count = num(a.count, 10000, 'count');
+      res = await storm(t, {
+        ...login, start, count, concurrency: num(a.concurrency, count, 'concurrency'), pairs: num(a.pairs, 10, 'pairs'),
+        rate: num(a.rate, 100, 'rate'), baseline: num(a.baseline, 10, 'baseline'), settle: num(a.settle, 5, 'settle'),
+      });
+      break;
+    }
     case 'mamquery':
       res = await mamquery(t, { src, dst, idsFile: a['ids-file'], iterations: num(a.iterations, 30, 'iterations'), warmup: num(a['warmup-queries'], 10, 'warmup-queries') });
       break;
@@ -165,7 +185,8 @@ export async function main(argv: string[]): Promise<Result> {
       throw new Error(`unknown mode ${mode}\n${HELP}`);
   }
   return {
-    ...res, label: a.label, target: `${t.host}:${t.port}`, domain: t.domain, driver: 'ts',
+    ...res, transport: tlsMode === 'none' ? 'plain' : tlsMode, tls_resume: a.resume,
+    ...(tlsMode !== 'none' ? { tls_handshakes: { ...tlsCounters } } : {}), label: a.label, target: `${t.host}:${t.port}`, domain: t.domain, driver: 'ts',
     started: started.toISOString().slice(0, 19) + 'Z',
   };
 }

@@ -1,5 +1,6 @@
 /**
- * One client-to-server connection of the load driver: raw `net` socket, plaintext c2s,
+ * One client-to-server connection of the load driver: raw `net` socket, plaintext c2s, STARTTLS
+ * or direct TLS (XEP-0368) with optional TLS session resumption (tickets kept per user),
  * SASL PLAIN / SCRAM, bind, optional SM (answers `<r/>`), carbons, MR2, CSI, presence.
  *
  * Writes are coalesced: `send()` appends to the connection's pending output and one flush per
@@ -8,8 +9,9 @@
  * CPU low at high rates, which is the point of a load driver.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import { ScramClient, plainPayload, type Mechanism } from './sasl.js';
+import { ScramClient, pickMechanism, plainPayload, type Mechanism } from './sasl.js';
 import { XmlFramer, child, escapeXml, findDeep, parseElement, type FrameEvent, type NsScope, type XElement } from './xml.js';
 
 export const NS = {
@@ -28,6 +30,7 @@ export const NS = {
   REGISTER: 'jabber:iq:register',
   MR2: 'urn:xmpp:mr2:0',
   PING: 'urn:xmpp:ping',
+  TLS: 'urn:ietf:params:xml:ns:xmpp-tls',
 } as const;
 
 export class XmppError extends Error {}
@@ -42,6 +45,43 @@ export interface ConnOptions {
   mech?: Mechanism;
   /** Source address (e.g. 127.0.0.2): one address has only ~28k ephemeral ports to one server port. */
   localAddress?: string;
+  /** 'starttls': upgrade after the first features; 'direct': TLS from the first byte (XEP-0368). */
+  tls?: TlsMode;
+  /** Where TLS sessions (tickets) are kept between connections; absent: no resumption. */
+  tlsSessions?: TlsSessionStore;
+  /** Key of this client in tlsSessions (default: the bare JID and resource). */
+  tlsSessionKey?: string;
+}
+
+export type TlsMode = 'none' | 'starttls' | 'direct';
+
+/**
+ * TLS sessions the driver may resume, by client: what a phone keeps across a network blip. The
+ * newest ticket a server issued for a client wins (TLS 1.3 servers send several; OpenSSL's
+ * tickets may be reused, and a server that refuses one just does a full handshake).
+ */
+export class TlsSessionStore {
+  private readonly m = new Map<string, Buffer>();
+  get(key: string): Buffer | undefined {
+    return this.m.get(key);
+  }
+  set(key: string, session: Buffer): void {
+    this.m.set(key, session);
+  }
+  get size(): number {
+    return this.m.size;
+  }
+}
+
+/** Every TLS handshake this process completed, and how many of them resumed a session. */
+export const tlsCounters = { handshakes: 0, resumed: 0, protocols: {} as Record<string, number> };
+
+/** What the TLS layer of one connection did (for the results: resumed or full handshake). */
+export interface TlsInfo {
+  protocol: string | null;
+  resumed: boolean;
+  /** Milliseconds from the start of the TLS handshake to its end. */
+  handshakeMs: number;
 }
 
 export interface LoginOptions {
@@ -76,7 +116,14 @@ export class XmppConn {
   readonly resource: string;
   readonly mech: Mechanism;
   readonly localAddress: string | undefined;
+  readonly tlsMode: TlsMode;
   readonly bare: string;
+  /** The SASL mechanism used (after auth). */
+  usedMech = '';
+  /** Set once TLS is up. */
+  tlsInfo: TlsInfo | null = null;
+  private readonly tlsSessions: TlsSessionStore | undefined;
+  private readonly tlsKey: string;
   jid = '';
   /** The `id` of the server's current stream header (Verona computes archive ids from it). */
   streamId = '';
@@ -92,7 +139,7 @@ export class XmppConn {
   /** Called once when the connection fails or closes. */
   onClose: ((err: Error) => void) | null = null;
 
-  private sock: net.Socket | null = null;
+  private sock: net.Socket | tls.TLSSocket | null = null;
   private readonly framer = new XmlFramer();
   private scope: NsScope = {};
   private out: string[] = [];
@@ -110,6 +157,9 @@ export class XmppConn {
     this.mech = o.mech ?? 'PLAIN';
     this.localAddress = o.localAddress;
     this.bare = `${o.user}@${o.domain}`;
+    this.tlsMode = o.tls ?? 'none';
+    this.tlsSessions = o.tlsSessions;
+    this.tlsKey = o.tlsSessionKey ?? `${this.bare}/${this.resource}`;
   }
 
   nid(prefix = 'i'): string {
@@ -266,29 +316,92 @@ export class XmppConn {
     }
   }
 
-  /** Connect and read the first stream features. */
-  open(): Promise<XElement> {
+  /** Connect (and with STARTTLS or direct TLS, secure the connection) and read the stream features. */
+  async open(): Promise<XElement> {
+    const feats = await this.connect();
+    if (this.tlsMode !== 'starttls') return feats;
+    if (!child(feats, 'starttls', NS.TLS)) throw new XmppError('server does not offer STARTTLS');
+    this.send(`<starttls xmlns='${NS.TLS}'/>`);
+    const el = await this.next();
+    if (el.local !== 'proceed' || el.ns !== NS.TLS) throw new XmppError('STARTTLS refused: ' + describe(el));
+    await this.upgrade(this.sock as net.Socket);
+    this.openStream();
+    return this.streamFeatures();
+  }
+
+  private tlsOptions(): tls.ConnectionOptions {
+    const session = this.tlsSessions?.get(this.tlsKey);
+    return {
+      // The benchmark certificates are self-signed for the bench domain: the driver measures,
+      // it does not authenticate the server.
+      rejectUnauthorized: false,
+      servername: this.domain,
+      ALPNProtocols: ['xmpp-client'],
+      ...(session !== undefined ? { session } : {}),
+    };
+  }
+
+  /** Keep the server's tickets for the next connection of this client. */
+  private watchTls(sec: tls.TLSSocket, t0: number): void {
+    const store = this.tlsSessions;
+    if (store !== undefined) sec.on('session', (s: Buffer) => store.set(this.tlsKey, s));
+    sec.once('secureConnect', () => {
+      this.tlsInfo = { protocol: sec.getProtocol(), resumed: sec.isSessionReused(), handshakeMs: now() - t0 };
+      tlsCounters.handshakes++;
+      if (this.tlsInfo.resumed) tlsCounters.resumed++;
+      const p = this.tlsInfo.protocol ?? '?';
+      tlsCounters.protocols[p] = (tlsCounters.protocols[p] ?? 0) + 1;
+    });
+  }
+
+  /** STARTTLS: wrap the plain socket once <proceed/> arrived. */
+  private upgrade(plain: net.Socket): Promise<void> {
+    plain.removeListener('data', this.onData);
     return new Promise((resolve, reject) => {
-      const sock = net.connect({
+      const t0 = now();
+      const sec = tls.connect({ ...this.tlsOptions(), socket: plain });
+      this.sock = sec;
+      this.watchTls(sec, t0);
+      sec.once('secureConnect', () => resolve());
+      sec.on('data', this.onData);
+      sec.on('error', (e) => {
+        reject(e);
+        this.fail(e);
+      });
+      sec.on('close', () => {
+        if (!this.closed) this.fail(new XmppError('connection closed'));
+      });
+    });
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    try {
+      this.framer.push(chunk, this.onFrame);
+    } catch (e) {
+      this.fail(e as Error);
+    }
+  };
+
+  private connect(): Promise<XElement> {
+    return new Promise((resolve, reject) => {
+      const base = {
         host: this.host,
         port: this.port,
         noDelay: true,
         ...(this.localAddress !== undefined ? { localAddress: this.localAddress } : {}),
-      });
+      };
+      const direct = this.tlsMode === 'direct';
+      const t0 = now();
+      const sock = direct ? tls.connect({ ...base, ...this.tlsOptions() }) : net.connect(base);
+      if (direct) this.watchTls(sock as tls.TLSSocket, t0);
       this.sock = sock;
       let connected = false;
-      sock.on('connect', () => {
+      sock.on(direct ? 'secureConnect' : 'connect', () => {
         connected = true;
         this.openStream();
         this.streamFeatures().then(resolve, reject);
       });
-      sock.on('data', (chunk: Buffer) => {
-        try {
-          this.framer.push(chunk, this.onFrame);
-        } catch (e) {
-          this.fail(e as Error);
-        }
-      });
+      sock.on('data', this.onData);
       sock.on('error', (e) => {
         if (!connected) reject(e);
         this.fail(e);
@@ -303,15 +416,17 @@ export class XmppConn {
   async auth(): Promise<XElement> {
     const feats = this.features;
     const mechs = feats ? (child(feats, 'mechanisms', NS.SASL)?.children.map((m) => m.text.trim()) ?? []) : [];
-    if (!mechs.includes(this.mech)) throw new XmppError(`mechanism ${this.mech} not offered (${mechs.join(',')})`);
+    const mech = pickMechanism(this.mech, mechs);
+    if (mech === null) throw new XmppError(`mechanism ${this.mech} not offered (${mechs.join(',')})`);
+    this.usedMech = mech;
     let el: XElement;
     let scram: ScramClient | null = null;
-    if (this.mech === 'PLAIN') {
+    if (mech === 'PLAIN') {
       this.send(`<auth xmlns='${NS.SASL}' mechanism='PLAIN'>${plainPayload(this.user, this.password)}</auth>`);
       el = await this.next();
     } else {
-      scram = new ScramClient(this.mech, this.user, this.password);
-      this.send(`<auth xmlns='${NS.SASL}' mechanism='${this.mech}'>${scram.first()}</auth>`);
+      scram = new ScramClient(mech, this.user, this.password);
+      this.send(`<auth xmlns='${NS.SASL}' mechanism='${mech}'>${scram.first()}</auth>`);
       el = await this.next();
       if (el.local !== 'challenge') throw new XmppError('SCRAM: expected challenge, got ' + describe(el));
       const fin = await scram.final(el.text.trim());

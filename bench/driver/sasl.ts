@@ -1,10 +1,17 @@
 /**
  * Client side of SASL PLAIN and SCRAM-SHA-1/-256 (RFC 5802 / RFC 7677) for the load driver.
- * No channel binding (the driver speaks plaintext c2s), so the GS2 header is always "n,,".
+ * No channel binding (also over TLS: the -PLUS variants are not used), so the GS2 header is always "n,,".
  */
 import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
 
-export type Mechanism = 'PLAIN' | 'SCRAM-SHA-1' | 'SCRAM-SHA-256';
+/** 'SCRAM': the strongest SCRAM the server offers (SHA-256, else SHA-1). */
+export type Mechanism = 'PLAIN' | 'SCRAM-SHA-1' | 'SCRAM-SHA-256' | 'SCRAM';
+
+/** The mechanism to use given what the server offers (null: none fits). */
+export function pickMechanism(wanted: Mechanism, offered: string[]): Exclude<Mechanism, 'SCRAM'> | null {
+  if (wanted === 'SCRAM') return offered.includes('SCRAM-SHA-256') ? 'SCRAM-SHA-256' : offered.includes('SCRAM-SHA-1') ? 'SCRAM-SHA-1' : null;
+  return offered.includes(wanted) ? wanted : null;
+}
 
 export function plainPayload(user: string, password: string): string {
   return Buffer.from(`\0${user}\0${password}`, 'utf8').toString('base64');
@@ -14,6 +21,9 @@ export function plainPayload(user: string, password: string): string {
 function saslName(user: string): string {
   return user.replace(/=/g, '=3D').replace(/,/g, '=2C');
 }
+
+/** SaltedPassword by hash, password, salt and iterations (see final()). */
+const saltedCache = new Map<string, Buffer>();
 
 export class ScramClient {
   readonly hash: 'sha1' | 'sha256';
@@ -49,12 +59,20 @@ export class ScramClient {
     if (!nonce || !saltB64 || !Number.isInteger(iters) || !nonce.startsWith(this.cnonce)) {
       throw new Error('SCRAM: bad server-first-message: ' + sfirst);
     }
-    // The thread pool does the PBKDF2, so many logins in flight do not block the event loop.
-    const salted = await new Promise<Buffer>((resolve, reject) =>
-      pbkdf2(this.password, Buffer.from(saltB64, 'base64'), iters, this.hash === 'sha1' ? 20 : 32, this.hash, (e, k) =>
-        e ? reject(e) : resolve(k),
-      ),
-    );
+    // Clients may keep SaltedPassword for a salt and iteration count (RFC 5802 §5.1), and phones
+    // do: a reconnecting driver then spends its CPU on the connection, not on PBKDF2, which
+    // leaves the machine's cores to the server under test. The first login of a user pays it.
+    const ck = `${this.hash}\0${this.password}\0${saltB64}\0${iters}`;
+    let salted = saltedCache.get(ck);
+    if (salted === undefined) {
+      // The thread pool does the PBKDF2, so many logins in flight do not block the event loop.
+      salted = await new Promise<Buffer>((resolve, reject) =>
+        pbkdf2(this.password, Buffer.from(saltB64, 'base64'), iters, this.hash === 'sha1' ? 20 : 32, this.hash, (e, k) =>
+          e ? reject(e) : resolve(k),
+        ),
+      );
+      saltedCache.set(ck, salted);
+    }
     const clientKey = createHmac(this.hash, salted).update('Client Key').digest();
     const storedKey = createHash(this.hash).update(clientKey).digest();
     const finalWo = `c=biws,r=${nonce}`;

@@ -7,7 +7,7 @@
  * is stuck for long still counts, rather than only the ones that happened to arrive in time).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NS, XmppConn, XmppError, now, type LoginOptions } from './conn.js';
+import { NS, XmppConn, XmppError, now, type LoginOptions, type TlsMode, type TlsSessionStore } from './conn.js';
 import { CpuMeter, readRssKb } from './proc.js';
 import type { Mechanism } from './sasl.js';
 import { CopyLedger, DoubleList, chatMasks, latSummary, type LatencySummary } from './stats.js';
@@ -24,27 +24,34 @@ export interface Target {
   pid: number;
   /** Source addresses used in turn for new connections (empty: let the kernel choose). */
   localAddrs?: string[];
+  /** TLS for every connection ('none': plaintext c2s). */
+  tls?: TlsMode;
+  /** Present: TLS sessions are kept per user and resumed on the next connection. */
+  tlsSessions?: TlsSessionStore;
 }
 
 let connCounter = 0;
 
 /** Every connection of every scenario is made here, so source addresses rotate evenly. */
-function mkConn(t: Target, user: string, password: string, resource: string): XmppConn {
+export function mkConn(t: Target, user: string, password: string, resource: string): XmppConn {
   const la = t.localAddrs && t.localAddrs.length > 0 ? t.localAddrs[connCounter++ % t.localAddrs.length] : undefined;
   return new XmppConn({
     host: t.host, port: t.port, domain: t.domain, user, password, resource, mech: t.mech,
     ...(la !== undefined ? { localAddress: la } : {}),
+    ...(t.tls !== undefined ? { tls: t.tls } : {}),
+    // One ticket per user: a reconnecting client resumes whatever its last connection got.
+    ...(t.tlsSessions !== undefined ? { tlsSessions: t.tlsSessions, tlsSessionKey: user } : {}),
   });
 }
 
 export type Result = Record<string, unknown>;
 
-function log(msg: string): void {
+export function log(msg: string): void {
   process.stderr.write(msg + '\n');
 }
 
 /** Run `fn` over `items` with at most `limit` in flight. */
-async function pool<T>(items: T[], limit: number, fn: (x: T) => Promise<void>): Promise<void> {
+export async function pool<T>(items: T[], limit: number, fn: (x: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < items.length) {
@@ -55,7 +62,7 @@ async function pool<T>(items: T[], limit: number, fn: (x: T) => Promise<void>): 
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
-const range = (start: number, count: number): number[] => Array.from({ length: count }, (_, k) => start + k);
+export const range = (start: number, count: number): number[] => Array.from({ length: count }, (_, k) => start + k);
 
 // ------------------------------------------------------------------ register
 export interface RegisterOpts {

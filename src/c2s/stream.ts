@@ -367,6 +367,7 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
     this.ctx.metrics.counter('verona_logins_total', 'Successful SASL authentications').inc();
     this.transport.send(x('success', NS.SASL, {}, r.data && r.data.length ? [r.data.toString('base64')] : []));
     this.transport.setMaxStanzaSize(this.ctx.config.c2s.maxStanzaSize);
+    this.transport.authenticated?.();
     this.restart();
   }
 

@@ -20,6 +20,8 @@ export interface Transport {
   send(el: Element): void;
   /** Whitespace keepalive (no-op where the transport has its own). */
   sendKeepalive(): void;
+  /** SASL succeeded (TCP: frees the connection's login admission slot). */
+  authenticated?(): void;
   /** Upgrade to TLS after <proceed/> was sent; resolves when the handshake is done. */
   startTls(): Promise<void>;
   /** Stream restart (after TLS or SASL): reset the parser for a new header. */

@@ -32,6 +32,10 @@ export function defaultConfig(): Config {
       pingInterval: 300,
       pingTimeout: 30,
       keepaliveInterval: 60,
+      // Login storms (issue 15): in a 3,000-client storm on the loaded benchmark machine, 874
+      // clients got in with 32 against 147 without a limit (the rest hit c2s.authTimeout or
+      // their own timeout): docs/benchmarks.md, "Over TLS".
+      maxPendingLogins: 32,
     },
     tls: { cert: 'tls/cert.pem', key: 'tls/key.pem', generate: true },
     auth: {

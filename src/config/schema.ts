@@ -68,6 +68,7 @@ const c2s: Fields<Config['c2s']> = {
   pingInterval: seconds(0, 86400),
   pingTimeout: seconds(1, 3600),
   keepaliveInterval: seconds(0, 86400),
+  maxPendingLogins: { kind: 'int', min: 0, max: 1_000_000 },
 };
 
 const tls: Fields<Config['tls']> = { cert: path, key: path, generate: { kind: 'bool' } };

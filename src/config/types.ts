@@ -23,6 +23,7 @@ export interface Config {
     pingInterval: number; // seconds of silence before the server pings a session (0 = off)
     pingTimeout: number; // seconds to wait for the pong
     keepaliveInterval: number; // seconds between whitespace keepalives (0 = off)
+    maxPendingLogins: number; // TCP connections between accept and SASL success at once; more wait unread (0 = no limit)
   };
   tls: {
     cert: string; // path; relative paths are resolved against dataDir

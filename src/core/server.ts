@@ -14,6 +14,7 @@ import { AuthThrottle } from '../sasl/throttle.js';
 import type { CredentialLookup } from '../sasl/contract.js';
 import { C2SStream } from '../c2s/stream.js';
 import { TcpTransport, tlsOptions } from '../net/tcp.js';
+import { LoginGate } from '../net/admission.js';
 import { startWebListeners } from '../net/web/http.js';
 import { Hooks } from './hooks.js';
 import type { HookEvents } from './events.js';
@@ -69,6 +70,8 @@ export class Server implements ServerContext {
   /** Listeners that terminate TLS themselves (direct TLS, HTTPS), for certificate reloads (src/config/reload.ts). */
   readonly tlsServers: tls.Server[] = [];
   private sweeper: NodeJS.Timeout | undefined;
+  /** Bounds the logins in progress (c2s.maxPendingLogins: login storms must not starve delivery). */
+  private readonly loginGate: LoginGate;
   private stopping = false;
 
   constructor(config: Config, storage: Storage, log?: Logger) {
@@ -76,6 +79,7 @@ export class Server implements ServerContext {
     this.domain = config.domain;
     this.log = log ?? createLogger(config.log.level);
     this.storage = storage;
+    this.loginGate = new LoginGate(config.c2s.maxPendingLogins);
     this.hooks = new Hooks<HookEvents>((name, owner, err) => this.log.error({ err, hook: name, module: owner }, 'hook handler failed'));
     this.router = new Router(this.domain, this.hooks, this.sessions, this.log, this.metrics);
     this.router.userExists = (u) => this.storage.accounts.exists(u);
@@ -154,7 +158,7 @@ export class Server implements ServerContext {
   // ---- listeners -----------------------------------------------------------
 
   /** Accept a TCP connection (plain with STARTTLS, or already TLS). */
-  acceptTcp(socket: net.Socket, secure: boolean): void {
+  acceptTcp(socket: net.Socket, secure: boolean, onLoginDone?: () => void): void {
     const c = this.config.c2s;
     // Before a byte is read or a TLS handshake is paid for: cut off an address with too many connections.
     const addr = (socket.remoteAddress ?? 'unknown').replace(/^::ffff:/, '');
@@ -172,9 +176,36 @@ export class Server implements ServerContext {
       limits: { maxStanzaSize: c.maxStanzaSizePreAuth, maxDepth: c.maxDepth, maxAttributes: c.maxAttributes },
       log: this.log,
       readRate: l.readRate > 0 ? { rate: l.readRate, burst: Math.max(l.readBurst, c.maxStanzaSize), onThrottle: () => this.readThrottled.inc() } : undefined,
+      ...(onLoginDone ? { onLoginDone } : {}),
     });
     const stream = new C2SStream(t, this);
     t.attach(stream);
+  }
+
+  /**
+   * A connection accepted paused (pauseOnConnect) waits for a login admission slot
+   * (src/net/admission.ts) before anything of it is read; direct TLS starts its handshake then.
+   */
+  private admitTcp(socket: net.Socket, direct: boolean): void {
+    const onWaitError = (): void => undefined;
+    socket.on('error', onWaitError);
+    // enter() may run the callback before it returns: the slot is released through this indirection.
+    let released = false;
+    let release = (): void => void (released = true);
+    const done = (): void => release();
+    release = this.loginGate.enter(() => {
+      socket.removeListener('error', onWaitError);
+      if (socket.destroyed) return done();
+      if (direct && this.secureContext) {
+        // XEP-0368: ALPN 'xmpp-client'; clients that send no ALPN are accepted too.
+        const sec = new tls.TLSSocket(socket, { isServer: true, secureContext: this.secureContext, ALPNProtocols: ['xmpp-client'] });
+        this.acceptTcp(sec, true, done);
+      } else {
+        this.acceptTcp(socket, false, done);
+      }
+      socket.resume();
+    });
+    if (released) release();
   }
 
   private listen(name: string, server: net.Server, port: number): Promise<ListenerHandle> {
@@ -193,17 +224,16 @@ export class Server implements ServerContext {
   async startListeners(): Promise<void> {
     const c = this.config.c2s;
     if (c.port >= 0) {
-      const srv = net.createServer({ noDelay: true }, (s) => this.acceptTcp(s, false));
+      const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => this.admitTcp(s, false));
       this.listeners.push(await this.listen('c2s', srv, c.port));
     }
     if (c.tlsPort >= 0 && this.tlsCredentials) {
-      // XEP-0368: ALPN 'xmpp-client'; clients that send no ALPN are accepted too.
-      const srv = tls.createServer({ ...tlsOptions(this.tlsCredentials.cert, this.tlsCredentials.key), ALPNProtocols: ['xmpp-client'] }, (s) =>
-        this.acceptTcp(s, true),
-      );
-      srv.on('tlsClientError', (err) => this.log.debug({ err: err.message }, 'TLS client error'));
+      // A plain listener whose sockets become TLS once admitted (admitTcp), so that the TLS
+      // handshake, the costliest step of a login, waits for its slot like the rest.
+      const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => this.admitTcp(s, true));
       this.listeners.push(await this.listen('c2s-tls', srv, c.tlsPort));
-      this.tlsServers.push(srv);
+      // No tls.Server to reload here: admitTcp wraps each socket with this.secureContext, which a
+      // certificate reload (src/config/reload.ts) replaces, so new connections get the new one.
     }
   }
 

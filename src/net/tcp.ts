@@ -26,6 +26,8 @@ export interface TcpTransportOptions {
   log: Logger;
   /** Bytes per second with a burst (limits.readRate/readBurst); reading pauses while over it. */
   readRate?: { rate: number; burst: number; onThrottle?: () => void };
+  /** Called once, when SASL succeeded or the connection went away (frees a login admission slot). */
+  onLoginDone?: () => void;
 }
 
 export class TcpTransport implements Transport {
@@ -108,7 +110,19 @@ export class TcpTransport implements Transport {
     });
   }
 
+  authenticated(): void {
+    this.loginDone();
+  }
+
+  private loginDone(): void {
+    const f = this.opts.onLoginDone;
+    if (f === undefined) return;
+    this.opts.onLoginDone = undefined;
+    f();
+  }
+
   private gone(reason: string): void {
+    this.loginDone();
     if (this.closed && !this.sink) return;
     this.closed = true;
     if (this.resumeTimer !== undefined) clearTimeout(this.resumeTimer);

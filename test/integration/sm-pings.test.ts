@@ -72,6 +72,8 @@ describe('server pings under stream management keep the stream', () => {
       const service = transport === 'tcp' ? `xmpp://127.0.0.1:${v.ports.c2s}` : `ws://127.0.0.1:${v.ports.http}/xmpp-websocket`;
       const user = transport === 'tcp' ? 'romeo' : 'juliet';
       const c = client({ service, domain: 'localhost', username: user, password: PW, resource: transport });
+      // xmpp.js waits 2 s for each stream step by default; a loaded machine needs longer.
+      (c as unknown as { timeout: number }).timeout = 30_000;
       const errors: unknown[] = [];
       c.on('error', (e) => errors.push(e));
       let pings = 0;
