@@ -8,6 +8,9 @@ const wsScheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
 const websocketUrl = cfg.websocketUrl || (cfg.websocketPath ? `${wsScheme}//${location.host}${cfg.websocketPath}` : undefined);
 const boshUrl = cfg.boshUrl || (cfg.boshPath ? `${location.origin}${cfg.boshPath}` : undefined);
 
+// This server, and its upload service (which may be named by the XMPP domain, not the page's host).
+const mediaHosts = [location.hostname, ...(cfg.uploadHost ? [cfg.uploadHost] : [])];
+
 const settings = {
   assets_path: cfg.assetsPath,
   view_mode: 'fullscreen',
@@ -35,10 +38,12 @@ const settings = {
   // (fetching them would tell a stranger's server who reads the chat, and when).
   use_system_emojis: true,
   emoji_image_path: '/converse/',
-  render_media: false,
-  allowed_image_domains: [],
-  allowed_video_domains: [],
-  allowed_audio_domains: [],
+  // Media is shown only from this server (files shared through its HTTP upload service):
+  // converse.js renders nothing from any other domain.
+  render_media: true,
+  allowed_image_domains: mediaHosts,
+  allowed_video_domains: mediaHosts,
+  allowed_audio_domains: mediaHosts,
   embed_3rd_party_media_players: false,
   fetch_url_headers: false,
   show_background: false,

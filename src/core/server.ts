@@ -196,10 +196,9 @@ export class Server implements ServerContext {
     release = this.loginGate.enter(() => {
       socket.removeListener('error', onWaitError);
       if (socket.destroyed) return done();
-      if (direct && this.secureContext) {
-        // XEP-0368: ALPN 'xmpp-client'; clients that send no ALPN are accepted too.
-        const sec = new tls.TLSSocket(socket, { isServer: true, secureContext: this.secureContext, ALPNProtocols: ['xmpp-client'] });
-        this.acceptTcp(sec, true, done);
+      if (direct) {
+        // Direct TLS (XEP-0368): the handshake is done by the tls.Server; the login waits here.
+        this.acceptTcp(socket, true, done);
       } else {
         this.acceptTcp(socket, false, done);
       }
@@ -228,12 +227,17 @@ export class Server implements ServerContext {
       this.listeners.push(await this.listen('c2s', srv, c.port));
     }
     if (c.tlsPort >= 0 && this.tlsCredentials) {
-      // A plain listener whose sockets become TLS once admitted (admitTcp), so that the TLS
-      // handshake, the costliest step of a login, waits for its slot like the rest.
-      const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => this.admitTcp(s, true));
+      // XEP-0368: ALPN 'xmpp-client'; clients that send no ALPN are accepted too. Wrapping admitted
+      // plain sockets in TLS ourselves (so that handshakes too wait for a login slot) lost a
+      // client's first bytes now and then (foundation test, 1 run in 3): the handshake is the
+      // tls.Server's, and the admission gate applies from the established TLS connection on.
+      const srv = tls.createServer({ ...tlsOptions(this.tlsCredentials.cert, this.tlsCredentials.key), ALPNProtocols: ['xmpp-client'] }, (s) => {
+        s.pause();
+        this.admitTcp(s, true);
+      });
+      srv.on('tlsClientError', (err) => this.log.debug({ err: err.message }, 'TLS client error'));
       this.listeners.push(await this.listen('c2s-tls', srv, c.tlsPort));
-      // No tls.Server to reload here: admitTcp wraps each socket with this.secureContext, which a
-      // certificate reload (src/config/reload.ts) replaces, so new connections get the new one.
+      this.tlsServers.push(srv);
     }
   }
 

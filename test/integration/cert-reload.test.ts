@@ -116,7 +116,7 @@ test('planReload: limits and certificates apply now, listeners and storage need 
     ['port', (c) => (c.c2s.port = 1), [], ['c2s.port']],
     ['domain', (c) => (c.domain = 'example.org'), [], ['domain']],
     ['module options', (c) => (c.moduleOptions = { vcard: { maxSize: 1 } }), [], ['moduleOptions.vcard']],
-    ['storage', (c) => (c.storage.sqlite.synchronous = 'FULL'), [], ['storage.sqlite']],
+    ['storage', (c) => (c.storage.sqlite.synchronous = 'NORMAL'), [], ['storage.sqlite']],
   ];
   for (const [name, change, apply, restart] of rows) {
     const b = defaultConfig();

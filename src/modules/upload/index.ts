@@ -34,6 +34,8 @@ export const NS_UPLOAD = 'urn:xmpp:http:upload:0';
 /** What other modules (account removal) may ask of the upload service. */
 export interface UploadService {
   removeUser(username: string): Promise<number>;
+  /** Where slots point (scheme, host, port): the chat page lets converse.js PUT to and show images from it. */
+  origin(): string;
 }
 
 interface Ports {
@@ -154,7 +156,7 @@ export const uploadModule: VeronaModule = {
     const timer = setInterval(runSweep, opts.cleanupInterval * 1000);
     timer.unref();
 
-    const service: UploadService = { removeUser: (u) => store.removeUser(u) };
+    const service: UploadService = { removeUser: (u) => store.removeUser(u), origin: () => new URL(baseUrl()).origin };
     api.provide('upload', service);
     api.onClose(() => {
       clearInterval(timer);

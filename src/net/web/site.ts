@@ -174,6 +174,7 @@ export class WebSite {
     const pub = srv.config.web.publicUrl;
     const e = pub !== '' ? this.endpoints(info) : {};
     // Paths, not URLs, unless publicUrl says otherwise: the page works under whatever host the browser used.
+    const uploadOrigin = (srv.services.get('upload') as { origin(): string } | undefined)?.origin();
     const config = {
       domain: srv.domain,
       websocketPath: this.front.ws ? WEBSOCKET_PATH : null,
@@ -182,6 +183,7 @@ export class WebSite {
       boshUrl: e.bosh ?? null,
       assetsPath: '/converse/',
       title: srv.config.web.client.title,
+      uploadHost: uploadOrigin === undefined ? null : new URL(uploadOrigin).hostname,
     };
     const html = this.indexTemplate
       .replaceAll('{{TITLE}}', escapeHtml(srv.config.web.client.title))
@@ -194,7 +196,7 @@ export class WebSite {
       'Referrer-Policy': 'no-referrer',
       // The chat page must not be framed by other sites (clickjacking), and it reaches
       // nothing but this server (no CDN emojis, sponsor logos or previews of links).
-      'Content-Security-Policy': pageCsp(this.endpoints(info)),
+      'Content-Security-Policy': pageCsp(this.endpoints(info), uploadOrigin),
       'X-Frame-Options': 'SAMEORIGIN',
     });
     res.end(req.method === 'HEAD' ? undefined : html);
@@ -285,8 +287,10 @@ export class WebSite {
  * endpoints (WebSocket, BOSH) may be on another origin when web.publicUrl says so.
  * converse.js needs inline styles (lit) and WebAssembly (OMEMO's curve25519).
  */
-export function pageCsp(endpoints: { websocket?: string; bosh?: string }): string {
+export function pageCsp(endpoints: { websocket?: string; bosh?: string }, uploadOrigin?: string): string {
   const origins = new Set<string>();
+  // HTTP upload (XEP-0363): converse.js PUTs the file to this server's upload service and shows it.
+  const up = uploadOrigin === undefined ? '' : ` ${uploadOrigin}`;
   for (const u of [endpoints.websocket, endpoints.bosh]) {
     if (u !== undefined) origins.add(new URL(u).origin);
   }
@@ -294,10 +298,10 @@ export function pageCsp(endpoints: { websocket?: string; bosh?: string }): strin
     "default-src 'self'",
     "script-src 'self' 'wasm-unsafe-eval'",
     "style-src 'self' 'unsafe-inline'",
-    "img-src 'self' data: blob:",
-    "media-src 'self' blob:",
+    `img-src 'self' data: blob:${up}`,
+    `media-src 'self' blob:${up}`,
     "font-src 'self' data:",
-    `connect-src 'self' ${[...origins].join(' ')}`.trimEnd(),
+    `connect-src 'self' ${[...origins].join(' ')}${up}`.trimEnd(),
     "worker-src 'self' blob:",
     "frame-ancestors 'self'",
     "base-uri 'self'",
