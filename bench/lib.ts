@@ -172,6 +172,10 @@ export function writeVeronaConfig(o: VeronaOptions): string {
       'web:',
       '  port: -1',
       '  tlsPort: -1',
+      // No federation in benchmarks: several Verona processes run side by side.
+      's2s:',
+      '  port: -1',
+      '  tlsPort: -1',
       ...(o.tls ? ['tls:', `  cert: ${o.tls.cert}`, `  key: ${o.tls.key}`, '  generate: false'] : []),
       o.extraYaml ?? '',
     ].join('\n') + '\n',
