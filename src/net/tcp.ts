@@ -15,9 +15,9 @@ import type { StreamParser, ParserLimits } from '../xml/stream-parser.contract.j
 import type { Transport, TransportSink } from '../c2s/transport.js';
 import type { Logger } from '../core/logger.js';
 import { TokenBucket } from '../limits/limits.js';
+import { TickCork } from './cork.js';
 
 /** A client that stops reading while we keep writing is cut off past this many buffered bytes. */
-const MAX_WRITE_BUFFER = 16 * 1024 * 1024;
 
 export interface TcpTransportOptions {
   secure: boolean;
@@ -37,7 +37,7 @@ export class TcpTransport implements Transport {
   private socket: net.Socket;
   private parser: StreamParser;
   private sink: TransportSink | undefined;
-  private corked = false;
+  private readonly cork = new TickCork();
   private closed = false;
   private readonly opts: TcpTransportOptions;
   private limits: ParserLimits;
@@ -135,16 +135,7 @@ export class TcpTransport implements Transport {
   private out(s: string): void {
     if (this.closed) return;
     const sock = this.socket;
-    if (!this.corked) {
-      this.corked = true;
-      sock.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        sock.uncork();
-      });
-    }
-    sock.write(s);
-    if (sock.writableLength > MAX_WRITE_BUFFER) {
+    if (!this.cork.write(sock, s)) {
       this.opts.log.warn({ addr: this.remoteAddress }, 'client does not read; dropping connection');
       sock.destroy();
     }
@@ -193,10 +184,7 @@ export class TcpTransport implements Transport {
     const plain = this.socket;
     return new Promise((resolve, reject) => {
       // Flush <proceed/> in plaintext before the TLS layer takes the socket over.
-      if (this.corked) {
-        this.corked = false;
-        plain.uncork();
-      }
+      this.cork.flush(plain);
       plain.removeListener('data', this.onData);
       plain.removeAllListeners('close');
       plain.removeAllListeners('end');
@@ -222,10 +210,7 @@ export class TcpTransport implements Transport {
     this.out('</stream:stream>');
     this.closed = true;
     const sock = this.socket;
-    if (this.corked) {
-      this.corked = false;
-      sock.uncork();
-    }
+    this.cork.flush(sock);
     sock.end();
     // A peer that never closes its side is cut off.
     setTimeout(() => sock.destroy(), 3000).unref();

@@ -14,9 +14,9 @@ import { createStreamParser } from '../xml/parser.js';
 import type { ParserLimits, StreamParser } from '../xml/stream-parser.contract.js';
 import type { Logger } from '../core/logger.js';
 import { NS_DIALBACK, NS_SERVER, toServerNs } from './ns.js';
+import { TickCork } from '../net/cork.js';
 
 /** A peer that stops reading is cut off past this many buffered bytes. */
-const MAX_WRITE_BUFFER = 16 * 1024 * 1024;
 
 export interface ConnSink {
   onStreamStart(attrs: Record<string, string>, ns: string, name: string): void;
@@ -98,7 +98,7 @@ export class S2SConn {
   private parser: StreamParser;
   private sink: ConnSink | undefined;
   private closed = false;
-  private corked = false;
+  private readonly cork = new TickCork();
   private readonly limits: ParserLimits;
 
   constructor(
@@ -164,16 +164,7 @@ export class S2SConn {
   private out(s: string): void {
     if (this.closed) return;
     const sock = this.socket;
-    if (!this.corked) {
-      this.corked = true;
-      sock.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        sock.uncork();
-      });
-    }
-    sock.write(s);
-    if (sock.writableLength > MAX_WRITE_BUFFER) {
+    if (!this.cork.write(sock, s)) {
       this.log.warn({ addr: this.remoteAddress }, 's2s peer does not read; dropping connection');
       sock.destroy();
     }
@@ -200,10 +191,7 @@ export class S2SConn {
 
   private detachPlain(): net.Socket {
     const plain = this.socket;
-    if (this.corked) {
-      this.corked = false;
-      plain.uncork();
-    }
+    this.cork.flush(plain);
     plain.removeListener('data', this.onData);
     plain.removeAllListeners('close');
     plain.removeAllListeners('end');
@@ -263,10 +251,7 @@ export class S2SConn {
     this.out('</stream:stream>');
     this.closed = true;
     const sock = this.socket;
-    if (this.corked) {
-      this.corked = false;
-      sock.uncork();
-    }
+    this.cork.flush(sock);
     sock.end();
     setTimeout(() => sock.destroy(), 3000).unref();
     // 'close' may come late; the stream is gone for us now.
