@@ -8,7 +8,8 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { client, xml } from '@xmpp/client';
+import { xml } from '@xmpp/client';
+import { client } from '../helpers/xmppjs.js';
 import type { Element } from '@xmpp/xml';
 import { startVerona, type Verona } from '../helpers/server.js';
 import { connectClient, sendIq, stanzaErrorOf, type TestClient } from '../helpers/client.js';

@@ -7,7 +7,8 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
-import { client, xml } from '@xmpp/client';
+import { xml } from '@xmpp/client';
+import { client } from '../helpers/xmppjs.js';
 import { startVerona, type Verona } from '../helpers/server.js';
 import { connectRaw, connectClient, type RawConnection } from '../helpers/client.js';
 

@@ -13,7 +13,8 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { client, xml } from '@xmpp/client';
+import { xml } from '@xmpp/client';
+import { client } from '../helpers/xmppjs.js';
 import type { Element as XElement } from '@xmpp/xml';
 import { startVerona, type Verona } from '../helpers/server.js';
 import { connectClient, nextId, type TestClient } from '../helpers/client.js';

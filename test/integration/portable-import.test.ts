@@ -11,7 +11,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { client, xml } from '@xmpp/client';
+import { xml } from '@xmpp/client';
+import { client } from '../helpers/xmppjs.js';
 import { PROSODY, exportProsody, populate, startProsody, PROSODY_HOST, type Anchor } from '../helpers/ops-portable.js';
 import { runCli, startVerona, type Verona } from '../helpers/server.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

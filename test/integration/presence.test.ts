@@ -7,7 +7,8 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { client, xml, type XmppClient } from '@xmpp/client';
+import { xml, type XmppClient } from '@xmpp/client';
+import { client } from '../helpers/xmppjs.js';
 import type { Element } from '@xmpp/xml';
 import { startVerona, type Verona } from '../helpers/server.js';
 import { connectClient } from '../helpers/client.js';

@@ -8,7 +8,8 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as XMPP from 'stanza';
-import { client, xml, type XmppClient } from '@xmpp/client';
+import { xml, type XmppClient } from '@xmpp/client';
+import { client } from '../helpers/xmppjs.js';
 import type { Element } from '@xmpp/xml';
 import { startVerona, type Verona } from '../helpers/server.js';
 import { connectClient, connectRaw, type TestClient } from '../helpers/client.js';

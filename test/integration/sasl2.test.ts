@@ -14,7 +14,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { Element } from '@xmpp/xml';
-import { client as xmppClient, xml } from '@xmpp/client';
+import { xml } from '@xmpp/client';
+import { client as xmppClient } from '../helpers/xmppjs.js';
 import { startVerona, type Verona } from '../helpers/server.js';
 import { connectClient, type RawConnection, type TestClient } from '../helpers/client.js';
 import {

@@ -13,7 +13,7 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { client } from '@xmpp/client';
+import { client } from '../helpers/xmppjs.js';
 import type { Element } from '@xmpp/xml';
 import * as XMPP from 'stanza';
 import { startVerona, type Verona } from '../helpers/server.js';

@@ -418,7 +418,8 @@ describe('resumption', () => {
   });
 
   test('@xmpp/client (an independent XEP-0198 implementation) enables, gets acks and resumes', async () => {
-    const { client, xml } = await import('@xmpp/client');
+    const { xml } = await import('@xmpp/client');
+    const { client } = await import('../helpers/xmppjs.js');
     // A server of its own with a resumption window that outlasts xmpp.js's reconnect (a 1 s delay,
     // then TLS and SCRAM again): with the suite's 2 s window a loaded machine let the session expire.
     const own = await startVerona({ users: [['benvolio', PW], ['juliet', PW]], config: { moduleOptions: { sm: { ...QUIET, resumeTimeout: 60 } } } });

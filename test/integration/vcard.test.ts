@@ -7,7 +7,8 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { client, xml } from '@xmpp/client';
+import { xml } from '@xmpp/client';
+import { client } from '../helpers/xmppjs.js';
 import { startVerona, type Verona } from '../helpers/server.js';
 import { connectClient, sendIq, stanzaErrorOf } from '../helpers/client.js';
 

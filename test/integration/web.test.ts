@@ -13,7 +13,8 @@ import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import http from 'node:http';
 import { WebSocket } from 'ws';
-import { client, xml } from '@xmpp/client';
+import { xml } from '@xmpp/client';
+import { client } from '../helpers/xmppjs.js';
 import { startVerona, type Verona } from '../helpers/server.js';
 import { loadConfig, ConfigError } from '../../src/config/load.js';
 

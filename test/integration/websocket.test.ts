@@ -10,7 +10,8 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { WebSocket } from 'ws';
-import { client, xml, type XmppClient } from '@xmpp/client';
+import { xml, type XmppClient } from '@xmpp/client';
+import { client } from '../helpers/xmppjs.js';
 import { Parser, type Element } from '@xmpp/xml';
 import { startVerona, type Verona } from '../helpers/server.js';
 

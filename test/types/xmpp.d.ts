@@ -43,6 +43,10 @@ declare module '@xmpp/client' {
     on(event: 'error' | 'offline' | 'status', fn: (arg: unknown) => void): void;
     on(event: string, fn: (...args: unknown[]) => void): void;
     once(event: string, fn: (...args: unknown[]) => void): void;
+    removeListener(event: string, fn: (...args: never[]) => void): void;
+    /** Writes the stream header and waits for the server's (see test/helpers/xmppjs.ts). */
+    open(options: { domain?: string; lang?: string }): Promise<Element>;
+    timeout: number;
     start(): Promise<unknown>;
     stop(): Promise<unknown>;
     send(...els: Element[]): Promise<void>;
