@@ -464,6 +464,14 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
     }
     el.attrs.from = session.jid.toString();
     if (this.ctx.log.isLevelEnabled('trace')) this.ctx.log.trace({ stream: this.id, stanza: el.toString() }, 'in');
+    // Per-session limits (src/limits/stanza-limits.ts): a StanzaError bounces the stanza; true = held, routed later.
+    try {
+      if (this.ctx.hooks.fire('stanza/client', { session, stanza: el, remoteAddress: this.remoteAddress }, true)) return void session.onInbound?.(el, Promise.resolve());
+    } catch (err) {
+      if (!(err instanceof StanzaError)) throw err;
+      this.ctx.router.bounce(el, err, session);
+      return void session.onInbound?.(el, Promise.resolve());
+    }
     const handled = this.ctx.router.fromClient(session, el);
     session.onInbound?.(el, handled);
   }

@@ -54,7 +54,10 @@ export function defaultConfig(): Config {
     modules: { disabled: [] },
     moduleOptions: {},
     // Generous for people, tight for floods: a stanza of c2s.maxStanzaSize fits in the burst.
-    limits: { c2sConnectionsPerAddress: 64, readRate: 65536, readBurst: 524288, sessionsPerAccount: 100, exemptAddresses: ['127.0.0.1', '::1'] },
+    limits: { c2sConnectionsPerAddress: 64, readRate: 65536, readBurst: 524288, sessionsPerAccount: 100, exemptAddresses: ['127.0.0.1', '::1'],
+      // Stanza limits (src/limits/stanza-limits.ts): generous enough for a client's login burst and a MAM catch-up in pages.
+      iqPerSecond: 20, iqBurst: 300, mamRowsPerSecond: 500, mamRowsBurst: 10000, presencePerMinute: 60, presenceBurst: 20,
+      subscriptionsPerMinute: 20, subscriptionBurst: 200, directedPresences: 1000 },
     // The admin socket is only reachable by the server's own user (mode 0600); nobody is an XMPP admin until listed.
     admin: { socket: 'admin.sock', users: [] },
     // Web clients (docs/web.md). Loopback only by default: the quick start

@@ -56,6 +56,15 @@ export interface Config {
     readBurst: number; // bytes a stream may send at once before readRate applies
     sessionsPerAccount: number; // bound resources per account
     exemptAddresses: string[]; // addresses not counted by c2sConnectionsPerAddress (loopback by default)
+    iqPerSecond: number; // IQ requests (get/set) per second per session, after iqBurst
+    iqBurst: number; // IQ requests a session may send at once; 0 = no IQ limit
+    mamRowsPerSecond: number; // MAM rows (a query costs its page size) per second per account
+    mamRowsBurst: number; // MAM rows an account may query at once; 0 = no MAM budget
+    presencePerMinute: number; // presence broadcasts per minute per session (more are held, the newest wins)
+    presenceBurst: number; // presence broadcasts a session may send at once; 0 = no limit
+    subscriptionsPerMinute: number; // subscription requests per minute per account
+    subscriptionBurst: number; // subscription requests an account may send at once; 0 = no limit
+    directedPresences: number; // distinct directed-presence targets per session; 0 = no limit
   };
   /** Administration: the local admin socket and the accounts allowed XEP-0133 commands (docs/security.md). */
   admin: {

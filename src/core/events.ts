@@ -93,6 +93,19 @@ export interface HookEvents {
   'iq/in': StanzaEvent;
   /** A copy is about to be delivered to one session (after the routing decision). Return true to drop it. */
   'message/deliver': StanzaEvent & { session: Session; copy: Element; shape: string };
+  /**
+   * Any stanza from a bound client session, `from` stamped, before routing. Fired with rethrow: a
+   * StanzaError bounces the stanza. Return true when the handler took it (it routes it later itself).
+   * Used by the per-session/per-account limits (src/limits/stanza-limits.ts, priority VALIDATE).
+   */
+  'stanza/client': ClientStanzaEvent;
+}
+
+export interface ClientStanzaEvent {
+  session: Session;
+  stanza: Element;
+  /** The client's address (limits.exemptAddresses are not limited). */
+  remoteAddress: string;
 }
 
 /**

@@ -32,6 +32,7 @@ import { pushModule } from './push/index.js';
 import { sasl2Module } from '../c2s/sasl2.js';
 import { mdsModule } from './mds.js';
 import { adhocModule } from './adhoc/index.js';
+import { stanzaLimitsModule } from '../limits/stanza-limits.js';
 
 export const allModules: readonly VeronaModule[] = [discoModule, pingModule, versionModule, timeModule, rosterModule,
   mr2Module, stanzaIdModule, carbonsModule, mamModule, offlineModule,
@@ -43,4 +44,6 @@ export const allModules: readonly VeronaModule[] = [discoModule, pingModule, ver
   // sm last: at shutdown it closes first and still hands unacked messages to offline storage.
   csiModule, smModule,
   // After sm: push uses its 'sm-control' service (long hibernation, resumption).
-  pushModule, sasl2Module, mdsModule];
+  pushModule, sasl2Module, mdsModule,
+  // Per-session/per-account stanza limits (docs/security.md); only the 'stanza/client' hook, so order does not matter.
+  stanzaLimitsModule];

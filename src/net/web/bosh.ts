@@ -25,6 +25,8 @@ import { C2SStream } from '../../c2s/stream.js';
 import { NS } from '../../core/namespaces.js';
 import type { WebFront, ClientInfo } from './http.js';
 import { defaultToClient } from './websocket.js';
+import { TokenBucket } from '../../limits/limits.js';
+import { webReadRate, type ReadRate } from '../../limits/web-read-rate.js';
 
 export const BOSH_PATH = '/http-bind';
 export const NS_HTTPBIND = 'http://jabber.org/protocol/httpbind';
@@ -131,6 +133,18 @@ export class BoshSession implements Transport {
     this.requests = opts.hold + 1;
     this.legacy = opts.legacy;
     this.maxStanzaSize = manager.front.server.config.c2s.maxStanzaSizePreAuth;
+    this.readRate = webReadRate(manager.front.server.config, manager.front.server.metrics);
+    if (this.readRate) this.readBucket = new TokenBucket(this.readRate.rate, this.readRate.burst, Date.now());
+  }
+
+  private readonly readRate: ReadRate | undefined;
+  private readonly readBucket: TokenBucket | undefined;
+
+  /** limits.readRate: how long to hold a body of `bytes` before processing it (0 = now). */
+  readDelay(bytes: number): number {
+    const wait = this.readBucket?.take(bytes, Date.now()) ?? 0;
+    if (wait > 0) this.readRate?.onThrottle?.();
+    return wait;
   }
 
   attach(sink: TransportSink): void {
@@ -516,6 +530,13 @@ export class BoshManager {
       // a legacy client; the terminate body is what current clients expect.
       deliver(bindingError('item-not-found', false));
       return undefined;
+    }
+    // limits.readRate: a session over the rate has its body processed later, held like a
+    // long poll; with at most 'requests' open, the client cannot send faster than the rate.
+    const wait = session.readDelay(raw.length);
+    if (wait > 0) {
+      setTimeout(() => session.handle(body, deliver), wait).unref();
+      return () => session.abandoned(deliver);
     }
     session.handle(body, deliver);
     return () => session.abandoned(deliver);

@@ -17,6 +17,8 @@ import { C2SStream } from '../../c2s/stream.js';
 import { NS } from '../../core/namespaces.js';
 import type { Logger } from '../../core/logger.js';
 import type { WebFront, ClientInfo } from './http.js';
+import { TokenBucket } from '../../limits/limits.js';
+import { webReadRate, type ReadRate } from '../../limits/web-read-rate.js';
 
 export const WEBSOCKET_PATH = '/xmpp-websocket';
 
@@ -40,6 +42,8 @@ export interface WebSocketTransportOptions {
   info: ClientInfo;
   limits: ParserLimits;
   log: Logger;
+  /** limits.readRate / readBurst, as on TCP: over it, ws.pause() until the bucket refills. */
+  readRate?: { rate: number; burst: number; onThrottle?: () => void };
 }
 
 export class WebSocketTransport implements Transport {
@@ -55,6 +59,9 @@ export class WebSocketTransport implements Transport {
   private headerDue = true;
   private readonly limits: ParserLimits;
   private readonly log: Logger;
+  private readonly bucket: TokenBucket | undefined;
+  private readonly readRate: ReadRate | undefined;
+  private resumeTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly ws: WebSocket,
@@ -64,6 +71,8 @@ export class WebSocketTransport implements Transport {
     this.secure = opts.info.secure;
     this.limits = { ...opts.limits };
     this.log = opts.log;
+    this.readRate = opts.readRate;
+    if (opts.readRate) this.bucket = new TokenBucket(opts.readRate.rate, opts.readRate.burst, Date.now());
     ws.on('message', (data, isBinary) => this.onFrame(data, isBinary));
     ws.on('pong', () => {
       this.alive = true;
@@ -85,6 +94,7 @@ export class WebSocketTransport implements Transport {
     // RFC 7395 §3.2: XMPP travels in text frames only.
     if (isBinary) return sink.onParseError('bad-format', 'Binary frames are not allowed');
     const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+    if (this.bucket) this.throttle(buf.length);
     // Cheap bound before parsing: a frame is one element, so it is at most one stanza long.
     if (buf.length > this.limits.maxStanzaSize * 4) return sink.onParseError('policy-violation', 'stanza too large');
     let el: Element;
@@ -104,7 +114,21 @@ export class WebSocketTransport implements Transport {
     sink.onElement(defaultToClient(el, ''));
   }
 
+  /** The read rate (src/limits/limits.ts TokenBucket): stop reading frames until the bucket refills; TCP slows the sender. */
+  private throttle(bytes: number): void {
+    const wait = (this.bucket as TokenBucket).take(bytes, Date.now());
+    if (wait === 0 || this.resumeTimer !== undefined || this.closed) return;
+    this.readRate?.onThrottle?.();
+    this.ws.pause();
+    this.resumeTimer = setTimeout(() => {
+      this.resumeTimer = undefined;
+      if (!this.closed) this.ws.resume();
+    }, wait);
+    this.resumeTimer.unref();
+  }
+
   private gone(reason: string): void {
+    if (this.resumeTimer) clearTimeout(this.resumeTimer);
     this.closed = true;
     const sink = this.sink;
     this.sink = undefined;
@@ -226,6 +250,7 @@ export class WebSocketGateway {
         info,
         limits: { maxStanzaSize: c.maxStanzaSizePreAuth, maxDepth: c.maxDepth, maxAttributes: c.maxAttributes },
         log: srv.log,
+        readRate: webReadRate(srv.config, srv.metrics),
       });
       this.transports.add(t);
       ws.once('close', () => {
