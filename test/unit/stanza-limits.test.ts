@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseXml } from '../../src/xml/parser.js';
 import { chargesFor, directedAllowed, KeyedBuckets, RefusingBucket } from '../../src/limits/stanza-rules.js';
+import { defaultConfig } from '../../src/config/defaults.js';
 
 const PAGES = { defaultPage: 50, maxPage: 250 };
 const OWN = 'romeo@localhost';
@@ -84,4 +85,30 @@ test('directed presences per session', () => {
   assert.equal(directedAllowed(new Set([...known, 'c@x']), 'd@x', 3).ok, false);
   assert.equal(directedAllowed(new Set([...known, 'c@x']), 'a@x', 3).ok, true, 'a known target');
   assert.equal(directedAllowed(new Set([...known, 'c@x']), 'd@x', 0).ok, true, '0 = no limit');
+});
+
+test('the defaults leave normal clients alone: a login burst, a MAM catch-up of 10,000 messages, 500 rooms, a contact import', () => {
+  const l = defaultConfig().limits;
+  // A login: roster, disco of the server and of 200 contacts' devices, PEP, bookmarks, vCards: 280 IQs at once.
+  const iq = new RefusingBucket(l.iqPerSecond, l.iqBurst, 0);
+  for (let i = 0; i < 280; i++) assert.equal(iq.take(1, 0), 0, `login IQ ${i}`);
+  // Catch-up: 40 pages of 250 back to back, one every 100 ms (a fast client on a fast link).
+  const mam = new KeyedBuckets({ perSecond: l.mamRowsPerSecond, burst: l.mamRowsBurst });
+  for (let p = 0; p < 40; p++) assert.equal(mam.take('romeo', 250, p * 100), 0, `page ${p}`);
+  // Then it keeps paging at 2 pages per second without a refusal.
+  for (let p = 0; p < 20; p++) assert.equal(mam.take('romeo', 250, 4000 + 2000 + p * 500), 0, `steady page ${p}`);
+  // 500 rooms joined: 500 directed presences.
+  const known = new Set<string>();
+  for (let r = 0; r < 500; r++) {
+    const room = `room${r}@muc.localhost/romeo`;
+    assert.equal(directedAllowed(known, room, l.directedPresences).ok, true);
+    known.add(room);
+  }
+  // Importing 150 contacts: 150 subscription requests at once.
+  const subs = new KeyedBuckets({ perSecond: l.subscriptionsPerMinute / 60, burst: l.subscriptionBurst });
+  for (let i = 0; i < 150; i++) assert.equal(subs.take('romeo', 1, 0), 0);
+  // Presence: away/back/dnd changes, 20 at once, then one a second.
+  const pres = new RefusingBucket(l.presencePerMinute / 60, l.presenceBurst, 0);
+  for (let i = 0; i < 20; i++) assert.equal(pres.take(1, 0), 0);
+  for (let i = 1; i <= 30; i++) assert.equal(pres.take(1, i * 1000), 0);
 });
