@@ -36,7 +36,6 @@ import type { VeronaModule, ModuleApi } from '../core/module.js';
 import type { Session } from '../core/session.js';
 import type { Element } from '../xml/element.js';
 import { StanzaError } from '../core/errors.js';
-import { tryParseJID } from '../jid/jid.js';
 import { chargesFor, directedAllowed, KeyedBuckets, RefusingBucket, type PageSizes } from './stanza-rules.js';
 
 interface SessionLimits {
@@ -136,8 +135,7 @@ export const stanzaLimitsModule: VeronaModule = {
             }
             break;
           case 'directed-presence': {
-            const target = tryParseJID(stanza.attrs.to)?.toString() ?? '';
-            const v = directedAllowed(session.directedTo, target, l.directedPresences);
+            const v = directedAllowed(session.directedTo, c.target ?? '', l.directedPresences);
             if (!v.ok) refuse('directed-presence', new StanzaError('policy-violation', `Too many directed presences: ${v.reason}`));
             break;
           }

@@ -31,6 +31,8 @@ export interface Charge {
   /** Tokens: 1 per stanza; MAM rows for a MAM query. */
   cost: number;
   reason: string;
+  /** Directed presence: the canonical target JID (parsed once here). */
+  target?: string;
 }
 
 export interface PageSizes {
@@ -71,7 +73,7 @@ export function chargesFor(stanza: Element, ownBare: string, pages: PageSizes): 
     if (type === undefined || type === 'unavailable') {
       if (broadcast) return [{ kind: 'presence-broadcast', cost: 1, reason: 'presence broadcast to every contact' }];
       // Unavailable undoes a directed presence: never refused.
-      return type === undefined ? [{ kind: 'directed-presence', cost: 1, reason: 'directed presence (remembered for the session)' }] : [];
+      return type === undefined ? [{ kind: 'directed-presence', cost: 1, reason: 'directed presence (remembered for the session)', target: jid?.toString() ?? '' }] : [];
     }
     if (type === 'subscribe' && !broadcast) return [{ kind: 'subscription', cost: 1, reason: 'subscription request' }];
     return [];
