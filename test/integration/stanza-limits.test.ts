@@ -251,3 +251,49 @@ describe('read rate on the web transports', () => {
     }
   });
 });
+
+describe('web sessions per address (BOSH), behind a trusted proxy', () => {
+  let w: Verona;
+  before(async () => {
+    w = await startVerona({ config: { web: { trustedProxies: ['127.0.0.1'], maxConnectionsPerAddress: 2 } } });
+  });
+  after(async () => {
+    await w.stop();
+    w.cleanup();
+  });
+
+  let rid = 5000;
+  /** Create a BOSH session as seen from `client` (X-Forwarded-For); the sid, or the terminate condition. */
+  const create = async (client: string): Promise<{ sid?: string; condition?: string }> => {
+    const body = `<body xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' rid='${++rid}' wait='10' hold='1' to='localhost' ver='1.6' xmpp:version='1.0'/>`;
+    const res = await fetch(`http://127.0.0.1:${w.ports.http}/http-bind`, { method: 'POST', body, headers: { 'Content-Type': 'text/xml; charset=utf-8', 'X-Forwarded-For': client } });
+    const text = await res.text();
+    const sid = /\bsid=['"]([^'"]+)['"]/.exec(text)?.[1];
+    const condition = /\bcondition=['"]([^'"]+)['"]/.exec(text)?.[1];
+    return { ...(sid ? { sid } : {}), ...(condition ? { condition } : {}) };
+  };
+  const terminate = async (sid: string, client: string): Promise<void> => {
+    const body = `<body xmlns='http://jabber.org/protocol/httpbind' rid='${++rid}' sid='${sid}' type='terminate'/>`;
+    await (await fetch(`http://127.0.0.1:${w.ports.http}/http-bind`, { method: 'POST', body, headers: { 'Content-Type': 'text/xml; charset=utf-8', 'X-Forwarded-For': client } })).text();
+  };
+
+  test('a third BOSH session from one address gets policy-violation; IPv6 counts per /64; a terminated session frees its slot', async () => {
+    const a = await create('198.51.100.20');
+    const b = await create('198.51.100.20');
+    assert.ok(a.sid && b.sid);
+    assert.equal((await create('198.51.100.20')).condition, 'policy-violation');
+    assert.ok((await create('198.51.100.21')).sid, 'another address has its own allowance');
+    // Two addresses of one /64 share the allowance; the next /64 does not.
+    assert.ok((await create('2001:db8:5:6::1')).sid);
+    assert.ok((await create('2001:db8:5:6::2')).sid);
+    assert.equal((await create('2001:db8:5:6::3')).condition, 'policy-violation');
+    assert.ok((await create('2001:db8:5:7::1')).sid);
+    await terminate(a.sid, '198.51.100.20');
+    let again: { sid?: string; condition?: string } = {};
+    for (let i = 0; i < 50 && again.sid === undefined; i++) {
+      again = await create('198.51.100.20');
+      if (again.sid === undefined) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.ok(again.sid, 'the slot is free again');
+  });
+});

@@ -24,6 +24,7 @@ import type { Server, ListenerHandle } from '../../core/server.js';
 import { ensureCertificate } from '../../config/cert.js';
 import { tlsOptions } from '../tcp.js';
 import { addressList, inList } from './options.js';
+import { addressKey } from '../../limits/limits.js';
 import { WebSocketGateway, WEBSOCKET_PATH } from './websocket.js';
 import { BoshManager, BOSH_PATH, bindingError, type BoshReply } from './bosh.js';
 import { WebSite } from './site.js';
@@ -175,6 +176,8 @@ export class WebFront {
 
   /** Count an XMPP session (WebSocket or BOSH) against its address; false when over the limit. */
   acquireSession(address: string): boolean {
+    // Counted like c2s (src/limits/limits.ts): IPv6 per /64, which one host usually owns.
+    address = addressKey(address);
     const n = this.sessionsPer.get(address) ?? 0;
     const max = this.limit();
     if (max > 0 && n >= max) {
@@ -187,6 +190,7 @@ export class WebFront {
   }
 
   releaseSession(address: string): void {
+    address = addressKey(address);
     const n = (this.sessionsPer.get(address) ?? 1) - 1;
     if (n <= 0) this.sessionsPer.delete(address);
     else this.sessionsPer.set(address, n);
@@ -194,8 +198,9 @@ export class WebFront {
 
   /** Raw sockets per peer, checked before any byte is read. Trusted proxies are exempt (they carry many clients). */
   private onConnection(socket: net.Socket): void {
-    const peer = normalizeAddress(socket.remoteAddress);
-    if (inList(this.proxies, peer)) return;
+    const addr = normalizeAddress(socket.remoteAddress);
+    if (inList(this.proxies, addr)) return;
+    const peer = addressKey(addr);
     const n = this.socketsPer.get(peer) ?? 0;
     const max = this.limit();
     if (max > 0 && n >= max) {
