@@ -36,6 +36,7 @@ import type { VeronaModule, ModuleApi } from '../core/module.js';
 import type { Session } from '../core/session.js';
 import type { Element } from '../xml/element.js';
 import { StanzaError } from '../core/errors.js';
+import { PRIORITY } from '../core/events.js';
 import { chargesFor, directedAllowed, KeyedBuckets, RefusingBucket, type PageSizes } from './stanza-rules.js';
 
 interface SessionLimits {
@@ -154,6 +155,6 @@ export const stanzaLimitsModule: VeronaModule = {
         }
       }
       return undefined;
-    });
+    }, PRIORITY.VALIDATE);
   },
 };
