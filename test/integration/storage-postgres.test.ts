@@ -38,6 +38,9 @@ storageConformance('PostgreSQL', async () => {
     smState: s.smState,
     blocklist: s.blocklist,
     pubsub: s.pubsub,
+    muc: s.muc,
+    push: s.push,
+    fastTokens: s.fastTokens,
     accounts: s.accounts,
     kv: s.kv,
     archive: s.archive,
@@ -154,7 +157,7 @@ test('deleteUserData removes the account from every table with a username column
       await s.pool.query('INSERT INTO test_later (username, body) VALUES ($1, $2)', [u, 'hello']);
     }
     const tables = await s.userTables();
-    for (const name of ['accounts', 'kv', 'archive', 'roster_items', 'pubsub_items', 'offline', 'blocklist', 'sm_state', 'test_later']) assert.ok(tables.includes(name), name);
+    for (const name of ['accounts', 'kv', 'archive', 'roster_items', 'pubsub_items', 'offline', 'blocklist', 'sm_state', 'push_registrations', 'fast_tokens', 'test_later']) assert.ok(tables.includes(name), name);
     await s.deleteUserData('romeo');
     assert.deepEqual((await s.pool.query('SELECT username FROM test_later')).rows, [{ username: 'juliet' }]);
     assert.equal(await s.archive.bounds('romeo'), undefined);
