@@ -126,7 +126,11 @@ test('group commit: one statement per batch; a row refused by a trigger fails al
     const before = { ...s.archive.stats };
     const burst = Array.from({ length: 50 }, (_, i) => rec('gc', 'a@x', `m${i}`));
     await Promise.all(burst.map((r) => s.archive.append(r)));
-    assert.ok(s.archive.stats.batches - before.batches <= 2, `50 rows queued in one turn take at most 2 commits (took ${s.archive.stats.batches - before.batches})`);
+    const batches = s.archive.stats.batches - before.batches;
+    assert.ok(batches <= 2, `50 rows queued in one turn take at most 2 commits (took ${batches})`);
+    // One transaction per batch: every row carries the id of the transaction that wrote it (xmin).
+    const xids = async (u: string): Promise<number> => Number((await s.pool.query<{ n: number }>('SELECT count(DISTINCT xmin::text)::int AS n FROM archive WHERE username = $1', [u])).rows[0]?.n);
+    assert.equal(await xids('gc'), batches, 'each batch is exactly one transaction');
 
     await s.pool.query(`CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN IF NEW.stanza LIKE '%POISON%' THEN RAISE EXCEPTION 'refused by test trigger'; END IF; RETURN NEW; END $$`);
