@@ -13,6 +13,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { PostgresStorage } from '../../src/storage/postgres/index.js';
 import { PgRosterStore } from '../../src/storage/postgres/roster.js';
+import { PgArchiveStore } from '../../src/storage/postgres/archive.js';
 import { pgMigrations, runPgMigrations, PgMigrationError } from '../../src/storage/postgres/migrations.js';
 import { createPool } from '../../src/storage/postgres/db.js';
 import type { ArchivePage, ArchiveRecord } from '../../src/storage/archive.js';
@@ -111,6 +112,21 @@ test('every MAM page shape is an index range scan in seq order (EXPLAIN), never 
       assert.match(plan, /Index Scan( Backward)? using archive_(pkey|by_with) on archive/, `${JSON.stringify(q)}:\n${plan}`);
       assert.doesNotMatch(plan, /Sort|Bitmap/, `rows come in index order, the LIMIT stops the scan:\n${JSON.stringify(q)}:\n${plan}`);
     }
+    // The rest of a MAM answer: the RSM count (capped) and the archive's first and last row.
+    const explain = async (sql: string, params: unknown[]): Promise<string> =>
+      (await s.pool.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${sql}`, params)).rows.map((r) => r['QUERY PLAN']).join('\n');
+    for (const q of [{ username: 'u1' }, { username: 'u1', with: 'c1@x', minSeq: 1 }, { username: 'u1', afterSeq: 5 }]) {
+      const { sql, params } = s.archive.countSql(q, 10000);
+      const plan = await explain(sql, params);
+      // Counting needs no order: the planner may collect the account's range by bitmap when it
+      // expects fewer rows than the cap; either way it is the account's range of one index.
+      assert.doesNotMatch(plan, /Seq Scan|Sort/, `count ${JSON.stringify(q)}:\n${plan}`);
+      assert.match(plan, /(Index (Only )?Scan( Backward)? using|Bitmap Index Scan on) archive_(pkey|by_with)/, `count ${JSON.stringify(q)}:\n${plan}`);
+      assert.match(plan, /Index Cond: \(+username = /, `count ${JSON.stringify(q)}:\n${plan}`);
+    }
+    const boundsPlan = await explain(PgArchiveStore.BOUNDS_SQL, ['u1']);
+    assert.doesNotMatch(boundsPlan, /Seq Scan|Sort/, boundsPlan);
+    assert.equal(boundsPlan.match(/Index Scan( Backward)? using archive_pkey/g)?.length, 2, boundsPlan);
     const idPlan = (await s.pool.query<{ 'QUERY PLAN': string }>('EXPLAIN SELECT seq FROM archive WHERE username = $1 AND id = $2', ['u1', 'x'])).rows
       .map((r) => r['QUERY PLAN'])
       .join('\n');
