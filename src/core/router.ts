@@ -273,7 +273,7 @@ export class Router {
         this.deliverCopy(e, s, del.shape, e.recipientArchiveId, e.to.bare.toString(), del.reason);
       }
       if (d.offline) {
-        void this.offlineOrBounce(e);
+        this.offlineInOrder(e);
       } else if (d.bounce) {
         this.bounce(e.stanza, new StanzaError(d.bounce), e.origin);
       }
@@ -295,6 +295,25 @@ export class Router {
       }
     }
     return external;
+  }
+
+  /**
+   * Offline handling for one recipient account in delivery order. offlineOrBounce awaits a
+   * query (does the account exist?); on PostgreSQL the answers for consecutive messages come
+   * back on different pool connections, out of order, and the offline queue then held them in
+   * the wrong order (and a full queue kept a later message instead of an earlier one).
+   */
+  private readonly offlineTails = new Map<string, Promise<void>>();
+
+  private offlineInOrder(e: StanzaEvent): void {
+    const key = e.to.local;
+    const next = (this.offlineTails.get(key) ?? Promise.resolve())
+      .then(() => this.offlineOrBounce(e))
+      .catch((err: unknown) => this.log.error({ err }, 'offline handling failed'));
+    this.offlineTails.set(key, next);
+    void next.then(() => {
+      if (this.offlineTails.get(key) === next) this.offlineTails.delete(key);
+    });
   }
 
   private async offlineOrBounce(e: StanzaEvent): Promise<void> {

@@ -29,6 +29,7 @@ export interface FastToken {
 }
 
 export interface FastTokenStore {
+  /** The account's unexpired tokens (expired ones are removed). */
   list(username: string): Promise<FastToken[]>;
   add(t: FastToken): Promise<void>;
   remove(username: string, keyHash: Buffer): Promise<void>;
@@ -41,7 +42,11 @@ export class MemoryFastTokenStore implements FastTokenStore {
   private readonly rows = new Map<string, FastToken[]>();
 
   async list(username: string): Promise<FastToken[]> {
-    return (this.rows.get(username) ?? []).map((t) => ({ ...t }));
+    // Expired tokens are dropped when read, as the database stores do (one semantics for all).
+    const now = Date.now();
+    const live = (this.rows.get(username) ?? []).filter((t) => t.expiresAt > now);
+    this.rows.set(username, live);
+    return live.map((t) => ({ ...t }));
   }
   async add(t: FastToken): Promise<void> {
     this.rows.set(t.username, [...(this.rows.get(t.username) ?? []), { ...t }]);

@@ -43,6 +43,9 @@ export const COPY_TABLES: ReadonlyArray<{ table: string; key: readonly string[] 
   { table: 'pubsub_nodes', key: ['username', 'node'] },
   { table: 'pubsub_items', key: ['seq'] },
   { table: 'caps_cache', key: ['hash', 'ver'] },
+  { table: 'muc_rooms', key: ['room'] },
+  { table: 'push_registrations', key: ['username', 'jid', 'node'] },
+  { table: 'fast_tokens', key: ['username', 'key_hash'] },
 ];
 
 /** Tables that belong to one backend's bookkeeping, never copied. */

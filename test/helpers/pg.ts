@@ -90,6 +90,8 @@ async function waitReady(url: string, proc: ChildProcess, log: string[]): Promis
 }
 
 export interface StartPostgresOptions {
+  /** Loopback address to listen on (default PG_HOST); tests of one area use their own range. */
+  host?: string;
   /** Extra `-c name=value` settings. */
   settings?: Record<string, string>;
   /**
@@ -111,16 +113,17 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Te
   const [cmd, args] = asPostgres(path.join(bin, 'initdb'), ['-D', data, '-U', 'verona', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync']);
   execFileSync(cmd, args, { stdio: 'pipe' });
 
-  const port = await freePort(PG_HOST);
+  const host = opts.host ?? PG_HOST;
+  const port = await freePort(host);
   const settings: Record<string, string> = {
-    listen_addresses: PG_HOST,
+    listen_addresses: host,
     port: String(port),
     unix_socket_directories: dir,
     max_connections: '200',
     ...(opts.noFsync === false ? {} : { fsync: 'off', full_page_writes: 'off' }),
     ...opts.settings,
   };
-  const adminUrl = `postgres://verona@${PG_HOST}:${port}/postgres`;
+  const adminUrl = `postgres://verona@${host}:${port}/postgres`;
   let proc: ChildProcess | undefined;
   let log: string[] = [];
 
@@ -151,7 +154,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Te
   await launch();
   let n = 0;
   return {
-    host: PG_HOST,
+    host,
     port,
     adminUrl,
     async createDatabase(name?: string): Promise<string> {
@@ -163,7 +166,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Te
       } finally {
         await c.end();
       }
-      return `postgres://verona@${PG_HOST}:${port}/${db}`;
+      return `postgres://verona@${host}:${port}/${db}`;
     },
     pause: halt,
     restart: launch,

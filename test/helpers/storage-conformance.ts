@@ -20,6 +20,9 @@ import type { ArchiveRecord, ArchiveStore } from '../../src/storage/archive.js';
 import type { OfflineStore } from '../../src/storage/offline.js';
 import type { BlocklistStore } from '../../src/storage/blocklist.js';
 import type { NodeConfig, PubsubItem, PubsubStore } from '../../src/storage/pubsub.js';
+import type { MucStore, RoomRecord } from '../../src/storage/muc.js';
+import type { PushStore } from '../../src/storage/push.js';
+import type { FastToken, FastTokenStore } from '../../src/storage/fast.js';
 import { defaultConfig } from '../../src/modules/pep/config.js';
 import { ArchiveClock, archiveIdFor } from '../../src/modules/mam/ids.js';
 import { deriveAllScram, verifyPassword } from '../../src/sasl/credentials.js';
@@ -31,6 +34,9 @@ export interface BackendUnderTest {
   smState: SmStateStore;
   blocklist: BlocklistStore;
   pubsub: PubsubStore;
+  muc: MucStore;
+  push: PushStore;
+  fastTokens: FastTokenStore;
   accounts?: AccountStore;
   kv?: KeyValueStore;
   archive?: ArchiveStore;
@@ -286,6 +292,100 @@ export function storageConformance(name: string, open: () => Promise<BackendUnde
         await s.capsPut('sha-1', 'v=', { features: ['a', 'b+notify'], identities: ['client/pc'] });
         assert.deepEqual(await s.capsGet('sha-1', 'v='), { features: ['a', 'b+notify'], identities: ['client/pc'] });
         assert.equal(await s.capsGet('sha-256', 'v='), undefined);
+      });
+    });
+
+    describe('muc rooms', () => {
+      const room = (name: string, subject?: string): RoomRecord => ({
+        room: name,
+        config: {
+          name: `Room ${name}`, description: '', persistent: true, public: true, membersOnly: false, moderated: false, password: '',
+          maxUsers: 100, whois: 'moderators', changeSubject: false, allowInvites: false, allowPm: 'anyone', archive: true, historyLength: 20,
+        },
+        affiliations: [{ jid: 'romeo@localhost', affiliation: 'owner' }, { jid: 'tybalt@localhost', affiliation: 'outcast', reason: 'brawling' }],
+        subject: subject === undefined ? undefined : { text: subject, nick: 'romeo', stamp: 1700000000000 },
+        salt: `salt-${name}`,
+        createdAt: 1700000000000,
+      });
+
+      test('save, list in name order, replace, remove; the stored copy is not the caller\'s object', async () => {
+        const s = b.muc;
+        assert.deepEqual(await s.rooms(), []);
+        const balcony = room('balcony');
+        await s.save(room('verona', 'Two households'));
+        await s.save(balcony);
+        balcony.config.name = 'changed after save';
+        const got = await s.rooms();
+        assert.deepEqual(got.map((r) => r.room), ['balcony', 'verona']);
+        // Stored as JSON on every backend: an absent subject comes back absent.
+        assert.deepEqual(got[0], JSON.parse(JSON.stringify(room('balcony'))));
+        assert.deepEqual(got[1]?.subject, { text: 'Two households', nick: 'romeo', stamp: 1700000000000 });
+        assert.equal(got[0]?.subject, undefined);
+        await s.save({ ...room('balcony'), affiliations: [] });
+        assert.deepEqual((await s.rooms()).find((r) => r.room === 'balcony')?.affiliations, []);
+        await s.remove('balcony');
+        await s.remove('never-there');
+        assert.deepEqual((await s.rooms()).map((r) => r.room), ['verona']);
+        await s.remove('verona');
+      });
+    });
+
+    describe('push registrations', () => {
+      test('put, list, replace, remove one node and all nodes of an app server', async () => {
+        const s = b.push;
+        const base = { username: 'romeo', jid: 'push.example', resource: 'phone', options: '', createdAt: 1 };
+        await s.put({ ...base, node: 'a' });
+        await s.put({ ...base, node: 'b', resource: 'tablet' });
+        await s.put({ ...base, node: 'a', options: '<x/>', createdAt: 2 });
+        await s.put({ ...base, username: 'juliet', node: 'j' });
+        const list = await s.list('romeo');
+        assert.deepEqual(list.map((r) => [r.node, r.resource, r.options, r.createdAt]).sort(), [['a', 'phone', '<x/>', 2], ['b', 'tablet', '', 1]]);
+        assert.deepEqual((await s.usernames()).sort(), ['juliet', 'romeo']);
+        assert.equal(await s.remove('romeo', 'push.example', 'a'), 1);
+        assert.equal(await s.remove('romeo', 'push.example', 'a'), 0);
+        assert.equal(await s.remove('romeo', 'push.example'), 1);
+        assert.deepEqual(await s.list('romeo'), []);
+        assert.deepEqual(await s.usernames(), ['juliet']);
+        await s.remove('juliet', 'push.example');
+      });
+    });
+
+    describe('FAST tokens', () => {
+      const tok = (user: string, k: number, agent: string, expiresAt: number): FastToken => ({
+        username: user, agent, mechanism: 'HT-SHA-256-NONE', keyHash: Buffer.alloc(32, k), credStamp: 'c', createdAt: 1700000000000, expiresAt, count: 0,
+      });
+
+      test('add, list (expired ones left out), count, remove by agent keeping one, remove', async () => {
+        const s = b.fastTokens;
+        const later = Date.now() + 3_600_000;
+        await s.add(tok('romeo', 1, 'ua1', later));
+        await s.add(tok('romeo', 2, 'ua1', later));
+        await s.add(tok('romeo', 3, 'ua2', later));
+        await s.add(tok('romeo', 4, 'ua2', Date.now() - 1));
+        await s.add(tok('juliet', 1, 'ua1', later));
+        const keys = async (u = 'romeo'): Promise<number[]> => (await s.list(u)).map((x) => x.keyHash[0] as number).sort();
+        assert.deepEqual(await keys(), [1, 2, 3]);
+        const one = (await s.list('romeo')).find((x) => x.keyHash[0] === 1);
+        assert.deepEqual(one, tok('romeo', 1, 'ua1', later), 'every field comes back');
+        await s.setCount('romeo', Buffer.alloc(32, 1), 7);
+        assert.equal((await s.list('romeo')).find((x) => x.keyHash[0] === 1)?.count, 7);
+        await s.removeForAgent('romeo', 'ua1', Buffer.alloc(32, 2));
+        assert.deepEqual(await keys(), [2, 3]);
+        await s.removeForAgent('romeo', 'ua2');
+        assert.deepEqual(await keys(), [2]);
+        await s.remove('romeo', Buffer.alloc(32, 2));
+        assert.deepEqual(await keys(), []);
+        assert.deepEqual(await keys('juliet'), [1], "another account's tokens are untouched");
+      });
+
+      test('deleting an account removes its push registrations and FAST tokens', async () => {
+        await b.push.put({ username: 'gone', jid: 'push.example', node: 'a', resource: 'phone', options: '', createdAt: 1 });
+        await b.fastTokens.add(tok('gone', 9, 'ua', Date.now() + 60000));
+        await b.push.put({ username: 'stays', jid: 'push.example', node: 'a', resource: 'phone', options: '', createdAt: 1 });
+        await b.deleteUser('gone');
+        assert.deepEqual(await b.push.list('gone'), []);
+        assert.deepEqual(await b.fastTokens.list('gone'), []);
+        assert.equal((await b.push.list('stays')).length, 1);
       });
     });
 

@@ -1,7 +1,8 @@
 /**
  * The server's own integration tests, run once more with every server on
  * PostgreSQL: MAM (10,000-message archive, paging, catch-up), MR2 forks and
- * archive ids, roster, offline, carbons and account removal. The
+ * archive ids, roster, offline, carbons, account removal, MUC rooms (kept
+ * across a restart), push registrations and FAST tokens. The
  * same test files as on SQLite, in a
  * child test runner whose servers get a database each on the PostgreSQL
  * server started here (test/helpers/server.ts reads VERONA_TEST_PG_URL).
@@ -14,7 +15,10 @@ import { fileURLToPath } from 'node:url';
 import { startPostgres, type TestPostgres } from '../helpers/pg.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const FILES = ['mam', 'mr2', 'roster', 'offline', 'carbons', 'register'];
+// muc (persistent rooms across a restart), push (registrations) and sasl2 (FAST tokens) use the
+// stores PostgreSQL gained in issue 16. VERONA_PG_SUITE_FILES=a,b runs a subset (local runs).
+const ALL_FILES = ['mam', 'mr2', 'roster', 'offline', 'carbons', 'register', 'muc', 'push', 'sasl2'];
+const FILES = process.env.VERONA_PG_SUITE_FILES ? process.env.VERONA_PG_SUITE_FILES.split(',').filter((f) => ALL_FILES.includes(f)) : ALL_FILES;
 
 let pgServer: TestPostgres;
 before(async () => {

@@ -18,6 +18,7 @@ import { PostgresStorage } from '../../src/storage/postgres/index.js';
 import { migrateStorage, openSide, MigrateError, COPY_TABLES } from '../../src/storage/migrate.js';
 import { ArchiveClock, archiveIdFor } from '../../src/modules/mam/ids.js';
 import { defaultConfig } from '../../src/modules/pep/config.js';
+import type { RoomRecord } from '../../src/storage/muc.js';
 
 let pgServer: TestPostgres;
 let dir: string;
@@ -29,6 +30,20 @@ after(async () => {
   await pgServer?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** Far enough ahead that the FAST token is never pruned as expired while the test runs. */
+const FAR = Date.now() + 365 * 86_400_000;
+const ROOM: RoomRecord = {
+  room: 'balcony',
+  config: {
+    name: 'Balcony ☾', description: 'd', persistent: true, public: true, membersOnly: false, moderated: false, password: '', maxUsers: 50,
+    whois: 'moderators', changeSubject: false, allowInvites: false, allowPm: 'anyone', archive: true, historyLength: 20,
+  },
+  affiliations: [{ jid: 'romeo@localhost', affiliation: 'owner' }],
+  subject: { text: 'Wherefore', nick: 'romeo', stamp: 1_700_000_000_000 },
+  salt: 'salt',
+  createdAt: 1_700_000_000_000,
+};
 
 /** A SQLite installation with rows in every table. */
 async function fill(file: string, archiveRows: number): Promise<void> {
@@ -57,6 +72,9 @@ async function fill(file: string, archiveRows: number): Promise<void> {
     await s.pubsub.createNode('juliet', 'urn:xmpp:avatar:metadata', defaultConfig(1), { 'romeo@localhost': 'member' });
     await s.pubsub.putItem('juliet', 'urn:xmpp:avatar:metadata', { id: 'a1', publisher: 'juliet@localhost', publishedAt: 1, payload: '<metadata xmlns="urn:xmpp:avatar:metadata"/>' }, 5);
     await s.pubsub.capsPut('sha-1', 'v=', { features: ['a'], identities: ['client/pc'] });
+    await s.muc.save(ROOM);
+    await s.push.put({ username: 'romeo', jid: 'push.example', node: 'n1', resource: 'phone', options: '<x xmlns="jabber:x:data" type="submit"/>', createdAt: 1_700_000_000_001 });
+    await s.fastTokens.add({ username: 'juliet', agent: 'ua-1', mechanism: 'HT-SHA-256-NONE', keyHash: Buffer.from([0, 255, 1, 254]), credStamp: 'cs', createdAt: 1_700_000_000_000, expiresAt: FAR, count: 3 });
   } finally {
     await s.close();
   }
@@ -76,7 +94,7 @@ test('SQLite -> PostgreSQL: interrupted, resumed by the CLI, verified; ids, seqs
 
   // The CLI picks it up where it stopped.
   const { stdout } = await runCli(['storage', 'migrate', `sqlite:${file}`, url]);
-  assert.match(stdout, /verified: 14 tables, \d+ rows, counts and checksums equal \(resumed an earlier run\)/);
+  assert.match(stdout, /verified: 17 tables, \d+ rows, counts and checksums equal \(resumed an earlier run\)/);
   assert.match(stdout, /archive: 5000 rows \(\d+ in this run\)/);
 
   const a = SqliteStorage.open(file, { synchronous: 'NORMAL' });
@@ -102,6 +120,12 @@ test('SQLite -> PostgreSQL: interrupted, resumed by the CLI, verified; ids, seqs
     assert.deepEqual(await b.pubsub.items('juliet', 'urn:xmpp:avatar:metadata'), await a.pubsub.items('juliet', 'urn:xmpp:avatar:metadata'));
     assert.deepEqual(await b.pubsub.capsGet('sha-1', 'v='), await a.pubsub.capsGet('sha-1', 'v='));
     assert.equal(await b.kv.get('romeo', 'vcard', 'main'), await a.kv.get('romeo', 'vcard', 'main'));
+    assert.deepEqual(await b.muc.rooms(), [ROOM]);
+    assert.deepEqual(await b.muc.rooms(), await a.muc.rooms());
+    assert.deepEqual(await b.push.list('romeo'), await a.push.list('romeo'));
+    assert.equal((await b.push.list('romeo')).length, 1);
+    assert.deepEqual(await b.fastTokens.list('juliet'), await a.fastTokens.list('juliet'));
+    assert.equal((await b.fastTokens.list('juliet'))[0]?.count, 3);
   } finally {
     await a.close();
     await b.close();
@@ -114,13 +138,16 @@ test('SQLite -> PostgreSQL: interrupted, resumed by the CLI, verified; ids, seqs
   // And back: PostgreSQL -> a new SQLite file, the same rows.
   const back = path.join(dir, 'back.sqlite');
   const { stdout: out2 } = await runCli(['storage', 'migrate', url, `sqlite:${back}`]);
-  assert.match(out2, /verified: 14 tables/);
+  assert.match(out2, /verified: 17 tables/);
   const c = SqliteStorage.open(back, { synchronous: 'NORMAL' });
   const a2 = SqliteStorage.open(file, { synchronous: 'NORMAL' });
   try {
     for (const u of ['romeo', 'juliet']) assert.deepEqual(await c.archive.page({ username: u, order: 'desc', limit: 100 }), await a2.archive.page({ username: u, order: 'desc', limit: 100 }));
     assert.deepEqual(await c.roster.getAll('romeo'), await a2.roster.getAll('romeo'));
-    assert.equal(COPY_TABLES.length, 14);
+    assert.equal(COPY_TABLES.length, 17);
+    assert.deepEqual(await c.muc.rooms(), [ROOM]);
+    assert.deepEqual(await c.push.list('romeo'), await a2.push.list('romeo'));
+    assert.deepEqual(await c.fastTokens.list('juliet'), await a2.fastTokens.list('juliet'));
   } finally {
     await c.close();
     await a2.close();

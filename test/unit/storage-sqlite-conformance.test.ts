@@ -24,6 +24,9 @@ storageConformance('SQLite', async () => {
     smState: s.smState,
     blocklist: s.blocklist,
     pubsub: s.pubsub,
+    muc: s.muc,
+    push: s.push,
+    fastTokens: s.fastTokens,
     accounts: s.accounts,
     kv: s.kv,
     archive: s.archive,
@@ -37,7 +40,7 @@ test('the roster and pubsub tables are per-account tables (cleaned by deleteUser
   const s = SqliteStorage.open(':memory:', { synchronous: 'NORMAL' });
   try {
     const t = s.userTables();
-    for (const name of ['roster_items', 'roster_pending', 'roster_tombstones', 'roster_versions', 'pubsub_nodes', 'pubsub_items', 'archive', 'offline', 'blocklist', 'sm_state', 'kv']) {
+    for (const name of ['roster_items', 'roster_pending', 'roster_tombstones', 'roster_versions', 'pubsub_nodes', 'pubsub_items', 'archive', 'offline', 'blocklist', 'sm_state', 'kv', 'push_registrations', 'fast_tokens']) {
       assert.ok(t.includes(name), name);
     }
   } finally {

@@ -229,11 +229,16 @@ export class PgArchiveStore implements ArchiveStore {
     return (await this.pool.query<Row>({ name: this.named(sql), text: sql, values: params })).rows.map(toRecord);
   }
 
-  async count(q: ArchiveRange, cap: number): Promise<number | undefined> {
+  /** The SQL of a (capped) RSM count, for EXPLAIN in tests: the same index range as a page, stopped at cap + 1 rows. */
+  countSql(q: ArchiveRange, cap: number): { sql: string; params: unknown[] } {
     const params: unknown[] = [];
     const where = this.where(q, params);
     params.push(cap + 1);
-    const sql = `SELECT count(*)::int AS n FROM (SELECT 1 FROM archive WHERE ${where} LIMIT $${params.length}) AS t`;
+    return { sql: `SELECT count(*)::int AS n FROM (SELECT 1 FROM archive WHERE ${where} LIMIT $${params.length}) AS t`, params };
+  }
+
+  async count(q: ArchiveRange, cap: number): Promise<number | undefined> {
+    const { sql, params } = this.countSql(q, cap);
     const n = (await this.pool.query<{ n: number }>({ name: this.named(sql), text: sql, values: params })).rows[0]?.n ?? 0;
     return n > cap ? undefined : n;
   }
@@ -254,13 +259,12 @@ export class PgArchiveStore implements ArchiveStore {
     return r.rows.map(toRecord);
   }
 
+  /** The SQL of bounds() (first and last row of an archive), for EXPLAIN in tests. */
+  static readonly BOUNDS_SQL = `(SELECT ${COLS} FROM archive WHERE username = $1 ORDER BY seq ASC LIMIT 1)
+             UNION ALL (SELECT ${COLS} FROM archive WHERE username = $1 ORDER BY seq DESC LIMIT 1)`;
+
   async bounds(username: string): Promise<{ first: ArchiveRecord; last: ArchiveRecord } | undefined> {
-    const r = await this.pool.query<Row>({
-      name: 'archive-bounds',
-      text: `(SELECT ${COLS} FROM archive WHERE username = $1 ORDER BY seq ASC LIMIT 1)
-             UNION ALL (SELECT ${COLS} FROM archive WHERE username = $1 ORDER BY seq DESC LIMIT 1)`,
-      values: [username],
-    });
+    const r = await this.pool.query<Row>({ name: 'archive-bounds', text: PgArchiveStore.BOUNDS_SQL, values: [username] });
     const [first, last] = r.rows;
     if (!first || !last) return undefined;
     return { first: toRecord(first), last: toRecord(last) };

@@ -19,6 +19,9 @@ import { PgArchiveStore } from './archive.js';
 import { PgOfflineStore } from './offline.js';
 import { PgBlocklistStore } from './blocklist.js';
 import { PgPubsubStore } from './pubsub.js';
+import { PgMucStore } from './muc.js';
+import { PgPushStore } from './push.js';
+import { PgFastTokenStore } from './fast.js';
 
 export interface PostgresOpenOptions {
   /** postgres://user:password@host:port/database */
@@ -41,6 +44,9 @@ export class PostgresStorage implements Storage {
   readonly offline: PgOfflineStore;
   readonly blocklist: PgBlocklistStore;
   readonly pubsub: PgPubsubStore;
+  readonly muc: PgMucStore;
+  readonly push: PgPushStore;
+  readonly fastTokens: PgFastTokenStore;
   /** Migration ids applied by this open (empty when the schema was current). */
   readonly appliedMigrations: readonly string[];
   private closed = false;
@@ -57,6 +63,9 @@ export class PostgresStorage implements Storage {
     this.offline = new PgOfflineStore(pool);
     this.blocklist = new PgBlocklistStore(pool);
     this.pubsub = new PgPubsubStore(pool);
+    this.muc = new PgMucStore(pool);
+    this.push = new PgPushStore(pool);
+    this.fastTokens = new PgFastTokenStore(pool);
   }
 
   /** Connect, apply missing migrations, and return the storage. */

@@ -11,6 +11,9 @@
  * edit or reorder one that has shipped.
  */
 import type pg from 'pg';
+import { PG_MUC_MIGRATION_SQL } from './muc.js';
+import { PG_PUSH_MIGRATION_SQL } from './push.js';
+import { PG_FAST_MIGRATION_SQL } from './fast.js';
 
 export interface PgMigration {
   id: string;
@@ -180,6 +183,12 @@ export const pgMigrations: PgMigration[] = [
         PRIMARY KEY (hash, ver)
       );`,
   },
+  // The same ids as in SQLite (sqlite/migrations.ts), so both schemas are read alike.
+  // Persistent MUC rooms (postgres/muc.ts).
+  { id: '0009-muc', sql: PG_MUC_MIGRATION_SQL },
+  // Phones (docs/phones.md): XEP-0357 push registrations and XEP-0484 FAST tokens.
+  { id: '0100-push-registrations', sql: PG_PUSH_MIGRATION_SQL },
+  { id: '0101-fast-tokens', sql: PG_FAST_MIGRATION_SQL },
 ];
 
 export class PgMigrationError extends Error {
