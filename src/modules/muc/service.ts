@@ -27,7 +27,7 @@ import type { ArchiveStore } from '../../storage/archive.js';
 import type { Affiliation, MucStore, Role, RoomRecord } from '../../storage/muc.js';
 import { ArchiveClock, archiveIdFor, parseDateTime, seqToMs, stampOf } from '../mam/ids.js';
 import { finElement, parseQuery, queryForm, runQuery, type QueryLimits } from '../mam/query.js';
-import { applyConfigForm, configForm, NS_DATA, roomInfoForm } from './forms.js';
+import { applyConfigForm, configForm, formBool, isRequestForm, NS_DATA, NS_REQUEST, requestFields, roomInfoForm, voiceRequestForm } from './forms.js';
 import type { MucOptions } from './options.js';
 import { Room, type HistoryEntry, type Occupant } from './room.js';
 import {
@@ -39,6 +39,8 @@ import {
   canSetSubject,
   canSpeak,
   decideJoin,
+  decideVoiceApproval,
+  decideVoiceRequest,
   defaultRole,
   isAffiliation,
   isRole,
@@ -458,6 +460,11 @@ export class MucService implements ExternalRoute {
       this.decline(room, from, ux);
       return undefined;
     }
+    const form = stanza.getChild('x', NS_DATA);
+    if (isRequestForm(form)) {
+      this.requestForm(room, occ, from, form);
+      return undefined;
+    }
     void origin;
     throw new StanzaError('bad-request', 'Messages to a room are of type groupchat (or invitations)');
   }
@@ -571,6 +578,49 @@ export class MucService implements ExternalRoute {
     this.out(msg);
   }
 
+  /**
+   * A muc#request form sent to the room: a visitor's voice request (§7.13),
+   * forwarded as an approval form to every device of every moderator, or a
+   * moderator's answer to one (§8.6), which grants voice when it allows it.
+   */
+  private requestForm(room: Room, occ: Occupant | undefined, from: JID, form: Element): void {
+    if (form.attrs.type === 'cancel') return; // a moderator skipped the request (§8.6)
+    if (form.attrs.type !== 'submit') throw new StanzaError('bad-request', 'Submit the muc#request form');
+    const f = requestFields(form);
+    const actor = { affiliation: room.affiliationOf(from.bare.toString()), role: occ?.role ?? ('none' as Role) };
+    if (f.has('muc#request_allow')) {
+      const nick = f.get('muc#roomnick');
+      const jid = tryParseJID(f.get('muc#jid') ?? '');
+      const target = nick ? room.occupants.get(nick) : jid ? room.occupantOf(jid.bare.toString()) : undefined;
+      const d = decideVoiceApproval(actor, target && { affiliation: room.affiliationOf(target.bare), role: target.role }, formBool(f.get('muc#request_allow')));
+      fail(d);
+      if (d.reason === 'approved' && target) this.applyRole(room, target, 'participant', []);
+      return;
+    }
+    const now = Date.now();
+    const moderators = [...room.occupants.values()].filter((o) => o.role === 'moderator');
+    fail(decideVoiceRequest(actor, f.get('muc#role'), occ?.voiceRequestedAt, now, this.opts.voiceRequestInterval * 1000, moderators.length));
+    const visitor = occ as Occupant;
+    visitor.voiceRequestedAt = now;
+    let n = 0;
+    for (const m of moderators) {
+      for (const s of m.sessions.keys()) {
+        this.toSession(s, x('message', NS.CLIENT, { from: room.jid, to: s, id: `voice-${now.toString(36)}-${++n}` }, [voiceRequestForm(visitor.latest, visitor.nick)]));
+      }
+    }
+  }
+
+  /**
+   * To one joined device only: a local session directly (routed, a normal message would be
+   * forked to the account's other devices and archived), a remote one through the router.
+   */
+  private toSession(full: string, el: Element): void {
+    const to = tryParseJID(full);
+    if (!to) return;
+    if (to.domain === this.api.domain) this.toRequester(to, el);
+    else this.out(el);
+  }
+
   private invite(room: Room, occ: Occupant | undefined, from: JID, ux: Element): void {
     if (!occ) throw new StanzaError('not-acceptable', 'Only occupants invite');
     const actor = { affiliation: room.affiliationOf(occ.bare), role: occ.role };
@@ -674,6 +724,7 @@ export class MucService implements ExternalRoute {
       NS_OCCUPANT_ID,
       NS_SELF_PING,
       NS.SID,
+      NS_REQUEST,
       c.persistent ? 'muc_persistent' : 'muc_temporary',
       c.public ? 'muc_public' : 'muc_hidden',
       c.membersOnly ? 'muc_membersonly' : 'muc_open',
