@@ -6,7 +6,7 @@
  * Verona, Prosody 0.12 (mod_muc + mod_muc_mam) and ejabberd 23.01 (mod_muc + mod_mam) under the
  * same driver in the same run, interleaved repeat by repeat. Every server archives the room.
  *
- * Anchors: our own configs in bench/anchors/ (MUC on, own ports on 127.0.0.51/.52, own data
+ * Anchors: our own configs in bench/anchors/ (MUC on, own ports on 127.0.40.51/.52, own data
  * dirs, ejabberd node mucbench@localhost), started here and stopped by PID.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/muc-fanout.js
@@ -61,15 +61,15 @@ function sh(script: string): string {
 async function startProsody(): Promise<ServerHandle> {
   sh('prosody-start.sh');
   const pid = pidOf('/tmp/muc-bench-prosody/prosody.pid');
-  if (!pid || !(await waitForPort('127.0.0.51', 5222, 30_000))) throw new Error('prosody did not start (see /tmp/muc-bench-prosody)');
-  return { name: 'prosody', label: 'Prosody 0.12', host: '127.0.0.51', port: 5222, tlsPort: 0, domain: DOMAIN, pid, mech: 'PLAIN', restart: async () => undefined, stop: async () => void sh('prosody-stop.sh') };
+  if (!pid || !(await waitForPort('127.0.40.51', 5222, 30_000))) throw new Error('prosody did not start (see /tmp/muc-bench-prosody)');
+  return { name: 'prosody', label: 'Prosody 0.12', host: '127.0.40.51', port: 5222, tlsPort: 0, domain: DOMAIN, pid, mech: 'PLAIN', restart: async () => undefined, stop: async () => void sh('prosody-stop.sh') };
 }
 
 async function startEjabberd(): Promise<ServerHandle> {
   sh('ejabberd-start.sh');
   const pid = pidOf('/tmp/muc-bench-ejabberd/ejabberd.pid');
   if (!pid) throw new Error('ejabberd did not start (see /tmp/muc-bench-ejabberd/logs)');
-  return { name: 'ejabberd', label: 'ejabberd 23.01', host: '127.0.0.52', port: 5222, tlsPort: 0, domain: DOMAIN, pid, mech: 'PLAIN', restart: async () => undefined, stop: async () => void sh('ejabberd-stop.sh') };
+  return { name: 'ejabberd', label: 'ejabberd 23.01', host: '127.0.40.52', port: 5222, tlsPort: 0, domain: DOMAIN, pid, mech: 'PLAIN', restart: async () => undefined, stop: async () => void sh('ejabberd-stop.sh') };
 }
 
 async function startVeronaBench(users: number): Promise<ServerHandle> {

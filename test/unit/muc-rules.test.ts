@@ -20,6 +20,7 @@ import {
   canSetSubject,
   canSpeak,
   decideJoin,
+  decideRegistration,
   decideVoiceApproval,
   decideVoiceRequest,
   defaultRole,
@@ -189,6 +190,20 @@ test('decideVoiceApproval: moderators answer; approval grants voice unless it ou
     ['a moderator (member) approves an admin silenced', [{ affiliation: 'member', role: 'moderator' }, { affiliation: 'owner', role: 'visitor' }, true], 'not-allowed'],
   ];
   for (const [what, args, want] of rows) assert.equal(verdict(decideVoiceApproval(...args)), want, what);
+});
+
+test('decideRegistration: nick reservation makes a member; banned, members-only strangers and taken nicks refused (§7.10)', () => {
+  const rows: Array<[string, Parameters<typeof decideRegistration>, string]> = [
+    ['a stranger in an open room', ['none', { membersOnly: false }, 'Mercutio', false], 'ok:becomes-member'],
+    ['a member renames', ['member', { membersOnly: true }, 'Mercutio', false], 'ok:keeps-affiliation'],
+    ['an owner reserves', ['owner', { membersOnly: false }, 'Romeo', false], 'ok:keeps-affiliation'],
+    ['banned', ['outcast', { membersOnly: false }, 'Tybalt', false], 'forbidden'],
+    ['a stranger in a members-only room', ['none', { membersOnly: true }, 'Mercutio', false], 'not-allowed'],
+    ['no nick', ['none', { membersOnly: false }, undefined, false], 'not-acceptable'],
+    ['a blank nick', ['none', { membersOnly: false }, '  ', false], 'not-acceptable'],
+    ['taken', ['none', { membersOnly: false }, 'Romeo', true], 'conflict'],
+  ];
+  for (const [what, args, want] of rows) assert.equal(verdict(decideRegistration(...args)), want, what);
 });
 
 test('muc#request forms: the approval form carries the visitor and parses back', () => {

@@ -187,3 +187,15 @@ export function voiceRequestForm(jid: string, nick: string): Element {
 export function formBool(v: string | undefined): boolean {
   return v === '1' || v === 'true';
 }
+
+export const NS_REGISTER_FORM = 'http://jabber.org/protocol/muc#register';
+
+/** §7.10 example 67: the registration form a room hands out (only the nickname is asked). */
+export function registerForm(roomName: string): Element {
+  return x('x', NS_DATA, { type: 'form' }, [
+    x('title', NS_DATA, {}, [`Register a nickname in ${roomName}`]),
+    x('instructions', NS_DATA, {}, ['Reserve a nickname in this room; you become a member of it.']),
+    field('FORM_TYPE', 'hidden', undefined, [NS_REGISTER_FORM]),
+    x('field', NS_DATA, { var: 'muc#register_roomnick', type: 'text-single', label: 'Desired Nickname' }, [x('required', NS_DATA)]),
+  ]);
+}

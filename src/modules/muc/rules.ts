@@ -164,6 +164,20 @@ export function decideVoiceApproval(actor: Actor, target: Actor | undefined, all
   return d.ok ? ok('approved') : d;
 }
 
+/**
+ * §7.10: may this account register (reserve) `nick` in the room? Registering
+ * makes it a member, so a members-only room admits only those who are
+ * affiliated already; a nick reserved by another account or held by another
+ * occupant is a conflict.
+ */
+export function decideRegistration(affiliation: Affiliation, config: Pick<RoomConfig, 'membersOnly'>, nick: string | undefined, takenByOther: boolean): Decision {
+  if (affiliation === 'outcast') return no('forbidden', 'You are banned from this room');
+  if (config.membersOnly && affiliationRank(affiliation) < affiliationRank('member')) return no('not-allowed', 'Only members register in a members-only room');
+  if (nick === undefined || nick.trim() === '') return no('not-acceptable', 'Give a nickname (muc#register_roomnick)');
+  if (takenByOther) return no('conflict', 'That nickname is reserved by or in use by another user');
+  return ok(affiliation === 'none' ? 'becomes-member' : 'keeps-affiliation');
+}
+
 /** May an occupant with this role and affiliation set the room's subject (§8.1)? */
 export function canSetSubject(actor: Actor, config: Pick<RoomConfig, 'changeSubject'>): Decision {
   if (actor.role === 'moderator') return ok('moderator');

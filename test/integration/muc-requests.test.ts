@@ -7,6 +7,12 @@
  * Nurse becomes a participant and speaks. Also: a denial changes nothing, a
  * non-moderator cannot approve, a second request inside the interval and a
  * participant's request are refused.
+ *
+ * Nickname registration (§7.10, §7.12) in the same room: Tybalt (raw client)
+ * gets the muc#register form and reserves a nick; the Nurse, a stranger, is
+ * made a member by registering and StanzaJS's getReservedNick() finds her
+ * nick; a reserved nick cannot be registered or taken by another account
+ * (xmpp.js nick change refused); <remove/> gives it up.
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +21,7 @@ import { xml, type XmppClient } from '@xmpp/client';
 import type { Element } from '@xmpp/xml';
 import { client } from '../helpers/xmppjs.js';
 import { startVerona, type Verona } from '../helpers/server.js';
-import { connectClient, stanzaErrorOf, type TestClient } from '../helpers/client.js';
+import { connectClient, sendIq, stanzaErrorOf, type TestClient } from '../helpers/client.js';
 import { MUC_DOMAIN, createRoom, groupchatWithBody, itemOf, joinRaw, statusCodes, admin } from '../helpers/muc-clients.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // @xmpp/client upgrades with STARTTLS; the test server's certificate is self-signed
@@ -165,5 +171,60 @@ describe('voice requests in a moderated room', () => {
     // An answer that comes after another moderator approved changes nothing and is no error.
     romeoDesk.send(answer(true));
     await romeoDesk.nothing((el) => el.name === 'message' && el.attrs.type === 'error', 500);
+  });
+});
+
+const NS_REGISTER = 'jabber:iq:register';
+
+function registerIq(nick: string): string {
+  return `<query xmlns='${NS_REGISTER}'><x xmlns='${NS_DATA}' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field><field var='muc#register_roomnick'><value>${nick}</value></field></x></query>`;
+}
+
+describe('nickname registration', () => {
+  let nurseRaw: TestClient;
+  before(async () => {
+    nurseRaw = await connectClient({ port: v.ports.c2s as number, user: 'nurse', password: 'pw', resource: 'raw', presence: true });
+  });
+  after(() => nurseRaw?.close());
+
+  test('the room hands out the muc#register form; Tybalt reserves a nick and is told it is registered', async () => {
+    const disco = await nurse.getDiscoInfo(ROOM);
+    assert.ok(disco.features.includes(NS_REGISTER), 'the room advertises jabber:iq:register');
+    const get = await sendIq(tybalt, `<query xmlns='${NS_REGISTER}'/>`, `type='get' to='${ROOM}'`);
+    const form = get.getChild('query', NS_REGISTER)?.getChild('x', NS_DATA);
+    assert.equal(form?.attrs.type, 'form');
+    assert.ok(form?.getChildren('field').some((f) => f.attrs.var === 'muc#register_roomnick' && f.getChild('required') !== undefined));
+    assert.equal((await sendIq(tybalt, registerIq('Prince of Cats'), `type='set' to='${ROOM}'`)).attrs.type, 'result');
+    const again = await sendIq(tybalt, `<query xmlns='${NS_REGISTER}'/>`, `type='get' to='${ROOM}'`);
+    assert.ok(again.getChild('query', NS_REGISTER)?.getChild('registered'));
+    assert.equal(again.getChild('query', NS_REGISTER)?.getChildText('username'), 'Prince of Cats');
+    // The owner's member list shows the reserved nick.
+    const members = await sendIq(romeoDesk, "<query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member'/></query>", `type='get' to='${ROOM}'`);
+    assert.equal(members.getChild('query')?.getChildren('item').find((i) => i.attrs.jid === 'tybalt@localhost')?.attrs.nick, 'Prince of Cats');
+  });
+
+  test('a reserved nick is kept from other accounts: registering it or changing to it is a conflict', async () => {
+    const r = await sendIq(nurseRaw, registerIq('Prince of Cats'), `type='set' to='${ROOM}'`);
+    assert.equal(stanzaErrorOf(r), 'conflict');
+    // Nor can a nick held by another occupant be registered.
+    assert.equal(stanzaErrorOf(await sendIq(nurseRaw, registerIq('Romeo'), `type='set' to='${ROOM}'`)), 'conflict');
+    await jx.send(xml('presence', { to: `${ROOM}/Prince of Cats` }));
+    const err = await until('xmpp.js nick change refused', () => jxGot.find((el) => el.is('presence') && el.attrs.type === 'error' && el.attrs.from === `${ROOM}/Prince of Cats`));
+    assert.equal(err.getChild('error')?.getChildren('conflict').length, 1);
+  });
+
+  test('a stranger registering becomes a member; StanzaJS finds its reserved nick (x-roomuser-item)', async () => {
+    await assert.rejects(nurse.getReservedNick(ROOM));
+    assert.equal((await sendIq(nurseRaw, registerIq('Angelica'), `type='set' to='${ROOM}'`)).attrs.type, 'result');
+    assert.equal(await nurse.getReservedNick(ROOM), 'Angelica');
+    // She is in the room (as Nurse): everyone sees her new affiliation.
+    await romeoDesk.next((el) => el.name === 'presence' && el.attrs.from === `${ROOM}/Nurse` && itemOf(el)?.attrs.affiliation === 'member');
+  });
+
+  test('<remove/> gives the nick (and the membership it brought) up', async () => {
+    assert.equal((await sendIq(nurseRaw, `<query xmlns='${NS_REGISTER}'><remove/></query>`, `type='set' to='${ROOM}'`)).attrs.type, 'result');
+    await assert.rejects(nurse.getReservedNick(ROOM));
+    await romeoDesk.next((el) => el.name === 'presence' && el.attrs.from === `${ROOM}/Nurse` && itemOf(el)?.attrs.affiliation === 'none');
+    assert.equal(stanzaErrorOf(await sendIq(nurseRaw, `<query xmlns='${NS_REGISTER}'><remove/></query>`, `type='set' to='${ROOM}'`)), 'item-not-found');
   });
 });
