@@ -9,7 +9,7 @@
  * Anchors: our own configs in bench/anchors/ (MUC on, own ports on 127.0.40.51/.52, own data
  * dirs, ejabberd node mucbench@localhost), started here and stopped by PID.
  *
- *   npx tsc -p tsconfig.json && node dist/bench/muc-fanout.js
+ *   npm run bench:muc        (= npx tsc -p tsconfig.json && node dist/bench/muc-fanout.js)
  * Environment: SERVERS [verona,prosody,ejabberd] SIZES [20,100] REPEAT [3] DUR [10] WARM [2]
  *   SENDERS [5] WINDOW [10]
  * Writes every result line to bench/results/muc-fanout-<time>.jsonl and prints a table.
@@ -17,6 +17,7 @@
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ROOT, ensureVeronaUsers, startVerona, waitForPort, type ServerHandle } from './lib.js';
 import { NS, XmppConn, now } from './driver/conn.js';
@@ -135,6 +136,7 @@ interface RunResult {
   sent: number;
   server_cpu_pct: number | null;
   driver_cpu_pct: number;
+  load1: number;
 }
 
 async function fanout(t: Target, server: string, n: number, rep: number): Promise<RunResult> {
@@ -185,6 +187,7 @@ async function fanout(t: Target, server: string, n: number, rep: number): Promis
   measuring = true;
   copies = 0;
   cpu.start();
+  const load1 = loadavg()[0] ?? 0;
   const t0 = now();
   await sleep(DUR * 1000);
   const secs = (now() - t0) / 1000;
@@ -210,6 +213,8 @@ async function fanout(t: Target, server: string, n: number, rep: number): Promis
     sent: all.length,
     server_cpu_pct: c.server_cpu_pct,
     driver_cpu_pct: c.driver_cpu_pct,
+    // The machine's 1-minute load average when the measured window began (the figures are indicative on a shared machine).
+    load1: Math.round(load1 * 10) / 10,
   };
 }
 
@@ -260,7 +265,8 @@ async function main(): Promise<void> {
         );
       }
     }
-    process.stdout.write(`\nraw: ${out}\n`);
+    const loads = results.map((r) => r.load1);
+    process.stdout.write(`\nload average (1 min) during the measured windows: ${Math.min(...loads)}-${Math.max(...loads)}\nraw: ${out}\n`);
   } finally {
     for (const h of handles) await h.stop().catch((e: unknown) => log(`stop ${h.name}: ${String(e)}`));
   }

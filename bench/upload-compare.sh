@@ -3,7 +3,7 @@
 # (mod_http_upload), same driver (bench/upload.ts), same run. Plain HTTP on loopback for
 # all three (TLS left out, as in the other anchor figures). Every server is started here
 # with its data under /tmp/apps-bench-* on the apps loopback range and stopped by PID.
-#   bench/upload-compare.sh [SIZES_MB] [REPEAT]      (build first: npx tsc -p tsconfig.json)
+#   npm run bench:upload [-- SIZES_MB REPEAT]   (builds, then runs this script; defaults 1,10 and 5)
 set -u
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 A="$HERE/bench/anchors/upload"
@@ -41,7 +41,7 @@ for i in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.40.65/5262) 2>/dev/null && bre
 (cd /tmp && $EJ register up1 bench.localhost pass1)
 
 {
-  echo "# upload throughput $(date -u +%FT%TZ), sizes ${SIZES} MB, ${REPEAT} repeats, machine shared with other work"
+  echo "# upload throughput $(date -u +%FT%TZ), sizes ${SIZES} MB, ${REPEAT} repeats, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   $DRIVER --label verona --service xmpp://127.0.40.63:5222
   $DRIVER --label prosody-0.12 --service xmpp://127.0.40.64:5222
   $DRIVER --label ejabberd-23.01 --service xmpp://127.0.40.65:5262
@@ -49,6 +49,7 @@ for i in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.40.65/5262) 2>/dev/null && bre
   $DRIVER --label ejabberd-23.01 --service xmpp://127.0.40.65:5262
   $DRIVER --label prosody-0.12 --service xmpp://127.0.40.64:5222
   $DRIVER --label verona --service xmpp://127.0.40.63:5222
+  echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } 2>&1 | tee "$OUT"
 
 kill $VPID 2>/dev/null
