@@ -6,10 +6,10 @@
  * Verona, Prosody 0.12 (mod_muc + mod_muc_mam) and ejabberd 23.01 (mod_muc + mod_mam) under the
  * same driver in the same run, interleaved repeat by repeat. Every server archives the room.
  *
- * Anchors: our own configs in bench/anchors/ (MUC on, own ports on 127.0.0.51/.52, own data
+ * Anchors: our own configs in bench/anchors/ (MUC on, own ports on 127.0.40.51/.52, own data
  * dirs, ejabberd node mucbench@localhost), started here and stopped by PID.
  *
- *   npx tsc -p tsconfig.json && node dist/bench/muc-fanout.js
+ *   npm run bench:muc        (= npx tsc -p tsconfig.json && node dist/bench/muc-fanout.js)
  * Environment: SERVERS [verona,prosody,ejabberd] SIZES [20,100] REPEAT [3] DUR [10] WARM [2]
  *   SENDERS [5] WINDOW [10]
  * Writes every result line to bench/results/muc-fanout-<time>.jsonl and prints a table.
@@ -17,6 +17,7 @@
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ROOT, ensureVeronaUsers, startVerona, waitForPort, type ServerHandle } from './lib.js';
 import { NS, XmppConn, now } from './driver/conn.js';
@@ -61,15 +62,15 @@ function sh(script: string): string {
 async function startProsody(): Promise<ServerHandle> {
   sh('prosody-start.sh');
   const pid = pidOf('/tmp/muc-bench-prosody/prosody.pid');
-  if (!pid || !(await waitForPort('127.0.0.51', 5222, 30_000))) throw new Error('prosody did not start (see /tmp/muc-bench-prosody)');
-  return { name: 'prosody', label: 'Prosody 0.12', host: '127.0.0.51', port: 5222, tlsPort: 0, domain: DOMAIN, pid, mech: 'PLAIN', restart: async () => undefined, stop: async () => void sh('prosody-stop.sh') };
+  if (!pid || !(await waitForPort('127.0.40.51', 5222, 30_000))) throw new Error('prosody did not start (see /tmp/muc-bench-prosody)');
+  return { name: 'prosody', label: 'Prosody 0.12', host: '127.0.40.51', port: 5222, tlsPort: 0, domain: DOMAIN, pid, mech: 'PLAIN', restart: async () => undefined, stop: async () => void sh('prosody-stop.sh') };
 }
 
 async function startEjabberd(): Promise<ServerHandle> {
   sh('ejabberd-start.sh');
   const pid = pidOf('/tmp/muc-bench-ejabberd/ejabberd.pid');
   if (!pid) throw new Error('ejabberd did not start (see /tmp/muc-bench-ejabberd/logs)');
-  return { name: 'ejabberd', label: 'ejabberd 23.01', host: '127.0.0.52', port: 5222, tlsPort: 0, domain: DOMAIN, pid, mech: 'PLAIN', restart: async () => undefined, stop: async () => void sh('ejabberd-stop.sh') };
+  return { name: 'ejabberd', label: 'ejabberd 23.01', host: '127.0.40.52', port: 5222, tlsPort: 0, domain: DOMAIN, pid, mech: 'PLAIN', restart: async () => undefined, stop: async () => void sh('ejabberd-stop.sh') };
 }
 
 async function startVeronaBench(users: number): Promise<ServerHandle> {
@@ -135,6 +136,7 @@ interface RunResult {
   sent: number;
   server_cpu_pct: number | null;
   driver_cpu_pct: number;
+  load1: number;
 }
 
 async function fanout(t: Target, server: string, n: number, rep: number): Promise<RunResult> {
@@ -185,6 +187,7 @@ async function fanout(t: Target, server: string, n: number, rep: number): Promis
   measuring = true;
   copies = 0;
   cpu.start();
+  const load1 = loadavg()[0] ?? 0;
   const t0 = now();
   await sleep(DUR * 1000);
   const secs = (now() - t0) / 1000;
@@ -210,6 +213,8 @@ async function fanout(t: Target, server: string, n: number, rep: number): Promis
     sent: all.length,
     server_cpu_pct: c.server_cpu_pct,
     driver_cpu_pct: c.driver_cpu_pct,
+    // The machine's 1-minute load average when the measured window began (the figures are indicative on a shared machine).
+    load1: Math.round(load1 * 10) / 10,
   };
 }
 
@@ -260,7 +265,8 @@ async function main(): Promise<void> {
         );
       }
     }
-    process.stdout.write(`\nraw: ${out}\n`);
+    const loads = results.map((r) => r.load1);
+    process.stdout.write(`\nload average (1 min) during the measured windows: ${Math.min(...loads)}-${Math.max(...loads)}\nraw: ${out}\n`);
   } finally {
     for (const h of handles) await h.stop().catch((e: unknown) => log(`stop ${h.name}: ${String(e)}`));
   }

@@ -7,7 +7,7 @@
  * A benchmark, not a test (bench/upload-compare.sh runs it against Verona,
  * Prosody and ejabberd; docs/benchmarks.md has the figures).
  *
- *   node dist/bench/upload.js --label verona --service xmpp://127.0.0.63:5222 --domain bench.localhost \
+ *   node dist/bench/upload.js --label verona --service xmpp://127.0.40.63:5222 --domain bench.localhost \
  *     --user up1 --password pass1 --sizes 1,10 --repeat 5
  */
 import http from 'node:http';

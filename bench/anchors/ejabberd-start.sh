@@ -1,5 +1,5 @@
 #!/bin/bash
-# Start ejabberd 23.01 with the MUC bench config (127.0.0.52:5222, node mucbench@localhost, fresh data
+# Start ejabberd 23.01 with the MUC bench config (127.0.40.52:5222, node mucbench@localhost, fresh data
 # in /tmp/muc-bench-ejabberd). Adapted from /work/shared/bench/scripts/ejabberd-start.sh.
 HERE="$(cd "$(dirname "$0")" && pwd)"
 D=/tmp/muc-bench-ejabberd
@@ -11,7 +11,7 @@ chown -R ejabberd:ejabberd $D
 ulimit -n 20000
 "$HERE/ejabberdctl.sh" start
 for i in $(seq 1 100); do
-  if (exec 3<>/dev/tcp/127.0.0.52/5222) 2>/dev/null; then break; fi
+  if (exec 3<>/dev/tcp/127.0.40.52/5222) 2>/dev/null; then break; fi
   P=$(cat $D/ejabberd.pid 2>/dev/null); [ -n "$P" ] && ! kill -0 "$P" 2>/dev/null && { echo "ejabberd died, see $D/logs"; tail -n 3 $D/logs/error.log; exit 1; }
   sleep 0.3
 done

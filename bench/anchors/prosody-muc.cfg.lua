@@ -1,5 +1,5 @@
 -- MUC benchmark config for Prosody 0.12: a copy of /work/shared/bench/prosody/prosody.cfg.lua
--- with its own address (127.0.0.51), data dir and pidfile, and a MUC component archived by
+-- with its own address (127.0.40.51), data dir and pidfile, and a MUC component archived by
 -- mod_muc_mam. Started by bench/anchors/prosody-start.sh (bench/muc-fanout.ts).
 pidfile = "/tmp/muc-bench-prosody/prosody.pid"
 data_path = "/tmp/muc-bench-prosody/data"
@@ -7,8 +7,8 @@ daemonize = false
 log = { info = "/tmp/muc-bench-prosody/prosody.log"; error = "/tmp/muc-bench-prosody/prosody.err" }
 
 -- network: loopback only, c2s on 5222, no s2s/http/components
-interfaces = { "127.0.0.51" }
-c2s_interfaces = { "127.0.0.51" }
+interfaces = { "127.0.40.51" }
+c2s_interfaces = { "127.0.40.51" }
 c2s_ports = { 5222 }
 s2s_ports = { }
 component_ports = { }

@@ -5,7 +5,10 @@
  * under one nick, a carbons raw client for the Nurse). Every device gets
  * every message with the same room stanza-id, ids ascending; a late joiner
  * gets history; each device catches up from its own last id with MAM on
- * the room; the room and its archive survive a restart of the server.
+ * the room (the raw devices, xmpp.js and StanzaJS each from the id they
+ * noted last); moderation (subject, voice revoked and restored, a kick of
+ * the two-device occupant) is seen on every device; the room and its archive
+ * survive a restart of the server.
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -46,6 +49,8 @@ let jx: XmppClient; // @xmpp/client, TCP
 let js: XMPP.Agent; // StanzaJS, WebSocket
 const jxGot: Element[] = [];
 const jsGot: XMPP.Stanzas.ReceivedMessage[] = [];
+const jsUnavailable: XMPP.Stanzas.ReceivedMUCPresence[] = [];
+const jsTopics: string[] = [];
 
 async function until<T>(what: string, fn: () => T | undefined, timeoutMs = 10000): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -81,6 +86,8 @@ async function startStanza(httpPort: number): Promise<XMPP.Agent> {
     transports: { websocket: `ws://127.0.0.1:${httpPort}/xmpp-websocket`, bosh: false },
   });
   c.on('message', (m) => void jsGot.push(m));
+  c.on('muc:unavailable', (p) => void jsUnavailable.push(p));
+  c.on('muc:topic', (t) => void jsTopics.push(t.topic ?? ''));
   await new Promise<void>((resolve, reject) => {
     c.once('session:started', () => resolve());
     c.once('disconnected', () => reject(new Error('disconnected before session start')));
@@ -242,6 +249,16 @@ describe('one room, three occupants, five devices', () => {
       const p = await roomMam(d as Conn, ROOM, { afterId: last });
       assert.deepEqual(p.items.map((i) => i.body), d === nurse ? [] : ['I take thee at thy word']);
     }
+    // xmpp.js: the same query from its own last id, results collected from its stanza stream.
+    const jxLast = lastSeen.get('xmppjs') as string;
+    const qid = 'jx-catchup';
+    const fin = await jx.iqCaller.request(
+      xml('iq', { type: 'set', to: ROOM }, xml('query', { xmlns: 'urn:xmpp:mam:2', queryid: qid }, xml('x', { xmlns: 'jabber:x:data', type: 'submit' }, xml('field', { var: 'FORM_TYPE', type: 'hidden' }, xml('value', {}, 'urn:xmpp:mam:2')), xml('field', { var: 'after-id' }, xml('value', {}, jxLast))))),
+      30000,
+    );
+    assert.equal(fin.getChild('fin', 'urn:xmpp:mam:2')?.attrs.complete, 'true');
+    const jxItems = jxGot.filter((el) => el.is('message') && el.getChild('result', 'urn:xmpp:mam:2')?.attrs.queryid === qid).map((el) => el.getChild('result', 'urn:xmpp:mam:2')?.attrs.id as string);
+    assert.deepEqual(jxItems, missed, 'xmpp.js: everything after the last id it noted, nothing else');
     // StanzaJS pages the room archive by RSM from its last id.
     const jsLast = lastSeen.get('web') as string;
     const res = await js.searchHistory(ROOM, { paging: { after: jsLast } });
@@ -286,6 +303,48 @@ describe('one room, three occupants, five devices', () => {
     assert.equal(stanzaErrorOf(phone), 'not-acceptable', 'the reconnected phone has not rejoined');
   });
 
+  test('moderation seen on every device: subject, voice revoked and restored, a two-device occupant kicked and back', async () => {
+    // The reconnected phone rejoins first (the self-ping above said it must).
+    await joinRaw(romeoPhone, ROOM, 'Romeo', { history: "<history maxchars='0'/>" });
+    // Subject: the Nurse (participant) may not; Romeo (owner, moderator) does and all five devices see it.
+    nurse.send(`<message to='${ROOM}' type='groupchat' id='subj1'><subject>Nurse's room</subject></message>`);
+    const refused = await nurse.next((el) => el.name === 'message' && el.attrs.type === 'error' && el.attrs.id === 'subj1');
+    assert.equal(stanzaErrorOf(refused), 'forbidden');
+    romeoDesk.send(`<message to='${ROOM}' type='groupchat' id='subj2'><subject>Two households</subject></message>`);
+    const isSubject = (el: Element): boolean => el.name === 'message' && el.attrs.from === `${ROOM}/Romeo` && el.getChildText('subject') === 'Two households';
+    await Promise.all([romeoDesk.next(isSubject), romeoPhone.next(isSubject), nurse.next(isSubject), until('xmpp.js sees the subject', () => jxGot.find(isSubject)), until('StanzaJS sees the subject', () => (jsTopics.includes('Two households') ? true : undefined))]);
+    // Voice: Romeo makes the Nurse a visitor; her message is refused; voice back, she speaks again.
+    const roleOfNurse = (role: string) => (el: Element): boolean => el.name === 'presence' && el.attrs.from === `${ROOM}/Nurse` && el.getChild('x', NS_MUC_USER)?.getChild('item')?.attrs.role === role;
+    assert.equal((await sendIq(romeoDesk, `<query xmlns='http://jabber.org/protocol/muc#admin'><item nick='Nurse' role='visitor'/></query>`, `type='set' to='${ROOM}'`)).attrs.type, 'result');
+    await Promise.all([nurse.next(roleOfNurse('visitor')), romeoPhone.next(roleOfNurse('visitor')), until('xmpp.js sees the Nurse silenced', () => jxGot.find(roleOfNurse('visitor')))]);
+    say(nurse, ROOM, 'Silenced?');
+    const noVoice = await nurse.next((el) => el.name === 'message' && el.attrs.type === 'error');
+    assert.equal(stanzaErrorOf(noVoice), 'forbidden');
+    assert.equal((await sendIq(romeoDesk, `<query xmlns='http://jabber.org/protocol/muc#admin'><item nick='Nurse' role='participant'/></query>`, `type='set' to='${ROOM}'`)).attrs.type, 'result');
+    await nurse.next(roleOfNurse('participant'));
+    say(nurse, ROOM, 'I have my voice back');
+    await Promise.all([groupchatWithBody(romeoDesk, ROOM, 'I have my voice back'), groupchatWithBody(romeoPhone, ROOM, 'I have my voice back'), jxMessage('I have my voice back'), jsMessage('I have my voice back')]);
+    // Kick: Juliet is one occupant on two devices (xmpp.js over TCP, StanzaJS over WebSocket): both are removed (307, 110), the others see her leave once.
+    assert.equal((await sendIq(romeoPhone, `<query xmlns='http://jabber.org/protocol/muc#admin'><item nick='Juliet' role='none'><reason>Go home</reason></item></query>`, `type='set' to='${ROOM}'`)).attrs.type, 'result');
+    const gone = (el: Element): boolean => el.name === 'presence' && el.attrs.type === 'unavailable' && el.attrs.from === `${ROOM}/Juliet`;
+    const jxGone = await until('xmpp.js kicked', () => jxGot.find(gone));
+    assert.deepEqual(statusCodes(jxGone).sort(), [110, 307]);
+    const jsGone = await until('StanzaJS kicked', () => jsUnavailable.find((p) => p.from === `${ROOM}/Juliet`));
+    assert.ok(jsGone.muc?.statusCodes?.includes('307'));
+    const atNurse = await nurse.next(gone);
+    assert.deepEqual(statusCodes(atNurse), [307]);
+    assert.equal(atNurse.getChild('x', NS_MUC_USER)?.getChild('item')?.getChildText('reason'), 'Go home');
+    await nurse.nothing(gone, 300);
+    // Both of Juliet's devices come back; the room's order and ids go on.
+    await js.joinRoom(ROOM, 'Juliet');
+    await jx.send(xml('presence', { to: `${ROOM}/Juliet` }, xml('x', { xmlns: NS_MUC }, xml('history', { maxchars: '0' }))));
+    await until('xmpp.js back in', () => jxGot.find((el) => el.is('presence') && el.attrs.from === `${ROOM}/Juliet` && el.attrs.type === undefined && statusCodes(el).includes(110) && jxGot.indexOf(el) > jxGot.indexOf(jxGone)));
+    say(romeoDesk, ROOM, 'Welcome back');
+    const [wd, wx, ws] = await Promise.all([groupchatWithBody(nurse, ROOM, 'Welcome back'), jxMessage('Welcome back'), jsMessage('Welcome back')]);
+    assert.equal(roomStanzaId(wx, ROOM), roomStanzaId(wd, ROOM));
+    assert.equal(ws.stanzaIds?.find((i) => i.by === ROOM)?.id, roomStanzaId(wd, ROOM));
+  });
+
   test('the room, its configuration and its archive survive a restart of the server', async () => {
     const before = await roomMam(romeoDesk as Conn, ROOM);
     for (const d of [romeoDesk, romeoPhone, nurse]) d.close();
@@ -303,7 +362,7 @@ describe('one room, three occupants, five devices', () => {
     // The owner is still the owner; history comes from the archive; the archive is whole.
     const r = await joinRaw(romeoDesk, ROOM, 'Romeo', { history: "<history maxstanzas='2'/>" });
     assert.equal(r.self.getChild('x', NS_MUC_USER)?.getChild('item')?.attrs.affiliation, 'owner');
-    assert.deepEqual(r.history.map((m) => m.getChildText('body')), ['Romeo, Romeo', 'I take thee at thy word']);
+    assert.deepEqual(r.history.map((m) => m.getChildText('body')), ['I have my voice back', 'Welcome back']);
     const after = await roomMam(romeoDesk as Conn, ROOM);
     assert.deepEqual(after.items.map((i) => i.id), before.items.map((i) => i.id));
     await joinRaw(nurse, ROOM, 'Nurse');

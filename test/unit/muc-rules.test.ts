@@ -20,6 +20,9 @@ import {
   canSetSubject,
   canSpeak,
   decideJoin,
+  decideRegistration,
+  decideVoiceApproval,
+  decideVoiceRequest,
   defaultRole,
   roomArchivable,
   selectHistory,
@@ -27,7 +30,7 @@ import {
   type Decision,
   type JoinRequest,
 } from '../../src/modules/muc/rules.js';
-import { applyConfigForm, configForm } from '../../src/modules/muc/forms.js';
+import { applyConfigForm, configForm, isRequestForm, requestFields, voiceRequestForm } from '../../src/modules/muc/forms.js';
 import { parseMucOptions, ROOM_DEFAULTS } from '../../src/modules/muc/options.js';
 import { MemoryMucStore, type Affiliation, type MucStore, type Role, type RoomConfig, type RoomRecord } from '../../src/storage/muc.js';
 import { SqliteStorage } from '../../src/storage/sqlite/index.js';
@@ -157,6 +160,62 @@ test('subject, voice, private messages, invitations', () => {
   assert.equal(verdict(canInvite(part, { membersOnly: true, allowInvites: true })), 'ok:occupants-may-invite');
   assert.equal(verdict(canInvite(admin, { membersOnly: true, allowInvites: false })), 'ok:admin');
   assert.equal(verdict(canInvite(out, { membersOnly: false, allowInvites: true })), 'not-acceptable');
+});
+
+test('decideVoiceRequest: visitors only, role participant, a moderator present, one per interval (§7.13)', () => {
+  const v = { affiliation: 'none' as Affiliation, role: 'visitor' as Role };
+  const rows: Array<[string, Parameters<typeof decideVoiceRequest>, string]> = [
+    ['a visitor asks', [v, 'participant', undefined, 1000, 60000, 1], 'ok:visitor-asks'],
+    ['after the interval again', [v, 'participant', 0, 60000, 60000, 2], 'ok:visitor-asks'],
+    ['within the interval', [v, 'participant', 0, 59999, 60000, 1], 'resource-constraint'],
+    ['no moderator to ask', [v, 'participant', undefined, 1000, 60000, 0], 'service-unavailable'],
+    ['a participant has voice', [{ affiliation: 'member', role: 'participant' }, 'participant', undefined, 0, 60000, 1], 'not-acceptable'],
+    ['not in the room', [{ affiliation: 'none', role: 'none' }, 'participant', undefined, 0, 60000, 1], 'not-acceptable'],
+    ['asks for moderator', [v, 'moderator', undefined, 0, 60000, 1], 'bad-request'],
+    ['asks for nothing', [v, undefined, undefined, 0, 60000, 1], 'bad-request'],
+  ];
+  for (const [what, args, want] of rows) assert.equal(verdict(decideVoiceRequest(...args)), want, what);
+});
+
+test('decideVoiceApproval: moderators answer; approval grants voice unless it outranks them (§8.6)', () => {
+  const mod = { affiliation: 'admin' as Affiliation, role: 'moderator' as Role };
+  const visitor = { affiliation: 'none' as Affiliation, role: 'visitor' as Role };
+  const rows: Array<[string, Parameters<typeof decideVoiceApproval>, string]> = [
+    ['approve', [mod, visitor, true], 'ok:approved'],
+    ['deny', [mod, visitor, false], 'ok:denied'],
+    ['approved by another moderator already', [mod, { affiliation: 'none', role: 'participant' }, true], 'ok:has-voice-already'],
+    ['the visitor left', [mod, undefined, true], 'item-not-found'],
+    ['a participant answers', [{ affiliation: 'member', role: 'participant' }, visitor, true], 'forbidden'],
+    ['a visitor answers for itself', [visitor, visitor, true], 'forbidden'],
+    ['a moderator (member) approves an admin silenced', [{ affiliation: 'member', role: 'moderator' }, { affiliation: 'owner', role: 'visitor' }, true], 'not-allowed'],
+  ];
+  for (const [what, args, want] of rows) assert.equal(verdict(decideVoiceApproval(...args)), want, what);
+});
+
+test('decideRegistration: nick reservation makes a member; banned, members-only strangers and taken nicks refused (§7.10)', () => {
+  const rows: Array<[string, Parameters<typeof decideRegistration>, string]> = [
+    ['a stranger in an open room', ['none', { membersOnly: false }, 'Mercutio', false], 'ok:becomes-member'],
+    ['a member renames', ['member', { membersOnly: true }, 'Mercutio', false], 'ok:keeps-affiliation'],
+    ['an owner reserves', ['owner', { membersOnly: false }, 'Romeo', false], 'ok:keeps-affiliation'],
+    ['banned', ['outcast', { membersOnly: false }, 'Tybalt', false], 'forbidden'],
+    ['a stranger in a members-only room', ['none', { membersOnly: true }, 'Mercutio', false], 'not-allowed'],
+    ['no nick', ['none', { membersOnly: false }, undefined, false], 'not-acceptable'],
+    ['a blank nick', ['none', { membersOnly: false }, '  ', false], 'not-acceptable'],
+    ['taken', ['none', { membersOnly: false }, 'Romeo', true], 'conflict'],
+  ];
+  for (const [what, args, want] of rows) assert.equal(verdict(decideRegistration(...args)), want, what);
+});
+
+test('muc#request forms: the approval form carries the visitor and parses back', () => {
+  const f = voiceRequestForm('nurse@localhost/tablet', 'Nurse');
+  assert.ok(isRequestForm(f));
+  const fields = requestFields(f);
+  assert.equal(fields.get('muc#jid'), 'nurse@localhost/tablet');
+  assert.equal(fields.get('muc#roomnick'), 'Nurse');
+  assert.equal(fields.get('muc#request_allow'), 'false');
+  assert.equal(fields.get('muc#role'), 'participant');
+  assert.equal(isRequestForm(parseXml("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field></x>")), false);
+  assert.equal(isRequestForm(undefined), false);
 });
 
 test('canReadArchive: never more than joining would show', () => {

@@ -152,3 +152,50 @@ export function roomInfoForm(c: RoomConfig, occupants: number, subject: string):
     field('muc#maxhistoryfetch', 'text-single', 'Most history messages', [String(c.historyLength)]),
   ]);
 }
+
+export const NS_REQUEST = 'http://jabber.org/protocol/muc#request';
+
+/** The fields of a muc#request form (§7.13 request, §8.6 answer), by var, first value each. */
+export function requestFields(form: Element): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const f of form.getChildren('field', NS_DATA)) {
+    const name = f.attrs.var;
+    if (name !== undefined && !out.has(name)) out.set(name, (f.getChildren('value', NS_DATA)[0]?.text() ?? '').trim());
+  }
+  return out;
+}
+
+/** Is this message's data form a muc#request form? */
+export function isRequestForm(form: Element | undefined): form is Element {
+  return form !== undefined && requestFields(form).get('FORM_TYPE') === NS_REQUEST;
+}
+
+/** §8.6 example 90: the approval form the moderators receive for a visitor's voice request. */
+export function voiceRequestForm(jid: string, nick: string): Element {
+  return x('x', NS_DATA, { type: 'form' }, [
+    x('title', NS_DATA, {}, ['Voice request']),
+    x('instructions', NS_DATA, {}, ['To approve this request for voice, select the "Grant voice to this person?" checkbox and click OK. To skip this request, click the cancel button.']),
+    field('FORM_TYPE', 'hidden', undefined, [NS_REQUEST]),
+    field('muc#role', 'list-single', 'Requested role', ['participant'], [['participant', 'Participant']]),
+    field('muc#jid', 'jid-single', 'User ID', [jid]),
+    field('muc#roomnick', 'text-single', 'Room Nickname', [nick]),
+    field('muc#request_allow', 'boolean', 'Grant voice to this person?', ['false']),
+  ]);
+}
+
+/** A submitted boolean field: XEP-0004 §3.3 allows 1/0 and true/false. */
+export function formBool(v: string | undefined): boolean {
+  return v === '1' || v === 'true';
+}
+
+export const NS_REGISTER_FORM = 'http://jabber.org/protocol/muc#register';
+
+/** §7.10 example 67: the registration form a room hands out (only the nickname is asked). */
+export function registerForm(roomName: string): Element {
+  return x('x', NS_DATA, { type: 'form' }, [
+    x('title', NS_DATA, {}, [`Register a nickname in ${roomName}`]),
+    x('instructions', NS_DATA, {}, ['Reserve a nickname in this room; you become a member of it.']),
+    field('FORM_TYPE', 'hidden', undefined, [NS_REGISTER_FORM]),
+    x('field', NS_DATA, { var: 'muc#register_roomnick', type: 'text-single', label: 'Desired Nickname' }, [x('required', NS_DATA)]),
+  ]);
+}

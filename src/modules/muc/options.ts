@@ -24,6 +24,8 @@ export interface MucOptions {
   historyMax: number;
   /** Rooms total on the service. */
   maxRooms: number;
+  /** Seconds an occupant waits between two voice requests (XEP-0045 §7.13), so visitors cannot flood moderators. */
+  voiceRequestInterval: number;
   /** Defaults of a new room's configuration. */
   roomDefaults: RoomConfig;
 }
@@ -45,7 +47,7 @@ export const ROOM_DEFAULTS: RoomConfig = {
   historyLength: 20,
 };
 
-const NUMERIC = ['maxRoomsPerAccount', 'maxOccupantsPerRoom', 'maxSessionsPerNick', 'messageRate', 'messageBurst', 'historyMax', 'maxRooms'] as const;
+const NUMERIC = ['maxRoomsPerAccount', 'maxOccupantsPerRoom', 'maxSessionsPerNick', 'messageRate', 'messageBurst', 'historyMax', 'maxRooms', 'voiceRequestInterval'] as const;
 
 export function parseMucOptions(raw: Record<string, unknown>, serverDomain: string): MucOptions {
   const out: MucOptions = {
@@ -58,6 +60,7 @@ export function parseMucOptions(raw: Record<string, unknown>, serverDomain: stri
     messageBurst: 30,
     historyMax: 50,
     maxRooms: 10000,
+    voiceRequestInterval: 60,
     roomDefaults: { ...ROOM_DEFAULTS },
   };
   for (const [k, v] of Object.entries(raw)) {

@@ -20,6 +20,8 @@ export interface Occupant {
   bucket: { tokens: number; at: number };
   /** The full JID that joined last (its presence is the nick's presence). */
   latest: string;
+  /** When this occupant last asked for voice (ms), for the request interval. */
+  voiceRequestedAt?: number;
 }
 
 export interface HistoryEntry {

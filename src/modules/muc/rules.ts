@@ -135,6 +135,49 @@ export function canChangeAffiliation(actor: Affiliation, current: Affiliation, n
   return no('forbidden', 'Only admins and owners change affiliations');
 }
 
+/**
+ * §7.13: may an occupant ask the moderators for voice now? Only visitors
+ * need it; one request per `minIntervalMs` per occupant keeps a visitor
+ * from flooding the moderators (the XEP leaves throttling to the service).
+ */
+export function decideVoiceRequest(actor: Actor, requestedRole: string | undefined, lastAt: number | undefined, now: number, minIntervalMs: number, moderatorsPresent: number): Decision {
+  if (actor.role === 'none') return no('not-acceptable', 'You are not in this room');
+  if (requestedRole !== 'participant') return no('bad-request', 'A voice request asks for muc#role participant');
+  if (actor.role !== 'visitor') return no('not-acceptable', 'You have voice already');
+  // Nobody could answer: say so rather than let the request vanish.
+  if (moderatorsPresent === 0) return no('service-unavailable', 'No moderator is in the room now; ask again later');
+  if (lastAt !== undefined && now - lastAt < minIntervalMs) return no('resource-constraint', `One voice request per ${Math.round(minIntervalMs / 1000)} s`);
+  return ok('visitor-asks');
+}
+
+/**
+ * §8.6: a moderator's answer to a voice request. Approval is granting voice
+ * (canChangeRole to participant); a denial or an answer about someone who
+ * has voice already changes nothing.
+ */
+export function decideVoiceApproval(actor: Actor, target: Actor | undefined, allow: boolean): Decision {
+  if (actor.role !== 'moderator') return no('forbidden', 'Only moderators answer voice requests');
+  if (!target) return no('item-not-found', 'That occupant is not in the room');
+  if (!allow) return ok('denied');
+  if (roleRank(target.role) >= roleRank('participant')) return ok('has-voice-already');
+  const d = canChangeRole(actor, target, 'participant');
+  return d.ok ? ok('approved') : d;
+}
+
+/**
+ * §7.10: may this account register (reserve) `nick` in the room? Registering
+ * makes it a member, so a members-only room admits only those who are
+ * affiliated already; a nick reserved by another account or held by another
+ * occupant is a conflict.
+ */
+export function decideRegistration(affiliation: Affiliation, config: Pick<RoomConfig, 'membersOnly'>, nick: string | undefined, takenByOther: boolean): Decision {
+  if (affiliation === 'outcast') return no('forbidden', 'You are banned from this room');
+  if (config.membersOnly && affiliationRank(affiliation) < affiliationRank('member')) return no('not-allowed', 'Only members register in a members-only room');
+  if (nick === undefined || nick.trim() === '') return no('not-acceptable', 'Give a nickname (muc#register_roomnick)');
+  if (takenByOther) return no('conflict', 'That nickname is reserved by or in use by another user');
+  return ok(affiliation === 'none' ? 'becomes-member' : 'keeps-affiliation');
+}
+
 /** May an occupant with this role and affiliation set the room's subject (§8.1)? */
 export function canSetSubject(actor: Actor, config: Pick<RoomConfig, 'changeSubject'>): Decision {
   if (actor.role === 'moderator') return ok('moderator');

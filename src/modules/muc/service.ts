@@ -27,7 +27,7 @@ import type { ArchiveStore } from '../../storage/archive.js';
 import type { Affiliation, MucStore, Role, RoomRecord } from '../../storage/muc.js';
 import { ArchiveClock, archiveIdFor, parseDateTime, seqToMs, stampOf } from '../mam/ids.js';
 import { finElement, parseQuery, queryForm, runQuery, type QueryLimits } from '../mam/query.js';
-import { applyConfigForm, configForm, NS_DATA, roomInfoForm } from './forms.js';
+import { applyConfigForm, configForm, formBool, isRequestForm, NS_DATA, NS_REGISTER_FORM, NS_REQUEST, registerForm, requestFields, roomInfoForm, voiceRequestForm } from './forms.js';
 import type { MucOptions } from './options.js';
 import { Room, type HistoryEntry, type Occupant } from './room.js';
 import {
@@ -39,6 +39,9 @@ import {
   canSetSubject,
   canSpeak,
   decideJoin,
+  decideRegistration,
+  decideVoiceApproval,
+  decideVoiceRequest,
   defaultRole,
   isAffiliation,
   isRole,
@@ -57,6 +60,9 @@ export const NS_OCCUPANT_ID = 'urn:xmpp:occupant-id:0';
 export const NS_CONFERENCE = 'jabber:x:conference';
 export const NS_STABLE_ID = 'http://jabber.org/protocol/muc#stable_id';
 export const NS_SELF_PING = 'http://jabber.org/protocol/muc#self-ping-optimization';
+export const NS_REGISTER = 'jabber:iq:register';
+/** §7.12: the disco#info node on a room that tells an account its reserved nick. */
+const NODE_ROOMUSER = 'x-roomuser-item';
 
 /** Children of a client's presence that the room does not repeat (it adds its own). */
 const OWN_PRESENCE_NS = new Set([NS_MUC, NS_MUC_USER, NS_OCCUPANT_ID, NS.DELAY]);
@@ -458,6 +464,11 @@ export class MucService implements ExternalRoute {
       this.decline(room, from, ux);
       return undefined;
     }
+    const form = stanza.getChild('x', NS_DATA);
+    if (isRequestForm(form)) {
+      this.requestForm(room, occ, from, form);
+      return undefined;
+    }
     void origin;
     throw new StanzaError('bad-request', 'Messages to a room are of type groupchat (or invitations)');
   }
@@ -571,6 +582,49 @@ export class MucService implements ExternalRoute {
     this.out(msg);
   }
 
+  /**
+   * A muc#request form sent to the room: a visitor's voice request (§7.13),
+   * forwarded as an approval form to every device of every moderator, or a
+   * moderator's answer to one (§8.6), which grants voice when it allows it.
+   */
+  private requestForm(room: Room, occ: Occupant | undefined, from: JID, form: Element): void {
+    if (form.attrs.type === 'cancel') return; // a moderator skipped the request (§8.6)
+    if (form.attrs.type !== 'submit') throw new StanzaError('bad-request', 'Submit the muc#request form');
+    const f = requestFields(form);
+    const actor = { affiliation: room.affiliationOf(from.bare.toString()), role: occ?.role ?? ('none' as Role) };
+    if (f.has('muc#request_allow')) {
+      const nick = f.get('muc#roomnick');
+      const jid = tryParseJID(f.get('muc#jid') ?? '');
+      const target = nick ? room.occupants.get(nick) : jid ? room.occupantOf(jid.bare.toString()) : undefined;
+      const d = decideVoiceApproval(actor, target && { affiliation: room.affiliationOf(target.bare), role: target.role }, formBool(f.get('muc#request_allow')));
+      fail(d);
+      if (d.reason === 'approved' && target) this.applyRole(room, target, 'participant', []);
+      return;
+    }
+    const now = Date.now();
+    const moderators = [...room.occupants.values()].filter((o) => o.role === 'moderator');
+    fail(decideVoiceRequest(actor, f.get('muc#role'), occ?.voiceRequestedAt, now, this.opts.voiceRequestInterval * 1000, moderators.length));
+    const visitor = occ as Occupant;
+    visitor.voiceRequestedAt = now;
+    let n = 0;
+    for (const m of moderators) {
+      for (const s of m.sessions.keys()) {
+        this.toSession(s, x('message', NS.CLIENT, { from: room.jid, to: s, id: `voice-${now.toString(36)}-${++n}` }, [voiceRequestForm(visitor.latest, visitor.nick)]));
+      }
+    }
+  }
+
+  /**
+   * To one joined device only: a local session directly (routed, a normal message would be
+   * forked to the account's other devices and archived), a remote one through the router.
+   */
+  private toSession(full: string, el: Element): void {
+    const to = tryParseJID(full);
+    if (!to) return;
+    if (to.domain === this.api.domain) this.toRequester(to, el);
+    else this.out(el);
+  }
+
   private invite(room: Room, occ: Occupant | undefined, from: JID, ux: Element): void {
     if (!occ) throw new StanzaError('not-acceptable', 'Only occupants invite');
     const actor = { affiliation: room.affiliationOf(occ.bare), role: occ.role };
@@ -626,7 +680,12 @@ export class MucService implements ExternalRoute {
       const key = `${type}:${payload.xmlns}`;
       switch (key) {
         case `get:${NS.DISCO_INFO}`:
+          if (payload.attrs.node === NODE_ROOMUSER) return this.reservedNick(room, from);
           return this.roomInfo(room);
+        case `get:${NS_REGISTER}`:
+          return this.registerGet(room, from);
+        case `set:${NS_REGISTER}`:
+          return this.registerSet(room, payload, from);
         case `get:${NS.DISCO_ITEMS}`:
           return x('query', NS.DISCO_ITEMS);
         case `get:${NS.PING}`:
@@ -664,6 +723,53 @@ export class MucService implements ExternalRoute {
     throw new StanzaError('feature-not-implemented', 'IQs to other occupants are not relayed');
   }
 
+  /** §7.12: the asking account's reserved nick as an identity name, or no identity when it has none. */
+  private reservedNick(room: Room, from: JID): Element {
+    const nick = room.affiliations.get(from.bare.toString())?.nick;
+    return x('query', NS.DISCO_INFO, { node: NODE_ROOMUSER }, nick === undefined ? [] : [x('identity', NS.DISCO_INFO, { category: 'conference', type: 'text', name: nick })]);
+  }
+
+  /** §7.10: the registration form, or the registered nick when there is one (XEP-0077 <registered/>). */
+  private registerGet(room: Room, from: JID): Element {
+    const bare = from.bare.toString();
+    const aff = room.affiliationOf(bare);
+    const nick = room.affiliations.get(bare)?.nick;
+    if (nick !== undefined) return x('query', NS_REGISTER, {}, [x('registered', NS_REGISTER), x('username', NS_REGISTER, {}, [nick])]);
+    fail(decideRegistration(aff, room.config, 'probe', false));
+    return x('query', NS_REGISTER, {}, [x('instructions', NS_REGISTER, {}, ['Submit the form to reserve a nickname.']), registerForm(room.config.name || room.name)]);
+  }
+
+  /**
+   * §7.10: register (reserve) a nick, which makes a stranger a member; XEP-0077 <remove/>
+   * gives the nick up (and the membership it brought, for plain members).
+   */
+  private registerSet(room: Room, payload: Element, from: JID): undefined {
+    const bare = from.bare.toString();
+    const aff = room.affiliationOf(bare);
+    if (payload.getChild('remove', NS_REGISTER)) {
+      const rec = room.affiliations.get(bare);
+      if (!rec?.nick) throw new StanzaError('item-not-found', 'You have no nickname registered here');
+      if (rec.affiliation === 'member') this.applyAffiliation(room, bare, 'none', undefined, []);
+      else room.affiliations.set(bare, { ...rec, nick: undefined });
+      this.save(room);
+      return undefined;
+    }
+    const form = payload.getChild('x', NS_DATA);
+    if (form?.attrs.type === 'cancel') return undefined;
+    if (!form || form.attrs.type !== 'submit') throw new StanzaError('bad-request', 'Submit the muc#register form');
+    const fields = requestFields(form);
+    if (fields.has('FORM_TYPE') && fields.get('FORM_TYPE') !== NS_REGISTER_FORM) throw new StanzaError('bad-request', `FORM_TYPE must be ${NS_REGISTER_FORM}`);
+    const nick = fields.get('muc#register_roomnick');
+    const holder = nick === undefined ? undefined : room.occupants.get(nick);
+    const taken = nick !== undefined && (room.reservedByOther(nick, bare) || (holder !== undefined && holder.bare !== bare));
+    fail(decideRegistration(aff, room.config, nick, taken));
+    if (aff === 'none') this.applyAffiliation(room, bare, 'member', undefined, []);
+    const rec = room.affiliations.get(bare);
+    if (rec) room.affiliations.set(bare, { ...rec, nick });
+    this.save(room);
+    return undefined;
+  }
+
   private roomInfo(room: Room): Element {
     const c = room.config;
     const features = [
@@ -674,6 +780,8 @@ export class MucService implements ExternalRoute {
       NS_OCCUPANT_ID,
       NS_SELF_PING,
       NS.SID,
+      NS_REQUEST,
+      NS_REGISTER,
       c.persistent ? 'muc_persistent' : 'muc_temporary',
       c.public ? 'muc_public' : 'muc_hidden',
       c.membersOnly ? 'muc_membersonly' : 'muc_open',

@@ -110,7 +110,8 @@ export function infoForm(formType: string, fields: Record<string, string | numbe
   ]);
   for (const [k, v] of Object.entries(fields)) {
     const vals = Array.isArray(v) ? v : [String(v)];
-    form.append(x('field', NS.DATA_FORMS, { var: k }, vals.map((s) => x('value', NS.DATA_FORMS, {}, [s]))));
+    // A list is list-multi (XEP-0157's registry): untyped, XEP-0004 reads it as text-single with one value.
+    form.append(x('field', NS.DATA_FORMS, { var: k, type: Array.isArray(v) ? 'list-multi' : undefined }, vals.map((s) => x('value', NS.DATA_FORMS, {}, [s]))));
   }
   return form;
 }
