@@ -243,6 +243,10 @@ test('a plain XEP-0333 marker (no MDS element) is published too, with the archiv
   assert.equal(await notFound(), before + 1);
   await app.none('n-phone3', 800);
   assert.equal(await itemId('mds-p2'), sid?.attrs.id, 'the node is unchanged');
+  // Everything was read elsewhere: the next message is news again, pushed (not folded into the cleared push).
+  say('and one more', 'p3');
+  const again = await app.next('n-phone3');
+  assert.equal(again.summary['message-count'], '1');
   await desk.close();
 });
 
