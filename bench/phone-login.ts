@@ -19,6 +19,7 @@
  * 2 x delayMs more than loopback).
  */
 import net from 'node:net';
+import os from 'node:os';
 import { createHash, createHmac, pbkdf2Sync, randomBytes, randomUUID } from 'node:crypto';
 import { Parser, type Element } from '@xmpp/xml';
 import { startVerona } from '../test/helpers/server.js';
@@ -209,6 +210,8 @@ async function main(): Promise<void> {
       classic: Math.round(await rate(seconds, concurrency, () => { const i = k++ % concurrency; const [u, p] = users[i] as [string, string]; return classic(port, u, p); })),
       fast: Math.round(await rate(seconds, concurrency, () => { const i = k++ % concurrency; return fast(port, (users[i] as [string, string])[0], tokens[i] as Token); })),
     };
+    // The machine's load while this ran: the figures are indicative on a shared machine.
+    out.loadAverage = os.loadavg().map((l) => Math.round(l * 10) / 10);
     console.log(JSON.stringify(out, null, 2));
   } finally {
     await v.stop();

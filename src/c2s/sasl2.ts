@@ -327,8 +327,12 @@ class Sasl2 {
     const life = this.opts.tokenLifetime * 1000;
     const rotate = used !== undefined && now - used.createdAt > life / 2;
     if (used && !rotate && !req) {
-      // The client uses its newest token: older ones of this agent (kept during a rotation) go.
-      await this.tokens.removeForAgent(username, used.agent, used.keyHash);
+      // XEP-0484 rotation: a token issued earlier stays valid until its successor is used. Using a
+      // token retires the ones of this agent issued before it; a newer one (the client may not have
+      // received it) stays until it is used or replaced.
+      for (const t of await this.tokens.list(username)) {
+        if (t.agent === used.agent && t.createdAt < used.createdAt && !t.keyHash.equals(used.keyHash)) await this.tokens.remove(username, t.keyHash);
+      }
       return undefined;
     }
     if (!req && !rotate) return undefined;

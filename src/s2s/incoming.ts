@@ -29,6 +29,8 @@ export class IncomingStream implements ConnSink {
   private state: 'wait-header' | 'open' | 'closed' = 'wait-header';
   /** Domains this stream authenticated (several with dialback multiplexing). */
   readonly authenticated = new Set<string>();
+  /** Our domain this stream was opened to: the server's, or one hosted here (a component). */
+  localDomain: string;
   /** The domain the peer named in its stream header. */
   peerDomain: string | undefined;
   private saslDone = false;
@@ -39,6 +41,7 @@ export class IncomingStream implements ConnSink {
     readonly conn: S2SConn,
     private readonly m: S2SManager,
   ) {
+    this.localDomain = m.domain;
     conn.attach(this);
     this.authTimer = setTimeout(() => {
       if (this.authenticated.size === 0) this.fail('connection-timeout', 'Authentication took too long', 'auth-timeout');
@@ -54,12 +57,15 @@ export class IncomingStream implements ConnSink {
     if (this.state !== 'wait-header') return this.fail('bad-format', 'Unexpected stream header');
     this.id = newStreamId();
     const from = attrs.from?.toLowerCase();
-    this.conn.sendHeader({ id: this.id, from: this.m.domain, ...(from ? { to: from } : {}), version: '1.0' });
+    const asked = attrs.to?.toLowerCase().replace(/\.$/, '');
+    // A peer may open the stream to a domain hosted here (a component): answer as that domain.
+    if (asked !== undefined && this.m.serves(asked)) this.localDomain = asked;
+    this.conn.sendHeader({ id: this.id, from: this.localDomain, ...(from ? { to: from } : {}), version: '1.0' });
     this.state = 'open';
     if (ns !== NS.STREAM || name !== 'stream' || attrs.xmlns !== NS_SERVER) return this.fail('invalid-namespace', 'Expected a jabber:server stream');
     if (attrs.version === undefined || !/^1\.\d+$/.test(attrs.version)) return this.fail('unsupported-version', 'Only XMPP version 1.0 is supported');
     const to = attrs.to?.toLowerCase().replace(/\.$/, '');
-    if (to !== undefined && to !== this.m.domain) return this.fail('host-unknown', `This server does not serve ${to}`);
+    if (to !== undefined && !this.m.serves(to)) return this.fail('host-unknown', `This server does not serve ${to}`);
     if (from !== undefined) this.peerDomain = from;
     this.sendFeatures();
   }
@@ -154,7 +160,7 @@ export class IncomingStream implements ConnSink {
     };
     const d = dialbackRequest({
       to,
-      localDomain: this.m.domain,
+      localDomain: (d) => this.m.serves(d),
       secure: this.conn.secure,
       requireTls: this.m.config.requireTls,
       secureAuth: this.m.config.secureAuth,
@@ -169,7 +175,7 @@ export class IncomingStream implements ConnSink {
       this.authOk(from, 'dialback-cert');
       return reply('valid');
     }
-    const verdict = await this.m.verifyDialback(from, this.id, key);
+    const verdict = await this.m.verifyDialback(from, this.id, key, to);
     if (verdict === 'valid') {
       this.authOk(from, 'dialback');
       reply('valid');
@@ -190,7 +196,7 @@ export class IncomingStream implements ConnSink {
     const to = el.attrs.to?.toLowerCase();
     const id = el.attrs.id;
     if (!from || !to || !id) return this.fail('improper-addressing', 'db:verify needs from, to and id');
-    if (to !== this.m.domain) return void this.conn.send(x('verify', NS_DIALBACK, { from: to, to: from, id, type: 'invalid' }));
+    if (!this.m.serves(to)) return void this.conn.send(x('verify', NS_DIALBACK, { from: to, to: from, id, type: 'invalid' }));
     // The key was made for (receiving = the asker, originating = us, the asker's stream id).
     const ok = dialbackKeyValid(this.m.secret, from, to, id, el.text());
     this.conn.send(x('verify', NS_DIALBACK, { from: to, to: from, id, type: ok ? 'valid' : 'invalid' }));
@@ -199,7 +205,7 @@ export class IncomingStream implements ConnSink {
   private stanza(raw: Element): void {
     const fromJid = tryParseJID(raw.attrs.from);
     const toJid = tryParseJID(raw.attrs.to);
-    const c = checkIncomingStanza(this.authenticated, fromJid?.domain ?? (raw.attrs.from === undefined ? undefined : '\u0000bad'), toJid?.domain, this.m.domain);
+    const c = checkIncomingStanza(this.authenticated, fromJid?.domain ?? (raw.attrs.from === undefined ? undefined : '\u0000bad'), toJid?.domain, (d) => this.m.serves(d));
     if (!c.ok) {
       this.m.rejected.inc({ reason: c.reason });
       // Say who the impostor was in the log; never route it.

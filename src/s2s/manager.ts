@@ -30,7 +30,7 @@ import type { ParserLimits } from '../xml/stream-parser.contract.js';
 import { newStreamId } from '../c2s/stream.js';
 import { S2SConn, trusted, type S2STls } from './conn.js';
 import { IncomingStream } from './incoming.js';
-import { OutgoingStream, type VerifyVerdict } from './outgoing.js';
+import { OutgoingStream, outgoingKey, type VerifyVerdict } from './outgoing.js';
 
 interface Queued {
   stanza: Element;
@@ -62,7 +62,7 @@ export class S2SManager implements ExternalRoute {
   private readonly outgoing = new Map<string, OutgoingStream>();
   private readonly queues = new Map<string, Queued[]>();
   private readonly incoming = new Set<IncomingStream>();
-  /** Domain -> the incoming stream that authenticated it last. */
+  /** Domain (with the local domain when it is a hosted one, see outgoingKey) -> the incoming stream that authenticated it last. */
   private readonly incomingByDomain = new Map<string, IncomingStream>();
   private readonly perAddress = new Map<string, number>();
   private readonly insecure: Set<string>;
@@ -113,50 +113,64 @@ export class S2SManager implements ExternalRoute {
     m.gauge('verona_s2s_streams_in', 'Incoming s2s streams', () => this.incoming.size);
   }
 
+  /**
+   * A domain this server answers for on s2s: its own, or one hosted beside it with a route of its
+   * own (components, MUC, upload), so that a peer can reach e.g. a push app server connected as a
+   * component here.
+   */
+  serves(domain: string): boolean {
+    if (domain === this.domain) return true;
+    const r = this.router.routeFor(domain);
+    return r !== undefined && r !== this;
+  }
+
   isInsecure(domain: string): boolean {
     return this.insecure.has(domain);
   }
 
   // ---- ExternalRoute ------------------------------------------------------------------------
 
-  send(stanza: Element, _from: JID, to: JID, origin: Session | undefined): void {
+  send(stanza: Element, from: JID, to: JID, origin: Session | undefined): void {
     if (this.stopping) throw new StanzaError('remote-server-not-found', 'The server is shutting down');
+    // A stanza from a hosted domain (a component's answer) goes on a stream authenticated as that domain.
+    const local = from.domain !== this.domain && this.serves(from.domain) ? from.domain : this.domain;
     const domain = to.domain;
-    const out = this.outgoing.get(domain);
+    const key = outgoingKey(this.domain, local, domain);
+    const out = this.outgoing.get(key);
     if (out?.state === 'ready') {
       this.sent.inc({ kind: stanza.name });
       out.send(stanza);
       return;
     }
-    let q = this.queues.get(domain);
+    let q = this.queues.get(key);
     if (!q) {
       q = [];
-      this.queues.set(domain, q);
+      this.queues.set(key, q);
     }
     if (q.length >= this.config.maxQueue) {
       this.refused.inc({ limit: 'queue' });
       throw new StanzaError('resource-constraint', `Too many stanzas waiting for ${domain}`);
     }
     q.push({ stanza, origin });
-    if (!out) this.connect(domain);
+    if (!out) this.connect(domain, local);
   }
 
-  private connect(domain: string): OutgoingStream {
-    const s = new OutgoingStream(domain, this);
-    this.outgoing.set(domain, s);
-    this.log.debug({ domain }, 's2s: connecting');
+  private connect(domain: string, local: string = this.domain): OutgoingStream {
+    const s = new OutgoingStream(domain, this, local);
+    this.outgoing.set(s.key, s);
+    this.log.debug({ domain, local }, 's2s: connecting');
     void s.start().catch((err: unknown) => this.log.error({ err, domain }, 's2s: connect crashed'));
     return s;
   }
 
   outgoingReady(s: OutgoingStream): void {
-    if (this.outgoing.get(s.domain) !== s) return;
+    if (this.outgoing.get(s.key) !== s) return;
     const ms = Date.now() - s.startedAt;
     this.connects.inc();
     this.connectMs.inc(undefined, ms);
     this.log.info({ domain: s.domain, ms }, 's2s: outgoing stream ready');
-    const q = this.queues.get(s.domain) ?? [];
-    this.queues.delete(s.domain);
+    const q = this.queues.get(s.key) ?? [];
+    this.queues.delete(s.key);
     for (const item of q) {
       this.sent.inc({ kind: item.stanza.name });
       s.send(item.stanza);
@@ -165,11 +179,11 @@ export class S2SManager implements ExternalRoute {
 
   /** `err` set: the stream never became ready, so everything queued bounces with it. */
   outgoingClosed(s: OutgoingStream, err: StanzaError | undefined, reason: string): void {
-    if (this.outgoing.get(s.domain) === s) this.outgoing.delete(s.domain);
+    if (this.outgoing.get(s.key) === s) this.outgoing.delete(s.key);
     this.log.info({ domain: s.domain, reason, failed: err !== undefined }, 's2s: outgoing stream closed');
-    const q = this.queues.get(s.domain);
+    const q = this.queues.get(s.key);
     if (!q) return;
-    this.queues.delete(s.domain);
+    this.queues.delete(s.key);
     const e = err ?? new StanzaError('remote-server-not-found', `The stream to ${s.domain} closed`);
     for (const item of q) {
       this.bounced.inc({ condition: e.condition });
@@ -198,8 +212,10 @@ export class S2SManager implements ExternalRoute {
   incomingAuthenticated(s: IncomingStream, domain: string, method: string): void {
     this.authIn.inc({ method });
     this.log.info({ domain, method, addr: s.conn.remoteAddress }, 's2s: incoming stream authenticated');
-    const prev = this.incomingByDomain.get(domain);
-    this.incomingByDomain.set(domain, s);
+    // Keyed by the pair: a peer has one stream to us and one to each domain hosted here.
+    const key = outgoingKey(this.domain, s.localDomain, domain);
+    const prev = this.incomingByDomain.get(key);
+    this.incomingByDomain.set(key, s);
     // One incoming stream per peer: the older one for this domain goes (it may carry other domains too).
     if (prev && prev !== s) {
       prev.authenticated.delete(domain);
@@ -213,17 +229,20 @@ export class S2SManager implements ExternalRoute {
     const n = (this.perAddress.get(addr) ?? 1) - 1;
     if (n <= 0) this.perAddress.delete(addr);
     else this.perAddress.set(addr, n);
-    for (const d of s.authenticated) if (this.incomingByDomain.get(d) === s) this.incomingByDomain.delete(d);
+    for (const d of s.authenticated) {
+      const key = outgoingKey(this.domain, s.localDomain, d);
+      if (this.incomingByDomain.get(key) === s) this.incomingByDomain.delete(key);
+    }
   }
 
   deliverIncoming(stanza: Element): void {
     this.router.route(stanza);
   }
 
-  /** XEP-0220 §2.3: ask the authoritative server of `originating` over our outgoing stream to it. */
-  verifyDialback(originating: string, streamId: string, key: string): Promise<VerifyVerdict> {
+  /** XEP-0220 §2.3: ask the authoritative server of `originating` over our outgoing stream to it (for `receiving`, ours or hosted here). */
+  verifyDialback(originating: string, streamId: string, key: string, receiving: string = this.domain): Promise<VerifyVerdict> {
     const out = this.outgoing.get(originating) ?? this.connect(originating);
-    return out.verify(streamId, key);
+    return out.verify(streamId, key, receiving);
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------

@@ -23,6 +23,11 @@ import type { S2SManager } from './manager.js';
 
 export type VerifyVerdict = 'valid' | 'invalid' | 'error';
 
+/** Outgoing streams of the server's own domain are keyed by the remote domain; those of hosted domains by both. */
+export function outgoingKey(serverDomain: string, local: string, remote: string): string {
+  return local === serverDomain ? remote : `${local} ${remote}`;
+}
+
 export class OutgoingStream implements ConnSink {
   conn: S2SConn | undefined;
   /** The stream id the peer gave (dialback keys are bound to it). */
@@ -38,10 +43,21 @@ export class OutgoingStream implements ConnSink {
   /** Why it failed, for the bounces: not-found (DNS, refused, TLS, auth) or timeout. */
   failure: StanzaError | undefined;
 
+  /** The manager's key for this stream: the remote domain, or "local remote" for a hosted local domain. */
+  readonly key: string;
+
+  /**
+   * @param domain the remote domain
+   * @param local the local domain it authenticates as: the server's, or one hosted beside it (a
+   *   component answering a peer needs a stream of its own, XEP-0220 authenticates domain pairs)
+   */
   constructor(
     readonly domain: string,
     private readonly m: S2SManager,
-  ) {}
+    readonly local: string = m.domain,
+  ) {
+    this.key = outgoingKey(m.domain, local, domain);
+  }
 
   /** A method, not a narrowed field read: the state changes across awaits. */
   get isClosed(): boolean {
@@ -103,7 +119,7 @@ export class OutgoingStream implements ConnSink {
   }
 
   private openStream(): void {
-    this.conn?.sendHeader({ from: this.m.domain, to: this.domain, version: '1.0' });
+    this.conn?.sendHeader({ from: this.local, to: this.domain, version: '1.0' });
   }
 
   // ---- ConnSink ---------------------------------------------------------------------------
@@ -178,9 +194,9 @@ export class OutgoingStream implements ConnSink {
       case 'starttls':
         return conn.send(x('starttls', NS.TLS));
       case 'external':
-        return conn.send(x('auth', NS.SASL, { mechanism: 'EXTERNAL' }, [Buffer.from(this.m.domain).toString('base64')]));
+        return conn.send(x('auth', NS.SASL, { mechanism: 'EXTERNAL' }, [Buffer.from(this.local).toString('base64')]));
       case 'dialback':
-        return conn.send(x('result', NS_DIALBACK, { from: this.m.domain, to: this.domain }, [dialbackKey(this.m.secret, this.domain, this.m.domain, this.streamId)]));
+        return conn.send(x('result', NS_DIALBACK, { from: this.local, to: this.domain }, [dialbackKey(this.m.secret, this.domain, this.local, this.streamId)]));
       case 'fail':
         this.m.authFailures.inc({ method: 'out', reason: step.reason });
         return this.failWith(new StanzaError('remote-server-not-found', `Cannot authenticate with ${this.domain} (${step.reason})`), step.reason, 'policy-violation');
@@ -208,7 +224,7 @@ export class OutgoingStream implements ConnSink {
   }
 
   private dialbackResult(el: Element): void {
-    if (el.attrs.from?.toLowerCase() !== this.domain || el.attrs.to?.toLowerCase() !== this.m.domain) return;
+    if (el.attrs.from?.toLowerCase() !== this.domain || el.attrs.to?.toLowerCase() !== this.local) return;
     if (el.attrs.type === 'valid') {
       this.m.authOut.inc({ method: 'dialback' });
       this.authed = true;
@@ -228,14 +244,14 @@ export class OutgoingStream implements ConnSink {
 
   // ---- dialback verification (we are the receiving server asking the authoritative one) ----
 
-  /** Ask `this.domain` whether it made `key` for (us, it, streamId). */
-  verify(streamId: string, key: string): Promise<VerifyVerdict> {
+  /** Ask `this.domain` whether it made `key` for (`receiving`, one of our domains; it; streamId). */
+  verify(streamId: string, key: string, receiving: string = this.m.domain): Promise<VerifyVerdict> {
     return new Promise((resolve) => {
       const k = streamId;
       const prev = this.pendingVerify.get(k);
       if (prev) prev('error');
       this.pendingVerify.set(k, resolve);
-      this.verifyQueue.push(x('verify', NS_DIALBACK, { from: this.m.domain, to: this.domain, id: streamId }, [key]));
+      this.verifyQueue.push(x('verify', NS_DIALBACK, { from: receiving, to: this.domain, id: streamId }, [key]));
       this.flushVerifies();
     });
   }

@@ -69,10 +69,21 @@ export function incomingFeatures(v: IncomingFeaturesView): IncomingFeatures {
   };
 }
 
+/**
+ * The domains this server answers for on s2s: its own, or a test for it and
+ * the domains hosted beside it (components, MUC, upload), which peers reach
+ * over the same listener.
+ */
+export type LocalDomains = string | ((domain: string) => boolean);
+
+export function isLocal(local: LocalDomains, domain: string): boolean {
+  return typeof local === 'string' ? domain === local : local(domain);
+}
+
 export interface DialbackRequestView {
   /** The domain the request is for (our side): must be ours. */
   to: string;
-  localDomain: string;
+  localDomain: LocalDomains;
   secure: boolean;
   requireTls: boolean;
   secureAuth: boolean;
@@ -88,7 +99,7 @@ export type DialbackDecision =
 
 /** XEP-0220 §2.2, XEP-0344: what to do with <db:result from to>KEY</db:result> on an incoming stream. */
 export function dialbackRequest(v: DialbackRequestView): DialbackDecision {
-  if (v.to !== v.localDomain) return { action: 'refuse', condition: 'item-not-found', reason: 'not-our-domain' };
+  if (!isLocal(v.localDomain, v.to)) return { action: 'refuse', condition: 'item-not-found', reason: 'not-our-domain' };
   if (!v.secure && v.requireTls && !v.insecurePeer) return { action: 'refuse', condition: 'policy-violation', reason: 'tls-required' };
   // XEP-0344 §2.4: a certificate valid for the originating domain proves it already.
   if (v.peerCertValidForFrom) return { action: 'accept', reason: 'certificate' };
@@ -105,10 +116,10 @@ export type StanzaCheck =
  * sender of a domain this stream authenticated and a recipient of ours.
  * Anything else is a stream error: it is never routed.
  */
-export function checkIncomingStanza(authenticated: ReadonlySet<string>, fromDomain: string | undefined, toDomain: string | undefined, localDomain: string): StanzaCheck {
+export function checkIncomingStanza(authenticated: ReadonlySet<string>, fromDomain: string | undefined, toDomain: string | undefined, localDomain: LocalDomains): StanzaCheck {
   if (authenticated.size === 0) return { ok: false, condition: 'not-authorized', reason: 'unauthenticated' };
   if (fromDomain === undefined || toDomain === undefined) return { ok: false, condition: 'improper-addressing', reason: 'missing-from-or-to' };
   if (!authenticated.has(fromDomain)) return { ok: false, condition: 'invalid-from', reason: 'from-not-authenticated' };
-  if (toDomain !== localDomain) return { ok: false, condition: 'host-unknown', reason: 'not-our-domain' };
+  if (!isLocal(localDomain, toDomain)) return { ok: false, condition: 'host-unknown', reason: 'not-our-domain' };
   return { ok: true };
 }

@@ -59,20 +59,26 @@ export function htResponder(token: string, cb: Buffer = Buffer.alloc(0)): string
 }
 
 /** A SCRAM-SHA-256(-PLUS) exchange over SASL2; `cb` is what the client binds to (may be deliberately wrong). */
-export async function scram256(c: RawConnection, user: string, password: string, plus?: { type: string; data: Buffer }, inline = '', agent?: string): Promise<Element> {
+export function scram256(c: RawConnection, user: string, password: string, plus?: { type: string; data: Buffer }, inline = '', agent?: string): Promise<Element> {
+  return scram(c, 'sha256', user, password, plus, inline, agent);
+}
+
+/** A SCRAM-SHA-1(-PLUS) or SCRAM-SHA-256(-PLUS) exchange over SASL2. */
+export async function scram(c: RawConnection, hash: 'sha1' | 'sha256', user: string, password: string, plus?: { type: string; data: Buffer }, inline = '', agent?: string): Promise<Element> {
   const gs2 = plus ? `p=${plus.type},,` : 'n,,';
   const nonce = randomBytes(18).toString('base64');
   const first = `n=${user},r=${nonce}`;
-  const ch = await authenticate(c, { mechanism: plus ? 'SCRAM-SHA-256-PLUS' : 'SCRAM-SHA-256', initial: Buffer.from(gs2 + first), inline, agent });
+  const name = hash === 'sha1' ? 'SCRAM-SHA-1' : 'SCRAM-SHA-256';
+  const ch = await authenticate(c, { mechanism: plus ? `${name}-PLUS` : name, initial: Buffer.from(gs2 + first), inline, agent });
   if (ch.name !== 'challenge') return ch;
   const sf = Buffer.from(ch.text(), 'base64').toString('utf8');
   const attrs = Object.fromEntries(sf.split(',').map((a) => [a[0], a.slice(2)]));
   const cbind = Buffer.concat([Buffer.from(gs2), plus?.data ?? Buffer.alloc(0)]).toString('base64');
   const withoutProof = `c=${cbind},r=${String(attrs.r)}`;
-  const salted = pbkdf2Sync(password, Buffer.from(String(attrs.s), 'base64'), Number(attrs.i), 32, 'sha256');
-  const clientKey = createHmac('sha256', salted).update('Client Key').digest();
-  const storedKey = createHash('sha256').update(clientKey).digest();
-  const sig = createHmac('sha256', storedKey).update(`${first},${sf},${withoutProof}`).digest();
+  const salted = pbkdf2Sync(password, Buffer.from(String(attrs.s), 'base64'), Number(attrs.i), hash === 'sha1' ? 20 : 32, hash);
+  const clientKey = createHmac(hash, salted).update('Client Key').digest();
+  const storedKey = createHash(hash).update(clientKey).digest();
+  const sig = createHmac(hash, storedKey).update(`${first},${sf},${withoutProof}`).digest();
   const proof = Buffer.from(clientKey.map((b, i) => b ^ (sig[i] as number)));
   c.send(`<response xmlns='${SASL2}'>${Buffer.from(`${withoutProof},p=${proof.toString('base64')}`).toString('base64')}</response>`);
   return c.next((el) => ['challenge', 'success', 'failure'].includes(String(el.name)));

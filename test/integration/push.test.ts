@@ -8,7 +8,10 @@
  *   once in MAM;
  * - a device that got the message live gets none;
  * - the client's secret reaches the app server and never the log;
- * - a registration is dropped after repeated non-wait errors.
+ * - a registration is dropped after repeated non-wait errors;
+ * - a conversation read on another device (MDS server assist, or a plain
+ *   XEP-0333 marker the server maps to the archive id) is published to the
+ *   MDS node and clears the phone's pending push.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -198,6 +201,52 @@ test('read on another device (MDS server assist): published to PEP, and the phon
       `<displayed xmlns='urn:xmpp:mds:displayed:0'><stanza-id xmlns='urn:xmpp:sid:0' by='romeo@localhost' id='${String(sid?.attrs.id)}'/></displayed></message>`,
   );
   await app.none('n-phone2', 800);
+  await desk.close();
+});
+
+test('a plain XEP-0333 marker (no MDS element) is published too, with the archive id of the message it names; an unknown id publishes nothing', async () => {
+  const desk = await romeo('desk3');
+  const phone = await romeo('phone3');
+  await enablePush(phone, 'n-phone3', 'phone3-secret');
+  const hibernating = await metric('verona_sm_hibernating');
+  phone.kill();
+  await until('the phone to hibernate', async () => (await metric('verona_sm_hibernating')) === hibernating + 1);
+  say('read me with a plain marker', 'p1');
+  const first = await app.next('n-phone3');
+  assert.equal(first.summary['message-count'], '1');
+  const m = await desk.next((el) => el.attrs.id === 'p1');
+  const sid = m.getChild('stanza-id', 'urn:xmpp:sid:0');
+  assert.equal(sid?.attrs.by, 'romeo@localhost');
+  // A client that knows chat markers but not MDS.
+  desk.sendStanza(`<message to='julia@localhost' type='chat' id='d3'><displayed xmlns='urn:xmpp:chat-markers:0' id='p1'/></message>`);
+  const marker = await julia.next((el) => el.attrs.id === 'd3');
+  assert.ok(marker.getChild('displayed', 'urn:xmpp:chat-markers:0'), 'the marker still reaches the contact');
+  const cleared = await app.next('n-phone3');
+  assert.equal(cleared.summary['message-count'], '0', 'the phone\'s pending state is cleared');
+  const itemId = async (tag: string): Promise<string | undefined> => {
+    desk.sendStanza(`<iq type='get' id='${tag}'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:mds:displayed:0' item='julia@localhost'/></pubsub></iq>`);
+    const items = await desk.next((el) => el.attrs.id === tag);
+    const item = items.getChild('pubsub')?.getChildren('items')[0]?.getChildren('item').find((i) => i.attrs.id === 'julia@localhost');
+    const s = item?.getChild('displayed', 'urn:xmpp:mds:displayed:0')?.getChild('stanza-id', 'urn:xmpp:sid:0');
+    assert.equal(s?.attrs.by, 'romeo@localhost');
+    return s?.attrs.id;
+  };
+  assert.equal(await itemId('mds-p1'), sid?.attrs.id, 'the published stanza-id is the archived message\'s');
+  // A marker for a message the archive does not have: nothing published, no push, the marker still goes out.
+  const notFound = async (): Promise<number> => {
+    const text = await (await fetch(`http://127.0.0.1:${v.ports.http}/metrics`)).text();
+    return Number(/^verona_mds_published_total\{outcome="marker-not-found"\} (\d+)/m.exec(text)?.[1] ?? 0);
+  };
+  const before = await notFound();
+  desk.sendStanza(`<message to='julia@localhost' type='chat' id='d4'><displayed xmlns='urn:xmpp:chat-markers:0' id='never-sent'/></message>`);
+  await julia.next((el) => el.attrs.id === 'd4');
+  assert.equal(await notFound(), before + 1);
+  await app.none('n-phone3', 800);
+  assert.equal(await itemId('mds-p2'), sid?.attrs.id, 'the node is unchanged');
+  // Everything was read elsewhere: the next message is news again, pushed (not folded into the cleared push).
+  say('and one more', 'p3');
+  const again = await app.next('n-phone3');
+  assert.equal(again.summary['message-count'], '1');
   await desk.close();
 });
 

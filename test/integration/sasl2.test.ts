@@ -7,7 +7,7 @@
  *   <bound/>; FAST reconnect with the token (same user agent: the older
  *   session is replaced); inline resumption, and a failed one that still
  *   binds; a token revoked by a password change fails;
- * - over TLS: SCRAM-SHA-256-PLUS and HT-SHA-256-EXPR/-ENDP with the right
+ * - over TLS: SCRAM-SHA-256-PLUS, SCRAM-SHA-1-PLUS and HT-SHA-256-EXPR/-ENDP with the right
  *   channel binding succeed, with a wrong one fail.
  */
 import { test, before, after } from 'node:test';
@@ -19,7 +19,7 @@ import { client as xmppClient } from '../helpers/xmppjs.js';
 import { startVerona, type Verona } from '../helpers/server.js';
 import { connectClient, type RawConnection, type TestClient } from '../helpers/client.js';
 import {
-  BIND2, FAST, SASL2, authenticate, clientChannelBinding, failureOf, htInitial, htResponder, openRaw, plainInitial, scram256,
+  BIND2, FAST, SASL2, authenticate, clientChannelBinding, failureOf, htInitial, htResponder, openRaw, plainInitial, scram, scram256,
 } from '../helpers/sasl2-client.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // @xmpp/client upgrades to TLS; the test certificate is self-signed
@@ -216,4 +216,20 @@ test('TLS: SCRAM-SHA-256-PLUS and HT-SHA-256-EXPR/-ENDP succeed with the right c
   const endpBad = await scram256(t4.c, 'julia', 'ju1ia', { type: 'tls-server-end-point', data: Buffer.alloc(32) });
   assert.equal(endpBad.name, 'failure');
   t4.c.destroy();
+});
+
+test('TLS: SCRAM-SHA-1-PLUS with tls-exporter and tls-server-end-point succeeds with the right binding, fails with a wrong one', async () => {
+  const { c, features } = await opened(true);
+  assert.ok(features.getChild('authentication', SASL2)?.getChildren('mechanism').some((m) => m.text() === 'SCRAM-SHA-1-PLUS'));
+  const wrong = await scram(c, 'sha1', 'julia', 'ju1ia', { type: 'tls-exporter', data: Buffer.alloc(32, 9) });
+  assert.equal(wrong.name, 'failure');
+  const right = await scram(c, 'sha1', 'julia', 'ju1ia', { type: 'tls-exporter', data: clientChannelBinding(c, 'tls-exporter') });
+  assert.equal(right.name, 'success', right.toString());
+  c.destroy();
+  const t2 = await opened(true);
+  const endpWrong = await scram(t2.c, 'sha1', 'julia', 'ju1ia', { type: 'tls-server-end-point', data: Buffer.alloc(32, 3) });
+  assert.equal(endpWrong.name, 'failure');
+  const endp = await scram(t2.c, 'sha1', 'julia', 'ju1ia', { type: 'tls-server-end-point', data: clientChannelBinding(t2.c, 'tls-server-end-point') });
+  assert.equal(endp.name, 'success', endp.toString());
+  t2.c.destroy();
 });

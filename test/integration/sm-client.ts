@@ -24,6 +24,8 @@ export interface SmConnectOptions {
   /** Resume this session instead of binding a new one. */
   resume?: { previd: string; h: number };
   presence?: boolean;
+  /** The server's XMPP domain (default localhost). */
+  domain?: string;
 }
 
 export interface Outbound {
@@ -64,6 +66,7 @@ export class SmClient {
   lastResult: Element | undefined;
   /** The resume in flight: our count goes on from the h we told the server (XEP-0198 §5). */
   private resuming: { previd: string; h: number } | undefined;
+  private domain = 'localhost';
   /** Stream error condition, if the server sent one. */
   streamError: string | undefined;
 
@@ -74,6 +77,7 @@ export class SmClient {
   }
 
   async start(o: SmConnectOptions): Promise<void> {
+    if (o.domain) this.domain = o.domain;
     await new Promise<void>((resolve, reject) => {
       this.socket = net.connect({ port: o.port, host: '127.0.0.1' }, () => resolve());
       this.socket.once('error', reject);
@@ -134,7 +138,7 @@ export class SmClient {
     });
     this.parser.on('element', (el: Element) => this.onElement(el));
     this.parser.on('error', () => undefined);
-    this.send("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>");
+    this.send(`<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='${this.domain}' version='1.0'>`);
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('no stream header')), 5000);
       this.headerWaiters.push((h) => {

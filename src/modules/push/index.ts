@@ -258,6 +258,9 @@ class Push {
         continue;
       }
       r.pending.delete(conversation);
+      // Nothing left unseen: the phone's notification is gone, so the next message is news again
+      // (not folded into a push the phone no longer shows).
+      if (r.pending.size === 0) r.outstandingSince = 0;
       const { state, session } = this.deviceState(username, r.reg.resource);
       if (state === 'active') continue;
       this.m.decisions.inc({ reason: 'read-elsewhere' });
