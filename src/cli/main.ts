@@ -339,6 +339,7 @@ function checkConfigReport(config: Config, file: string | undefined, io: Output)
 /** `verona start`: run until SIGTERM/SIGINT, then shut down cleanly. */
 async function start(config: Config, io: Output, reloadConfig: () => Config): Promise<number> {
   let onHup: (() => void) | undefined;
+  let certWatcher: { close(): void } | undefined;
   // Loaded only here so that account and cert commands do not pull in the whole server.
   const { startServer } = await import('../core/server.js');
   let stop: (signal: string) => void = () => undefined;
@@ -371,6 +372,12 @@ async function start(config: Config, io: Output, reloadConfig: () => Config): Pr
       })();
     };
     process.on('SIGHUP', onHup);
+    // Certificate files rewritten by certbot/acme.sh: reload without a signal (docs/operations.md, "Certificates").
+    if (config.certWatch.enabled) {
+      const { watchCertificates } = await import('../config/cert-watch.js');
+      const { applyCertificate } = await import('../config/reload.js');
+      certWatcher = watchCertificates(server, (pair) => applyCertificate(server, pair), config.certWatch.debounceMs);
+    }
     io.out(`READY ${JSON.stringify(server.ports)}`);
     if (signalled === undefined) await new Promise<string>((resolve) => (stop = resolve));
     const timer = setTimeout(() => {
@@ -385,5 +392,6 @@ async function start(config: Config, io: Output, reloadConfig: () => Config): Pr
     process.removeListener('SIGTERM', onSignal);
     process.removeListener('SIGINT', onSignal);
     if (onHup !== undefined) process.removeListener('SIGHUP', onHup);
+    certWatcher?.close();
   }
 }
