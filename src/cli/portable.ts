@@ -10,13 +10,27 @@ import { exportPortable } from '../portable/export.js';
 import { openStorage } from '../storage/index.js';
 import { runtimeError } from './errors.js';
 import { pepOptions } from '../modules/pep/index.js';
+import { EjabberdArchive } from '../portable/ejabberd-mam.js';
 
-export async function runImport(config: Config, target: string): Promise<string[]> {
+export async function runImport(config: Config, target: string, ejabberdMam?: string): Promise<string[]> {
   if (!existsSync(target)) throw runtimeError(`${target} not found`);
+  if (ejabberdMam !== undefined && !existsSync(ejabberdMam)) throw runtimeError(`${ejabberdMam} not found`);
   const storage = await openStorage(config);
+  let mam: EjabberdArchive | undefined;
   try {
     const pep = pepOptions(config.moduleOptions.pep ?? {});
-    const r = await importPortable(storage, config.domain, target, config.auth.scramIterations, { pepMaxItems: pep.maxItems, pepDefaultMaxItems: pep.defaultMaxItems });
+    if (ejabberdMam !== undefined) {
+      try {
+        mam = new EjabberdArchive(ejabberdMam);
+      } catch (err) {
+        throw runtimeError((err as Error).message);
+      }
+    }
+    const r = await importPortable(storage, config.domain, target, config.auth.scramIterations, {
+      pepMaxItems: pep.maxItems,
+      pepDefaultMaxItems: pep.defaultMaxItems,
+      ejabberdMam: mam,
+    });
     const lines = [
       `imported ${r.accounts} accounts, ${r.rosterItems} roster items, ${r.vcards} vCards, ${r.privateFragments} private XML fragments, ${r.archived} archived messages`,
       `imported ${r.pepNodes} PEP nodes with ${r.pepItems} items, ${r.offline} offline messages, ${r.blocked} blocked JIDs`,
@@ -30,6 +44,7 @@ export async function runImport(config: Config, target: string): Promise<string[
     }
     return lines;
   } finally {
+    mam?.close();
     await storage.close();
   }
 }

@@ -40,6 +40,7 @@ import { deriveAllScram, type ScramHash } from '../sasl/credentials.js';
 import type { AccountRecord, ScramCredential, Storage } from '../storage/types.js';
 import type { Subscription } from '../storage/roster.js';
 import { archiveIdFor, parseDateTime } from '../modules/mam/ids.js';
+import type { EjabberdArchive } from './ejabberd-mam.js';
 
 export const NS_PIE = 'urn:xmpp:pie:0';
 const NS_PIE_SCRAM = 'urn:xmpp:pie:0#scram';
@@ -61,6 +62,8 @@ const NS_SID = 'urn:xmpp:sid:0';
 export interface ImportLimits {
   pepMaxItems: number;
   pepDefaultMaxItems: number | 'max';
+  /** ejabberd's SQL message archive (`--ejabberd-mam`), which its XEP-0227 export lacks. */
+  ejabberdMam?: EjabberdArchive;
 }
 
 export interface ImportReport {
@@ -156,6 +159,8 @@ async function importUser(storage: Storage, domain: string, user: Element, repor
   report.accounts++;
   // Node configurations first (the owner <pubsub> may follow the items in the file).
   await importPepConfig(storage, username, owner, user, report, limits);
+  // ejabberd's archive (from its database) before the offline messages, which point into it.
+  const ejabberdIds = limits.ejabberdMam === undefined ? undefined : await importEjabberdArchive(storage, username, owner, limits.ejabberdMam, report);
 
   for (const part of childElements(user)) {
     if (part.name === 'query' && part.xmlns === NS_ROSTER) {
@@ -186,8 +191,10 @@ async function importUser(storage: Storage, domain: string, user: Element, repor
       await importPepItems(storage, username, owner, part, report, limits);
     } else if (part.name === 'offline-messages' && part.xmlns === NS_PIE) {
       const archive = user.getChild('archive', NS_PIE_MAM);
-      const archivedIds = new Set((archive?.getChildren('result', NS_MAM) ?? []).map((r) => r.attrs.id ?? ''));
-      await importOffline(storage, username, owner, domain, part, report, archive === undefined, archivedIds);
+      // Old archive id -> Verona archive id, for the offline copies' <stanza-id/>.
+      const archivedIds = new Map<string, string>((archive?.getChildren('result', NS_MAM) ?? []).map((r) => [r.attrs.id ?? '', r.attrs.id ?? '']));
+      for (const [k, v] of ejabberdIds ?? []) archivedIds.set(k, v);
+      await importOffline(storage, username, owner, domain, part, report, archive === undefined && ejabberdIds === undefined, archivedIds);
     } else if (part.name === 'blocklist' && part.xmlns === NS_BLOCKING) {
       await block(storage, username, owner, part.getChildren('item', NS_BLOCKING).map((i) => i.attrs.jid ?? ''), report);
     } else if (part.name === 'query' && part.xmlns === NS_PRIVACY) {
@@ -289,7 +296,7 @@ async function importOffline(
   part: Element,
   report: ImportReport,
   archiveToo: boolean,
-  archivedIds: ReadonlySet<string>,
+  archivedIds: ReadonlyMap<string, string>,
 ): Promise<void> {
   if (storage.offline === undefined) {
     report.skipped.push(`${owner}: offline messages (this storage backend has no offline store)`);
@@ -309,8 +316,10 @@ async function importOffline(
         return false;
       }
       if (c.name === 'stanza-id' && c.xmlns === NS_SID && c.attrs.by === owner) {
-        if (c.attrs.id !== undefined && archivedIds.has(c.attrs.id)) {
-          archiveId = c.attrs.id;
+        const mapped = c.attrs.id === undefined ? undefined : archivedIds.get(c.attrs.id);
+        if (mapped !== undefined) {
+          archiveId = mapped;
+          c.attrs.id = mapped;
           return true;
         }
         // Archive ids of the old server name no message in this archive.
@@ -374,6 +383,37 @@ async function importPrivacy(storage: Storage, username: string, owner: string, 
 }
 
 let lastSeq = 0;
+
+/**
+ * One account's messages from ejabberd's SQL archive. Returns ejabberd's ids (the
+ * timestamp column, as its <stanza-id/> showed them) mapped to the new archive ids.
+ */
+async function importEjabberdArchive(storage: Storage, username: string, owner: string, mam: EjabberdArchive, report: ImportReport): Promise<Map<string, string>> {
+  const ids = new Map<string, string>();
+  if (storage.archive === undefined) return ids;
+  for (const row of mam.messages(username)) {
+    let msg: Element;
+    try {
+      msg = parseXml(row.xml);
+    } catch {
+      report.skipped.push(`${owner}: archived message ${row.timestamp} does not parse`);
+      continue;
+    }
+    if (msg.name !== 'message') continue;
+    // ejabberd's own archive markers name ids of its archive, not of this one.
+    msg.children = msg.children.filter((c) => typeof c === 'string' || !((c.name === 'stanza-id' && c.xmlns === NS_SID) || (c.name === 'archived' && c.xmlns === 'urn:xmpp:mam:tmp')));
+    const { seq, id } = archiveKey(undefined, Math.floor(row.timestamp / 1000));
+    const from = parseJID(msg.attrs.from ?? owner);
+    const to = parseJID(msg.attrs.to ?? owner);
+    const outgoing = from.bareString() === owner;
+    const other = outgoing ? to : from;
+    await storage.archive.append({ username, seq, id, with: other.bareString(), withResource: other.resource, outgoing, stanza: serialize(msg, 'jabber:client') });
+    ids.set(String(row.timestamp), id);
+    report.archived++;
+  }
+  await storage.archive.flush();
+  return ids;
+}
 
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 

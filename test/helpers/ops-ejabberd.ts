@@ -4,9 +4,10 @@
  * (`opsimport<pid>@localhost`) with a throwaway config, spool (Mnesia) and log
  * directory under os.tmpdir(), c2s on 127.0.60.1 and a free port, started
  * with `ejabberdctl start` as the ejabberd user and stopped with `ejabberdctl
- * stop`, then by its PID if it lingers. A system ejabberd that Debian started
- * on install runs as another node (ejabberd@localhost) on other ports: it is
- * neither used nor touched.
+ * stop`, then by its PID if it lingers. Debian's package starts a system
+ * ejabberd (node ejabberd@localhost, 5222/5269/5280 on all addresses) on
+ * install: it is not used, and it is stopped (`service ejabberd stop`) when
+ * found running, so that it holds no ports other tests may need.
  */
 import { execFile } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -21,6 +22,8 @@ export const EJABBERD_HOST = '127.0.60.1';
 
 export interface EjabberdAnchor {
   dir: string;
+  /** ejabberd's SQLite database (the message archive). */
+  database: string;
   port: number;
   ctl(args: string[]): Promise<string>;
   stop(): Promise<void>;
@@ -35,10 +38,15 @@ async function freePort(host: string): Promise<number> {
   return port;
 }
 
-function config(port: number): string {
-  // Mnesia (the default store): ejabberd 23.01's export_piefxis reads Mnesia only.
+function config(port: number, dir: string): string {
+  // Mnesia (the default store) for everything export_piefxis exports; the archive in SQLite
+  // (mod_mam db_type sql, as ejabberd's docs advise for MAM), the database the import reads
+  // with --ejabberd-mam. ejabberd creates the schema in a new SQLite file itself.
   // auth_password_format scram: passwords are kept as SCRAM-SHA-1 credentials, as on most servers.
   return `loglevel: info
+sql_type: sqlite
+sql_database: "${dir}/spool/ejabberd.db"
+
 log_rotate_count: 0
 hosts:
   - localhost
@@ -70,6 +78,7 @@ modules:
   mod_carboncopy: {}
   mod_disco: {}
   mod_mam:
+    db_type: sql
     default: always
     assume_mam_usage: true
   mod_offline:
@@ -89,13 +98,27 @@ modules:
 `;
 }
 
+/** Stop the system ejabberd that Debian's postinst may have started (not ours; never needed). */
+async function stopSystemEjabberd(): Promise<void> {
+  if (userInfo().uid !== 0) return;
+  const running = await execFileP('setpriv', ['--reuid=ejabberd', '--regid=ejabberd', '--init-groups', 'env', 'HOME=/var/lib/ejabberd', EJABBERDCTL, 'status'], {
+    cwd: '/tmp',
+    timeout: 60_000,
+  }).then(
+    (r) => /is started/.test(r.stdout),
+    () => false,
+  );
+  if (running) await execFileP('service', ['ejabberd', 'stop'], { timeout: 120_000 }).catch(() => undefined);
+}
+
 /** Start ejabberd with fresh data, then register `users` with ejabberdctl. */
 export async function startEjabberd(users: Array<[string, string]>): Promise<EjabberdAnchor> {
+  await stopSystemEjabberd();
   const dir = mkdtempSync(path.join(tmpdir(), 'verona-ejabberd-'));
   for (const d of ['etc', 'logs', 'spool', 'export']) mkdirSync(path.join(dir, d));
   const port = await freePort(EJABBERD_HOST);
   const pidFile = path.join(dir, 'ejabberd.pid');
-  writeFileSync(path.join(dir, 'etc', 'ejabberd.yml'), config(port));
+  writeFileSync(path.join(dir, 'etc', 'ejabberd.yml'), config(port, dir));
   writeFileSync(
     path.join(dir, 'etc', 'ejabberdctl.cfg'),
     `ERLANG_NODE=opsimport${process.pid}@localhost\nINET_DIST_INTERFACE=127.0.0.1\nERL_EPMD_ADDRESS=127.0.0.1\nEJABBERD_PID_PATH=${pidFile}\nEJABBERD_BYPASS_WARNINGS=true\n`,
@@ -153,6 +176,7 @@ export async function startEjabberd(users: Array<[string, string]>): Promise<Eja
   }
   const anchor: EjabberdAnchor = {
     dir,
+    database: path.join(dir, 'spool', 'ejabberd.db'),
     port,
     ctl,
     stop: async () => {

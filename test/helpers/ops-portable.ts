@@ -213,7 +213,10 @@ export async function readMoved(service: string, username: string, password: str
     const body = fwd?.getChild('message')?.getChildText('body');
     if (body) history.push(`${fwd?.getChild('message')?.attrs.from?.split('/')[0]}: ${body}`);
   });
-  await c.start();
+  await c.start().catch(async (e: unknown) => {
+    await c.stop().catch(() => undefined);
+    throw e;
+  });
   try {
     const roster = await c.iqCaller.get(xml('query', { xmlns: 'jabber:iq:roster' }));
     const priv = await c.iqCaller.get(xml('query', { xmlns: 'jabber:iq:private' }, xml('notes', { xmlns: 'http://miranda-im.org/storage#notes' })));
