@@ -382,7 +382,12 @@ async function importPrivacy(storage: Storage, username: string, owner: string, 
   await block(storage, username, owner, jids, report);
 }
 
-let lastSeq = 0;
+/**
+ * Archive keys (seq) are unique over the whole archive (all accounts). `floorSeq`: the
+ * archive's high-water mark when the import began; `usedSeqs`: the keys this import gave.
+ */
+let floorSeq = 0;
+let usedSeqs = new Set<number>();
 
 /**
  * One account's messages from ejabberd's SQL archive. Returns ejabberd's ids (the
@@ -418,23 +423,28 @@ async function importEjabberdArchive(storage: Storage, username: string, owner: 
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
 /**
- * The archive key of an imported message. An id Verona made (16 Crockford base32
- * characters, the first 11 its seq) whose time matches the stamp and keeps the order is
- * kept as it is, so that `verona export` then `verona import` gives the same ids (and
- * clients' MAM positions stay valid). Other servers' ids are replaced by new ones: keys
- * must increase strictly in the export's order (the archive's invariant).
+ * The archive key of an imported message. The seq is the message's time (ms * 1000, the
+ * live server's scheme) plus the first free microsecond: unique over the archive, in
+ * time order within each account, and the time survives (two accounts' copies of one
+ * message land a microsecond apart). Into a non-empty archive, keys must stay above its
+ * high-water mark (the running clock's), so there the times are not kept (the export's
+ * order is). An id Verona made (16 Crockford base32 characters, the first 11 its seq)
+ * whose seq matches the stamp and is free is kept as it is, so that `verona export` then
+ * `verona import` gives the same ids (and clients' MAM positions stay valid). Other
+ * servers' ids are replaced by new ones.
  */
 export function archiveKey(exported: string | undefined, ms: number): { seq: number; id: string } {
   if (exported !== undefined && /^[0-9A-HJKMNP-TV-Z]{16}$/.test(exported)) {
     let seq = 0;
     for (const ch of exported.slice(0, 11)) seq = seq * 32 + CROCKFORD.indexOf(ch);
-    if (Number.isSafeInteger(seq) && Math.floor(seq / 1000) === ms && seq > lastSeq) {
-      lastSeq = seq;
+    if (Number.isSafeInteger(seq) && Math.floor(seq / 1000) === ms && seq > floorSeq && !usedSeqs.has(seq)) {
+      usedSeqs.add(seq);
       return { seq, id: exported };
     }
   }
-  const seq = Math.max(ms * 1000, lastSeq + 1);
-  lastSeq = seq;
+  let seq = Math.max(ms * 1000, floorSeq + 1);
+  while (usedSeqs.has(seq)) seq++;
+  usedSeqs.add(seq);
   return { seq, id: archiveIdFor(seq) };
 }
 
@@ -479,7 +489,8 @@ export async function importPortable(
   limits: ImportLimits = { pepMaxItems: 256, pepDefaultMaxItems: 1 },
 ): Promise<ImportReport> {
   const report: ImportReport = { accounts: 0, rosterItems: 0, privateFragments: 0, vcards: 0, archived: 0, pepNodes: 0, pepItems: 0, offline: 0, blocked: 0, skipped: [], sha1Only: [] };
-  lastSeq = storage.archive === undefined ? 0 : await storage.archive.highWater();
+  floorSeq = storage.archive === undefined ? 0 : await storage.archive.highWater();
+  usedSeqs = new Set();
   const seen = new Set<string>();
   const host = async (file: string, el: Element): Promise<void> => {
     if (el.attrs.jid !== domain) {

@@ -221,17 +221,24 @@ export async function readMoved(service: string, username: string, password: str
     const roster = await c.iqCaller.get(xml('query', { xmlns: 'jabber:iq:roster' }));
     const priv = await c.iqCaller.get(xml('query', { xmlns: 'jabber:iq:private' }, xml('notes', { xmlns: 'http://miranda-im.org/storage#notes' })));
     const pep = new Map<string, Array<[string, string]>>();
+    // A node that was not carried over answers item-not-found: read as "nothing there".
+    const orNothing = <T>(e: unknown, nothing: T): T => {
+      if ((e as { condition?: string }).condition === 'item-not-found') return nothing;
+      throw e;
+    };
     for (const [node] of PEP_ITEMS) {
-      const r = await c.iqCaller.get(xml('pubsub', { xmlns: 'http://jabber.org/protocol/pubsub' }, xml('items', { node })));
-      const items = r.getChild('items')?.getChildren('item') ?? [];
+      const r = await c.iqCaller.get(xml('pubsub', { xmlns: 'http://jabber.org/protocol/pubsub' }, xml('items', { node }))).catch((e: unknown) => orNothing(e, undefined));
+      const items = r?.getChild('items')?.getChildren('item') ?? [];
       pep.set(
         node,
         items.map((i) => [i.attrs.id as string, i.getChildElements()[0]?.toString() ?? '']),
       );
     }
-    const conf = await c.iqCaller.get(xml('pubsub', { xmlns: 'http://jabber.org/protocol/pubsub#owner' }, xml('configure', { node: 'urn:xmpp:bookmarks:1' })));
+    const conf = await c.iqCaller
+      .get(xml('pubsub', { xmlns: 'http://jabber.org/protocol/pubsub#owner' }, xml('configure', { node: 'urn:xmpp:bookmarks:1' })))
+      .catch((e: unknown) => orNothing(e, undefined));
     const access = conf
-      .getChild('configure')
+      ?.getChild('configure')
       ?.getChild('x', 'jabber:x:data')
       ?.getChildren('field')
       .find((f) => f.attrs.var === 'pubsub#access_model')

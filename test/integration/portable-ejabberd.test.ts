@@ -86,6 +86,8 @@ test('ejabberd 23.01 export (export_piefxis, XEP-0227) imported: old passwords, 
   // pending subscription to Mercutio, private XML, blocklist. No PEP: ejabberd did not export it.
   const moved = await readMoved(service, 'romeo', 'r0meo');
   assertMoved(moved, { pep: false });
+  // ejabberd did not export PEP: nothing of Romeo's nodes is on Verona.
+  assert.deepEqual([...moved.pep.values()].flat(), []);
   assert.deepEqual(moved.history, [
     'romeo@localhost: But soft, what light through yonder window breaks?',
     'romeo@localhost: It is the east, and Juliet is the sun.',

@@ -35,25 +35,27 @@ test('undoubleBase64: ejabberd 23.01 values are decoded once more, right-sized o
   }
 });
 
-test('archiveKey: Verona ids kept when they fit the stamp and the order; others made new, strictly increasing', () => {
+test('archiveKey: times kept, keys unique; Verona ids kept when they fit the stamp and are free', () => {
   const ms = Date.UTC(2026, 11, 3, 12, 0, 0);
   const first = archiveKey('not-a-verona-id', ms);
   assert.equal(first.seq >= ms * 1000, true);
   assert.match(first.id, /^[0-9A-Z]{16}$/);
-  // The id just made, seen again later in an export at the same time but with a smaller seq: replaced.
+  // Another message of the same millisecond (another account's copy): the next free key, same time.
   const second = archiveKey(undefined, ms);
-  assert.ok(second.seq > first.seq, 'strictly increasing');
+  assert.equal(second.seq, first.seq + 1);
   // A Verona id of a later time (seq = ms * 1000 + counter): kept, with its seq.
   const seq = (ms + 20_000) * 1000 + 5;
   const verona = base32(seq, 11) + 'ABCDE';
   assert.deepEqual(archiveKey(verona, ms + 20_000), { seq, id: verona });
-  // The same id again (a duplicate): not kept, the order must increase.
+  // The same id again (a duplicate): not kept, another free key of that time.
   const dup = archiveKey(verona, ms + 20_000);
   assert.notEqual(dup.id, verona);
-  assert.ok(dup.seq > seq);
-  const again = dup;
+  assert.notEqual(dup.seq, seq);
+  assert.equal(Math.floor(dup.seq / 1000), ms + 20_000, 'the time is kept');
+  const again = { seq };
   // A Verona id whose time does not match the stamp: replaced.
   const mismatch = archiveKey(first.id, ms + 60_000);
   assert.notEqual(mismatch.id, first.id);
   assert.ok(mismatch.seq > again.seq);
+  assert.equal(Math.floor(mismatch.seq / 1000), ms + 60_000);
 });
