@@ -40,7 +40,9 @@ Commands:
                                 resumable, verified; see docs/storage.md)
   cert check [--days N]         warn (exit 1) when the certificate expires within
                                 N days (default 14), expired, or misses the domain
-  import FILE|DIR               import XEP-0227 data (Prosody, ejabberd exports)
+  import FILE|DIR [--ejabberd-mam DB]
+                                import XEP-0227 data (Prosody, ejabberd exports);
+                                DB: ejabberd's SQLite database, for its archive
   export DIR                    export every account as XEP-0227 files
   backup DIR                    consistent copy of the SQLite database (server may run)
   help                          show this text
@@ -81,6 +83,7 @@ const OPTIONS = {
   password: { type: 'string', short: 'p' },
   force: { type: 'boolean' },
   days: { type: 'string' },
+  'ejabberd-mam': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -187,6 +190,7 @@ export async function main(argv: string[], io: Output = stdio): Promise<number> 
       throw usageError('--password only goes with adduser and passwd');
     }
     if (values.days !== undefined && !(cmd === 'cert' && args[0] === 'check')) throw usageError('--days only goes with "cert check"');
+    if (values['ejabberd-mam'] !== undefined && cmd !== 'import') throw usageError('--ejabberd-mam only goes with import');
     if (values.force === true && !(cmd === 'cert' && args[0] === 'generate')) {
       throw usageError('--force only goes with "cert generate"');
     }
@@ -275,7 +279,7 @@ export async function main(argv: string[], io: Output = stdio): Promise<number> 
       case 'import': {
         expectArgs(cmd, args, 1, 'FILE or DIR (XEP-0227)');
         const { runImport } = await import('./portable.js');
-        for (const l of await runImport(load(), args[0])) io.out(l);
+        for (const l of await runImport(load(), args[0], values['ejabberd-mam'])) io.out(l);
         return 0;
       }
       case 'export': {
@@ -339,6 +343,7 @@ function checkConfigReport(config: Config, file: string | undefined, io: Output)
 /** `verona start`: run until SIGTERM/SIGINT, then shut down cleanly. */
 async function start(config: Config, io: Output, reloadConfig: () => Config): Promise<number> {
   let onHup: (() => void) | undefined;
+  let certWatcher: { close(): void } | undefined;
   // Loaded only here so that account and cert commands do not pull in the whole server.
   const { startServer } = await import('../core/server.js');
   let stop: (signal: string) => void = () => undefined;
@@ -371,6 +376,12 @@ async function start(config: Config, io: Output, reloadConfig: () => Config): Pr
       })();
     };
     process.on('SIGHUP', onHup);
+    // Certificate files rewritten by certbot/acme.sh: reload without a signal (docs/operations.md, "Certificates").
+    if (config.certWatch.enabled) {
+      const { watchCertificates } = await import('../config/cert-watch.js');
+      const { applyCertificate } = await import('../config/reload.js');
+      certWatcher = watchCertificates(server, (pair) => applyCertificate(server, pair), config.certWatch.debounceMs);
+    }
     io.out(`READY ${JSON.stringify(server.ports)}`);
     if (signalled === undefined) await new Promise<string>((resolve) => (stop = resolve));
     const timer = setTimeout(() => {
@@ -385,5 +396,6 @@ async function start(config: Config, io: Output, reloadConfig: () => Config): Pr
     process.removeListener('SIGTERM', onSignal);
     process.removeListener('SIGINT', onSignal);
     if (onHup !== undefined) process.removeListener('SIGHUP', onHup);
+    certWatcher?.close();
   }
 }

@@ -9,14 +9,31 @@ import { importPortable } from '../portable/import.js';
 import { exportPortable } from '../portable/export.js';
 import { openStorage } from '../storage/index.js';
 import { runtimeError } from './errors.js';
+import { pepOptions } from '../modules/pep/index.js';
+import { EjabberdArchive } from '../portable/ejabberd-mam.js';
 
-export async function runImport(config: Config, target: string): Promise<string[]> {
+export async function runImport(config: Config, target: string, ejabberdMam?: string): Promise<string[]> {
   if (!existsSync(target)) throw runtimeError(`${target} not found`);
+  if (ejabberdMam !== undefined && !existsSync(ejabberdMam)) throw runtimeError(`${ejabberdMam} not found`);
   const storage = await openStorage(config);
+  let mam: EjabberdArchive | undefined;
   try {
-    const r = await importPortable(storage, config.domain, target, config.auth.scramIterations);
+    const pep = pepOptions(config.moduleOptions.pep ?? {});
+    if (ejabberdMam !== undefined) {
+      try {
+        mam = new EjabberdArchive(ejabberdMam);
+      } catch (err) {
+        throw runtimeError((err as Error).message);
+      }
+    }
+    const r = await importPortable(storage, config.domain, target, config.auth.scramIterations, {
+      pepMaxItems: pep.maxItems,
+      pepDefaultMaxItems: pep.defaultMaxItems,
+      ejabberdMam: mam,
+    });
     const lines = [
       `imported ${r.accounts} accounts, ${r.rosterItems} roster items, ${r.vcards} vCards, ${r.privateFragments} private XML fragments, ${r.archived} archived messages`,
+      `imported ${r.pepNodes} PEP nodes with ${r.pepItems} items, ${r.offline} offline messages, ${r.blocked} blocked JIDs`,
     ];
     for (const s of r.skipped) lines.push(`skipped: ${s}`);
     if (r.sha1Only.length > 0) {
@@ -27,6 +44,7 @@ export async function runImport(config: Config, target: string): Promise<string[
     }
     return lines;
   } finally {
+    mam?.close();
     await storage.close();
   }
 }
@@ -35,7 +53,10 @@ export async function runExport(config: Config, dir: string): Promise<string[]> 
   const storage = await openStorage(config);
   try {
     const r = await exportPortable(storage, config.domain, dir);
-    return [`exported ${r.accounts} accounts, ${r.rosterItems} roster items, ${r.archived} archived messages to ${dir} (one XEP-0227 file per account; they hold credentials: keep them private)`];
+    return [
+      `exported ${r.accounts} accounts, ${r.rosterItems} roster items, ${r.archived} archived messages to ${dir} (one XEP-0227 file per account; they hold credentials: keep them private)`,
+      `exported ${r.pepNodes} PEP nodes, ${r.offline} offline messages, ${r.blocked} blocked JIDs`,
+    ];
   } finally {
     await storage.close();
   }

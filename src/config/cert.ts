@@ -211,6 +211,29 @@ export async function ensureCertificate(config: Config): Promise<CertificateFile
   return { cert: certPem, key: keyPem, generated: false, path: p, warnings };
 }
 
+/** The absolute paths of tls.cert and tls.key. */
+export function certificatePaths(config: Config): { cert: string; key: string } {
+  return paths(config);
+}
+
+/**
+ * Read and check the configured pair as it is on disk, never generating or replacing
+ * anything (the file watcher, src/config/cert-watch.ts): throws when a file is missing,
+ * does not parse, or the key does not match the certificate.
+ */
+export function readCertificatePair(config: Config): CertificateFiles {
+  const p = paths(config);
+  const certPem = readFileSync(p.cert, 'utf8');
+  const keyPem = readFileSync(p.key, 'utf8');
+  const { x509 } = parsePair(certPem, keyPem, p);
+  const warnings: string[] = [];
+  const expiresIn = Date.parse(x509.validTo) - Date.now();
+  if (expiresIn <= 0) warnings.push(`certificate ${p.cert} expired on ${x509.validTo}`);
+  else if (expiresIn < 14 * DAY) warnings.push(`certificate ${p.cert} expires on ${x509.validTo}`);
+  if (!covers(x509, config.domain)) warnings.push(`certificate ${p.cert} is not valid for ${config.domain} (names: ${x509.subjectAltName ?? x509.subject})`);
+  return { cert: certPem, key: keyPem, generated: false, path: p, warnings };
+}
+
 /** Details for `verona cert show` and `check-config`. Undefined when no certificate exists yet. */
 export function inspectCertificate(config: Config): CertificateInfo | undefined {
   const p = paths(config);

@@ -38,6 +38,8 @@ export function defaultConfig(): Config {
       maxPendingLogins: 32,
     },
     tls: { cert: 'tls/cert.pem', key: 'tls/key.pem', generate: true },
+    // A renewal writes the chain and the key a moment apart: read them 2 s after the last write.
+    certWatch: { enabled: true, debounceMs: 2000 },
     auth: {
       // RFC 7677 §4 asks for at least 4096 iterations.
       scramIterations: 4096,

@@ -79,6 +79,19 @@ export interface ReloadResult {
   certificate: string;
 }
 
+/**
+ * Install a certificate pair for new connections (STARTTLS reads server.secureContext,
+ * direct TLS and HTTPS listeners get the new context). Throws, changing nothing, when
+ * Node's TLS cannot use the pair.
+ */
+export function applyCertificate(server: Reloadable, cert: { cert: string; key: string }): void {
+  const opts = tlsOptions(cert.cert, cert.key);
+  const ctx = tls.createSecureContext(opts);
+  server.tlsCredentials = { cert: cert.cert, key: cert.key };
+  server.secureContext = ctx;
+  for (const srv of server.tlsServers) srv.setSecureContext(opts);
+}
+
 /** Apply `next` where safe and reload the certificate files. Sessions are not touched. */
 export async function reloadServer(server: Reloadable, next: Config): Promise<ReloadResult> {
   const { apply, restart } = planReload(server.config, next);
@@ -86,11 +99,7 @@ export async function reloadServer(server: Reloadable, next: Config): Promise<Re
   if (apply.includes('log.level')) server.log.level = server.config.log.level;
   // Certificates are read again even when their paths did not change: renewal rewrites the files.
   const cert = await ensureCertificate(server.config);
-  const opts = tlsOptions(cert.cert, cert.key);
-  const ctx = tls.createSecureContext(opts);
-  server.tlsCredentials = { cert: cert.cert, key: cert.key };
-  server.secureContext = ctx;
-  for (const srv of server.tlsServers) srv.setSecureContext(opts);
+  applyCertificate(server, cert);
   for (const w of cert.warnings ?? []) server.log.warn({ cert: cert.path.cert }, w);
   return { applied: apply, needRestart: restart, certificate: cert.path.cert };
 }

@@ -160,6 +160,10 @@ const root: Fields<Config> = {
   log: { kind: 'section', fields: { level: { kind: 'enum', values: LOG_LEVELS } } satisfies Fields<Config['log']> },
   c2s: { kind: 'section', fields: c2s },
   tls: { kind: 'section', fields: tls },
+  certWatch: {
+    kind: 'section',
+    fields: { enabled: { kind: 'bool' }, debounceMs: { kind: 'int', min: 50, max: 600_000, hint: 'milliseconds' } } satisfies Fields<Config['certWatch']>,
+  },
   auth: { kind: 'section', fields: auth },
   storage: { kind: 'section', fields: storage },
   modules: { kind: 'section', fields: { disabled: { kind: 'stringList' } } satisfies Fields<Config['modules']> },

@@ -25,6 +25,11 @@ export interface Config {
     keepaliveInterval: number; // seconds between whitespace keepalives (0 = off)
     maxPendingLogins: number; // TCP connections between accept and SASL success at once; more wait unread (0 = no limit)
   };
+  /** Reload tls.cert/tls.key when the files change (src/config/cert-watch.ts), besides SIGHUP. */
+  certWatch: {
+    enabled: boolean;
+    debounceMs: number; // wait this long after the last change before reading the pair
+  };
   tls: {
     cert: string; // path; relative paths are resolved against dataDir
     key: string;

@@ -4,8 +4,13 @@
  * server never needs one huge document in memory). Per account: both SCRAM
  * credentials in Prosody's `urn:xmpp:pie:0#scram` extension (the password
  * itself is never stored, so it cannot be exported), the roster, private XML,
- * the vCard, and the message archive (`urn:xmpp:pie:0#mam`, MAM results with
- * delay stamps). `verona import DIR` reads it back.
+ * the vCard, the message archive (`urn:xmpp:pie:0#mam`, MAM results with
+ * delay stamps), PEP nodes as Prosody writes them (owner <pubsub> with each
+ * node's configure form and affiliations, <pubsub> with the items), offline
+ * messages (<offline-messages> with delay stamps, left in place), the
+ * blocklist (<blocklist xmlns='urn:xmpp:blocking'>) and pending inbound
+ * subscription requests (<presence type='subscribe'/>, as ejabberd writes
+ * them). `verona import DIR` reads it back.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -14,13 +19,19 @@ import { serialize, x, type Element } from '../xml/element.js';
 import type { ScramCredential, Storage } from '../storage/types.js';
 import { seqToMs, stampOf } from '../modules/mam/ids.js';
 import { NS_PIE } from './import.js';
+import { configForm } from '../modules/pep/config.js';
 
 const NS_PIE_SCRAM = 'urn:xmpp:pie:0#scram';
+const NS_PUBSUB = 'http://jabber.org/protocol/pubsub';
+const NS_PUBSUB_OWNER = 'http://jabber.org/protocol/pubsub#owner';
 
 export interface ExportReport {
   accounts: number;
   rosterItems: number;
   archived: number;
+  pepNodes: number;
+  offline: number;
+  blocked: number;
   files: string[];
 }
 
@@ -43,7 +54,7 @@ function clientStanza(xml: string): Element {
 
 export async function exportPortable(storage: Storage, domain: string, dir: string): Promise<ExportReport> {
   mkdirSync(dir, { recursive: true });
-  const report: ExportReport = { accounts: 0, rosterItems: 0, archived: 0, files: [] };
+  const report: ExportReport = { accounts: 0, rosterItems: 0, archived: 0, pepNodes: 0, offline: 0, blocked: 0, files: [] };
   for (const username of (await storage.accounts.list()).sort()) {
     const rec = await storage.accounts.get(username);
     if (rec === undefined) continue;
@@ -59,6 +70,9 @@ export async function exportPortable(storage: Storage, domain: string, dir: stri
         report.rosterItems++;
       }
       user.children.push(query);
+      for (const p of await storage.roster.pending(username)) {
+        user.children.push(x('presence', 'jabber:client', { from: p.jid, to: `${username}@${domain}`, type: 'subscribe' }));
+      }
     }
     const keys = await storage.kv.keys(username, 'private');
     if (keys.length > 0) {
@@ -88,6 +102,49 @@ export async function exportPortable(storage: Storage, domain: string, dir: stri
         afterSeq = rows[rows.length - 1].seq;
       }
       user.children.push(archive);
+    }
+    if (storage.pubsub !== undefined) {
+      const nodes = (await storage.pubsub.nodes(username)).sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+      if (nodes.length > 0) {
+        const owner = x('pubsub', NS_PUBSUB_OWNER);
+        const items = x('pubsub', NS_PUBSUB);
+        for (const n of nodes) {
+          const form = configForm(n.config);
+          form.attrs.type = 'submit';
+          owner.children.push(x('configure', NS_PUBSUB_OWNER, { node: n.node }, [form]));
+          const affs = Object.entries(n.affiliations);
+          if (affs.length > 0) {
+            owner.children.push(x('affiliations', NS_PUBSUB_OWNER, { node: n.node }, affs.map(([jid, affiliation]) => x('affiliation', NS_PUBSUB_OWNER, { jid, affiliation }))));
+          }
+          const list = await storage.pubsub.items(username, n.node);
+          if (list.length > 0) {
+            items.children.push(x('items', NS_PUBSUB, { node: n.node }, list.map((it) => x('item', NS_PUBSUB, { id: it.id }, [parseXml(it.payload)]))));
+          }
+          report.pepNodes++;
+        }
+        user.children.push(owner);
+        if (items.children.length > 0) user.children.push(items);
+      }
+    }
+    if (storage.offline !== undefined) {
+      const msgs = await storage.offline.peek(username);
+      if (msgs.length > 0) {
+        user.children.push(
+          x('offline-messages', NS_PIE, {}, msgs.map((m) => {
+            const el = clientStanza(m.stanza);
+            el.children.push(x('delay', 'urn:xmpp:delay', { from: domain, stamp: stampOf(m.stamp) }, ['Offline storage']));
+            return el;
+          })),
+        );
+        report.offline += msgs.length;
+      }
+    }
+    if (storage.blocklist !== undefined) {
+      const blocked = await storage.blocklist.list(username);
+      if (blocked.length > 0) {
+        user.children.push(x('blocklist', 'urn:xmpp:blocking', {}, blocked.map((jid) => x('item', 'urn:xmpp:blocking', { jid }))));
+        report.blocked += blocked.length;
+      }
     }
     const doc = x('server-data', NS_PIE, {}, [x('host', NS_PIE, { jid: domain }, [user])]);
     const file = path.join(dir, `${username}@${domain}.xml`);

@@ -22,6 +22,8 @@ export interface OfflineStore {
    */
   store(username: string, msg: Omit<OfflineMessage, 'seq'>, limit: number): Promise<boolean>;
   count(username: string): Promise<number>;
+  /** The stored messages of the account, oldest first, without removing them (`verona export`). */
+  peek(username: string): Promise<OfflineMessage[]>;
   /** Remove and return every stored message of the account, oldest first (one transaction). */
   take(username: string): Promise<OfflineMessage[]>;
   /** Remove the stored messages that are also in the archive; returns how many. */

@@ -5,13 +5,20 @@
  * made by a real client session, and the XEP-0227 export made by
  * prosody-migrator, as an operator would.
  */
+import { createHash } from 'node:crypto';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import assert from 'node:assert/strict';
+import { xml } from '@xmpp/client';
+import { parseXml } from '../../src/xml/parser.js';
+import type { Element } from '../../src/xml/element.js';
 import { connectClient, sendIq, type TestClient } from './client.js';
+import { client } from './xmppjs.js';
+import { runCli } from './server.js';
 
 const execFileP = promisify(execFile);
 export const PROSODY = '/usr/bin/prosody';
@@ -123,6 +130,23 @@ output { type = "xep0227", path = "${out}" }
   return out;
 }
 
+const AVATAR_PNG = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==';
+const AVATAR_ID = createHash('sha1').update(Buffer.from(AVATAR_PNG, 'base64')).digest('hex');
+
+/** Romeo's PEP nodes on the old server: [node, item id, payload, access model]. */
+export const PEP_ITEMS: Array<[string, string, string, 'open' | 'presence' | 'whitelist']> = [
+  ['urn:xmpp:bookmarks:1', 'capulets@conference.localhost', "<conference xmlns='urn:xmpp:bookmarks:1' name='The feast' autojoin='true'><nick>romeo</nick></conference>", 'whitelist'],
+  ['eu.siacs.conversations.axolotl.devicelist', 'current', "<list xmlns='eu.siacs.conversations.axolotl'><device id='31415'/></list>", 'open'],
+  [
+    'eu.siacs.conversations.axolotl.bundles:31415',
+    'current',
+    "<bundle xmlns='eu.siacs.conversations.axolotl'><signedPreKeyPublic signedPreKeyId='1'>BQFzaWduZWQ=</signedPreKeyPublic><signedPreKeySignature>c2lnbmF0dXJl</signedPreKeySignature><identityKey>BWlkZW50aXR5</identityKey><prekeys><preKeyPublic preKeyId='1'>BXByZWtleTE=</preKeyPublic><preKeyPublic preKeyId='2'>BXByZWtleTI=</preKeyPublic></prekeys></bundle>",
+    'open',
+  ],
+  ['urn:xmpp:avatar:data', AVATAR_ID, `<data xmlns='urn:xmpp:avatar:data'>${AVATAR_PNG}</data>`, 'presence'],
+  ['urn:xmpp:avatar:metadata', AVATAR_ID, `<metadata xmlns='urn:xmpp:avatar:metadata'><info bytes='${Buffer.from(AVATAR_PNG, 'base64').length}' id='${AVATAR_ID}' type='image/png' width='1' height='1'/></metadata>`, 'presence'],
+];
+
 /** Romeo's and Juliet's life on the old server, through a real client connection. */
 export async function populate(port: number, host: string): Promise<void> {
   const login = (user: string, password: string, resource: string): Promise<TestClient> =>
@@ -140,6 +164,16 @@ export async function populate(port: number, host: string): Promise<void> {
   await sendIq(romeo, "<vCard xmlns='vcard-temp'><FN>Romeo Montague</FN><NICKNAME>romeo</NICKNAME></vCard>");
   await sendIq(romeo, "<query xmlns='jabber:iq:private'><notes xmlns='http://miranda-im.org/storage#notes'><note>balcony at nine</note></notes></query>");
   await sendIq(romeo, "<block xmlns='urn:xmpp:blocking'><item jid='tybalt@localhost'/></block>");
+  // A pending outbound subscription (none + ask): Mercutio has an account but never logs in.
+  await sendIq(romeo, "<query xmlns='jabber:iq:roster'><item jid='mercutio@localhost' name='Mercutio'><group>Friends</group></item></query>");
+  romeo.send("<presence to='mercutio@localhost' type='subscribe'/>");
+  for (const [node, id, payload, access] of PEP_ITEMS) {
+    const options =
+      `<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>` +
+      `<field var='pubsub#persist_items'><value>true</value></field><field var='pubsub#access_model'><value>${access}</value></field></x></publish-options>`;
+    const r = await sendIq(romeo, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='${node}'><item id='${id}'>${payload}</item></publish>${options}</pubsub>`);
+    if (r.attrs.type !== 'result') throw new Error(`PEP publish to ${node} failed: ${r.toString()}`);
+  }
   for (const [i, body] of ['But soft, what light through yonder window breaks?', 'It is the east, and Juliet is the sun.'].entries()) {
     romeo.send(`<message to='juliet@localhost' type='chat' id='m${i}'><body>${body}</body></message>`);
     await juliet.next((el) => el.is('message') && el.getChildText('body') === body, 15_000);
@@ -154,4 +188,136 @@ export async function populate(port: number, host: string): Promise<void> {
   await sendIq(romeo, "<ping xmlns='urn:xmpp:ping'/>", "type='get' to='localhost'");
   romeo.close();
   await romeo.waitClose(15_000);
+}
+
+/** What Romeo finds on the new server after the move, read through a real client library (@xmpp/client). */
+export interface Moved {
+  roster: Array<{ jid: string; name?: string; subscription?: string; ask?: string; groups: string[] }>;
+  privateNotes: string;
+  /** node -> [item id, payload XML] */
+  pep: Map<string, Array<[string, string]>>;
+  bookmarksAccess: string | undefined;
+  blocked: string[];
+  /** "from-bare: body" of every archived message, oldest first. */
+  history: string[];
+}
+
+export async function readMoved(service: string, username: string, password: string): Promise<Moved> {
+  const c = client({ service, domain: 'localhost', username, password, resource: 'new-phone' });
+  c.on('error', () => undefined);
+  // xmpp.js waits 2 s by default for each stream step; the shared CI machine can be slower.
+  (c as unknown as { timeout: number }).timeout = 30_000;
+  const history: string[] = [];
+  c.on('stanza', (s) => {
+    const fwd = s.getChild('result', 'urn:xmpp:mam:2')?.getChild('forwarded', 'urn:xmpp:forward:0');
+    const body = fwd?.getChild('message')?.getChildText('body');
+    if (body) history.push(`${fwd?.getChild('message')?.attrs.from?.split('/')[0]}: ${body}`);
+  });
+  await c.start().catch(async (e: unknown) => {
+    await c.stop().catch(() => undefined);
+    throw e;
+  });
+  try {
+    const roster = await c.iqCaller.get(xml('query', { xmlns: 'jabber:iq:roster' }));
+    const priv = await c.iqCaller.get(xml('query', { xmlns: 'jabber:iq:private' }, xml('notes', { xmlns: 'http://miranda-im.org/storage#notes' })));
+    const pep = new Map<string, Array<[string, string]>>();
+    // A node that was not carried over answers item-not-found: read as "nothing there".
+    const orNothing = <T>(e: unknown, nothing: T): T => {
+      if ((e as { condition?: string }).condition === 'item-not-found') return nothing;
+      throw e;
+    };
+    for (const [node] of PEP_ITEMS) {
+      const r = await c.iqCaller.get(xml('pubsub', { xmlns: 'http://jabber.org/protocol/pubsub' }, xml('items', { node }))).catch((e: unknown) => orNothing(e, undefined));
+      const items = r?.getChild('items')?.getChildren('item') ?? [];
+      pep.set(
+        node,
+        items.map((i) => [i.attrs.id as string, i.getChildElements()[0]?.toString() ?? '']),
+      );
+    }
+    const conf = await c.iqCaller
+      .get(xml('pubsub', { xmlns: 'http://jabber.org/protocol/pubsub#owner' }, xml('configure', { node: 'urn:xmpp:bookmarks:1' })))
+      .catch((e: unknown) => orNothing(e, undefined));
+    const access = conf
+      ?.getChild('configure')
+      ?.getChild('x', 'jabber:x:data')
+      ?.getChildren('field')
+      .find((f) => f.attrs.var === 'pubsub#access_model')
+      ?.getChildText('value');
+    const bl = await c.iqCaller.get(xml('blocklist', { xmlns: 'urn:xmpp:blocking' }));
+    const fin = await c.iqCaller.request(xml('iq', { type: 'set', id: 'mam1' }, xml('query', { xmlns: 'urn:xmpp:mam:2', queryid: 'q1' })));
+    if (!fin.getChild('fin', 'urn:xmpp:mam:2')) throw new Error('MAM query did not finish');
+    return {
+      roster: roster.getChildren('item').map((i) => ({
+        jid: i.attrs.jid as string,
+        name: i.attrs.name as string | undefined,
+        subscription: i.attrs.subscription as string | undefined,
+        ask: i.attrs.ask as string | undefined,
+        groups: i.getChildren('group').map((g) => g.text()).sort(),
+      })),
+      privateNotes: priv.toString(),
+      pep,
+      bookmarksAccess: access ?? undefined,
+      blocked: bl.getChildren('item').map((i) => i.attrs.jid as string),
+      history,
+    };
+  } finally {
+    await c.stop().catch(() => undefined);
+  }
+}
+
+/** An element as text with sorted attributes and no whitespace-only text: equal trees give equal strings. */
+export function canon(el: Element): string {
+  const attrs = Object.entries(el.attrs)
+    .filter(([k]) => k !== 'xmlns')
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([k, v]) => `${k}=${JSON.stringify(v)}`);
+  const kids = el.children.map((c) => (typeof c === 'string' ? c.trim() : canon(c))).filter((c) => c !== '');
+  return `<{${el.xmlns}}${el.name} ${attrs.join(' ')}>${kids.join('')}</>`;
+}
+
+/** The assertions both imports share (Prosody's and ejabberd's). */
+export function assertMoved(m: Moved, opts: { pep: boolean }): void {
+  const byJid = new Map(m.roster.map((r) => [r.jid, r]));
+  assert.equal(m.roster.length, 2);
+  assert.deepEqual(byJid.get('juliet@localhost'), { jid: 'juliet@localhost', name: 'Juliet', subscription: 'both', ask: undefined, groups: ['Capulets', 'Friends'] });
+  assert.deepEqual(byJid.get('mercutio@localhost'), { jid: 'mercutio@localhost', name: 'Mercutio', subscription: 'none', ask: 'subscribe', groups: ['Friends'] });
+  assert.match(m.privateNotes, /balcony at nine/);
+  assert.deepEqual(m.blocked, ['tybalt@localhost']);
+  if (!opts.pep) return;
+  for (const [node, id, payload] of PEP_ITEMS) {
+    const got = m.pep.get(node) ?? [];
+    assert.equal(got.length, 1, `one item in ${node}`);
+    assert.equal(got[0][0], id, `item id in ${node}`);
+    // Same element (the serializer may quote or order attributes differently): compare the parsed trees.
+    assert.equal(canon(parseXml(got[0][1])), canon(parseXml(payload)), `payload of ${node}`);
+  }
+  assert.equal(m.bookmarksAccess, 'whitelist');
+}
+
+/**
+ * Round trip: `verona export` of the imported data, imported into a fresh data directory,
+ * exported again, gives the same files byte for byte (accounts and credentials, roster and
+ * pending requests, private XML, vCard, archive with its ids, PEP nodes with configuration
+ * and items, offline messages with their stamps, blocklist). Returns the first export's text.
+ */
+export async function assertRoundTrip(cfgFile: string, workDir: string): Promise<string> {
+  const first = path.join(workDir, 'export-1');
+  const second = path.join(workDir, 'export-2');
+  const fresh = mkdtempSync(path.join(tmpdir(), 'verona-reimport-'));
+  try {
+    await runCli(['export', first, '--config', cfgFile]);
+    await runCli(['import', first, '--data-dir', fresh, '--domain', 'localhost']);
+    await runCli(['export', second, '--data-dir', fresh, '--domain', 'localhost']);
+    const names = readdirSync(first).sort();
+    assert.deepEqual(readdirSync(second).sort(), names);
+    let all = '';
+    for (const n of names) {
+      const a = readFileSync(path.join(first, n), 'utf8');
+      assert.equal(readFileSync(path.join(second, n), 'utf8'), a, `${n} is the same after export, import, export`);
+      all += a;
+    }
+    return all;
+  } finally {
+    rmSync(fresh, { recursive: true, force: true });
+  }
 }

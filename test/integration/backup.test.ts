@@ -5,7 +5,10 @@
  * the middle of that; the server is stopped; the copy is put in place of the
  * database of a fresh data directory (the documented restore) and a server
  * started on it. Every message Juliet had received before the backup began is
- * in her archive on the restored server, and nothing is there twice.
+ * in her archive on the restored server, and nothing is there twice. Romeo's
+ * stream uses stream management (XEP-0198) and asks for acks all along: every
+ * message the server had acked to him before the backup began is in the
+ * restored archive too (an ack means archived, docs/protocol.md).
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -31,9 +34,21 @@ test('an online backup under load restores every message delivered before it beg
   servers.push(v);
   const romeo = await connectClient({ port: v.ports.c2s, host: HOST, user: 'romeo', password: 'r0meo', resource: 'a' });
   const juliet = await connectClient({ port: v.ports.c2s, host: HOST, user: 'juliet', password: 'jul1et', resource: 'b', presence: true });
+  romeo.send("<enable xmlns='urn:xmpp:sm:3'/>");
+  await romeo.next((el) => el.name === 'enabled', 30_000);
   const received: string[] = [];
   let sent = 0;
   let stop = false;
+  // Acks: Romeo sends nothing but these messages after <enable/>, so h = n acks msg-1..msg-n.
+  let acked = 0;
+  const acks = (async () => {
+    while (!stop) {
+      romeo.send("<r xmlns='urn:xmpp:sm:3'/>");
+      const a = await romeo.next((el) => el.name === 'a', 60_000);
+      acked = Math.max(acked, Number(a.attrs.h));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
   // Romeo sends in a window of 20 in flight, as long as the test runs.
   const load = (async () => {
     const inflight = new Set<Promise<void>>();
@@ -50,11 +65,13 @@ test('an online backup under load restores every message delivered before it beg
   // Some traffic first, then the backup in the middle of it.
   while (received.length < 200) await new Promise((r) => setTimeout(r, 50));
   const before = [...received];
+  const ackedBefore = acked;
   const out = await runCli(['backup', backups, '--config', v.configFile]);
   const during = received.length;
   while (received.length < during + 100) await new Promise((r) => setTimeout(r, 50));
   stop = true;
   await load;
+  await acks;
   romeo.destroy();
   juliet.destroy();
   assert.match(out.stdout, /^backup .*verona-\d{8}T\d{6}Z\.sqlite\n2 accounts, \d+ archived messages, \d+ bytes, \d+ ms, integrity ok\n$/);
@@ -94,4 +111,7 @@ test('an online backup under load restores every message delivered before it beg
   const missing = before.filter((b) => !have.has(b));
   assert.deepEqual(missing, [], `all ${before.length} messages delivered before the backup are in it (it has ${bodies.length} of ${sent})`);
   assert.ok(bodies.length >= before.length);
+  const unarchivedAcks = Array.from({ length: ackedBefore }, (_, i) => `msg-${i + 1}`).filter((b) => !have.has(b));
+  assert.ok(ackedBefore > 0, 'Romeo had acks before the backup');
+  assert.deepEqual(unarchivedAcks, [], `all ${ackedBefore} messages acked before the backup are in it`);
 });

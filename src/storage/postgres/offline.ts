@@ -39,6 +39,11 @@ export class PgOfflineStore implements OfflineStore {
     return (await this.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM offline WHERE username = $1', [username])).rows[0]?.n ?? 0;
   }
 
+  async peek(username: string): Promise<OfflineMessage[]> {
+    const r = await this.pool.query<Row>('SELECT seq, stamp, stanza, archive_id FROM offline WHERE username = $1 ORDER BY seq', [username]);
+    return r.rows.map((x) => ({ seq: Number(x.seq), stamp: Number(x.stamp), stanza: x.stanza, archiveId: x.archive_id ?? undefined }));
+  }
+
   async take(username: string): Promise<OfflineMessage[]> {
     // One statement reads and deletes: two logins at once cannot both get the same message.
     const r = await this.pool.query<Row>({

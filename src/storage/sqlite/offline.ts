@@ -49,6 +49,10 @@ export class SqliteOfflineStore implements OfflineStore {
     return this.countStmt.get(username)?.n ?? 0;
   }
 
+  async peek(username: string): Promise<OfflineMessage[]> {
+    return this.listStmt.all(username).map((r) => ({ seq: r.seq, stamp: r.stamp, stanza: r.stanza, archiveId: r.archive_id ?? undefined }));
+  }
+
   async take(username: string): Promise<OfflineMessage[]> {
     // Nearly every login finds nothing: answer that from a plain read instead of a write
     // transaction. Nothing else runs between this read and the transaction (synchronous calls).
