@@ -91,6 +91,7 @@ export function defaultConfig(): Config {
       maxStanzaSize: 262144,
       maxStreamsPerAddress: 8,
       maxQueue: 1000,
+      bidi: true,
     },
   };
 }

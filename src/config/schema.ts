@@ -152,6 +152,7 @@ const s2s: Fields<Config['s2s']> = {
   maxStanzaSize: { kind: 'int', min: 10000, max: 16 * 1024 * 1024 },
   maxStreamsPerAddress: { kind: 'int', min: 0, max: 1_000_000, hint: '0 turns the limit off' },
   maxQueue: { kind: 'int', min: 1, max: 1_000_000 },
+  bidi: { kind: 'bool' },
 };
 
 const root: Fields<Config> = {
