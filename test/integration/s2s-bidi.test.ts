@@ -11,7 +11,8 @@
  *   its own (XEP-0288 §2.2 forbids verifying on the requesting connection);
  * (Verona <-> Prosody 0.12 with bidi: s2s-bidi-prosody.test.ts)
  * - idle streams close after s2s.idleTimeout (a metric), and the next
- *   stanza opens a new one.
+ *   stanza opens a new one;
+ * - direct TLS (XEP-0368) on s2s.tlsPort, reached with `tls:` in s2s.hosts.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -39,19 +40,22 @@ interface Pair {
   listeners: string[];
 }
 
-function pair(addrs: [string, string], o: { certs: boolean; bidi: boolean; s2s?: Record<string, unknown> }, run: (p: () => Pair) => void): void {
+function pair(addrs: [string, string], o: { certs: boolean; bidi: boolean; directTls?: boolean; s2s?: Record<string, unknown> }, run: (p: () => Pair) => void): void {
   let ca: TestCA | undefined;
   let p: Pair | undefined;
   before(async () => {
     if (o.certs) ca = makeCA();
-    const s2s = { bidi: o.bidi, ...o.s2s };
+    // Direct TLS (XEP-0368): the listener on 5270 only, reached through `tls:` entries in s2s.hosts.
+    const port = o.directTls ? 5270 : 5269;
+    const s2s = { bidi: o.bidi, ...(o.directTls ? { port: -1, tlsPort: 5270 } : {}), ...o.s2s };
+    const at = (addr: string): string => `${o.directTls ? 'tls:' : ''}${addr}:${port}`;
     const [A, B] = await Promise.all([
-      startFedServer({ domain: 'a.localhost', address: addrs[0], peers: { 'b.localhost': `${addrs[1]}:5269` }, ca, users: [['romeo', PW]], s2s }),
-      startFedServer({ domain: 'b.localhost', address: addrs[1], peers: { 'a.localhost': `${addrs[0]}:5269` }, ca, users: [['juliet', PW]], s2s }),
+      startFedServer({ domain: 'a.localhost', address: addrs[0], peers: { 'b.localhost': at(addrs[1]) }, ca, users: [['romeo', PW]], s2s }),
+      startFedServer({ domain: 'b.localhost', address: addrs[1], peers: { 'a.localhost': at(addrs[0]) }, ca, users: [['juliet', PW]], s2s }),
     ]);
     const romeo = await device({ port: A.ports.c2s as number, user: 'romeo', password: PW, resource: 'r', kind: 'mr2', domain: 'a.localhost' });
     const juliet = await device({ port: B.ports.c2s as number, user: 'juliet', password: PW, resource: 'j', kind: 'mr2', domain: 'b.localhost' });
-    p = { A, B, romeo, juliet, listeners: [A.s2sAddress, B.s2sAddress] };
+    p = { A, B, romeo, juliet, listeners: [`${addrs[0]}:${port}`, `${addrs[1]}:${port}`] };
   });
   after(async () => {
     p?.romeo.destroy();
@@ -138,6 +142,18 @@ describe('idle s2s streams close after s2s.idleTimeout', () => {
       await until('the TCP connection to go', () => acceptedConnections(p.listeners) === 0);
       await bothWays(p, 'idle-after');
       assert.equal(acceptedConnections(p.listeners), 1);
+    });
+  });
+});
+
+describe('XEP-0368 direct TLS between Veronas (s2s.tlsPort, ALPN xmpp-server), bidi on', () => {
+  pair(['127.0.20.14', '127.0.20.15'], { certs: true, bidi: true, directTls: true }, (get) => {
+    it('carries both directions on one direct-TLS connection, authenticated with SASL EXTERNAL', async () => {
+      const p = get();
+      await bothWays(p, 'dtls');
+      assert.equal(acceptedConnections(p.listeners), 1, 'one TCP connection, to the direct TLS port');
+      assert.equal(await metric(p.A, 'verona_s2s_auth_out_total', { method: 'external' }), 1);
+      assert.equal(await metric(p.B, 'verona_s2s_streams_bidi'), 1);
     });
   });
 });

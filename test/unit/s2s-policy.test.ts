@@ -142,6 +142,8 @@ describe('dialback keys (XEP-0185)', () => {
 describe('resolution', () => {
   test('s2s.hosts wins over DNS', async () =>
     assert.deepEqual(await resolveTargets('b.example', { 'b.example': '127.0.0.22:5269' }), [{ host: '127.0.0.22', port: 5269, directTls: false }]));
+  test('s2s.hosts with tls: means direct TLS', async () =>
+    assert.deepEqual(await resolveTargets('b.example', { 'b.example': 'tls:[::1]:5270' }), [{ host: '::1', port: 5270, directTls: true }]));
   test('host:port with IPv6', () => assert.deepEqual(parseHostPort('[::1]:5270'), { host: '::1', port: 5270 }));
   test('direct TLS first, then STARTTLS, each by priority then weight', () => {
     const t = srvTargets(
