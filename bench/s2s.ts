@@ -3,16 +3,19 @@
  * Verona -> Verona and Prosody -> Prosody, with the same driver in the same
  * run, and the time from the first stanza to a new domain until it is
  * delivered (stream set-up: TCP, STARTTLS, authentication, both directions
- * for dialback).
+ * for dialback), and then the time for the receiver's first reply back
+ * (XEP-0288: with bidi it takes the existing connection; without, the
+ * receiving server sets up a stream of its own first).
  *
  *   npx tsc -p tsconfig.json && node dist/bench/s2s.js [messages=5000] [senders=4]
  *
- * Servers run on the fed loopback range (127.0.0.34-39), with certificates
+ * Servers run on the bidi loopback range (127.0.20.100-105), with certificates
  * from a throwaway CA (SASL EXTERNAL both ways) or self-signed ones (dialback).
  * The driver counts `</message>` on the receiver's socket, so it costs almost
  * nothing per message.
  */
 import net from 'node:net';
+import { loadavg } from 'node:os';
 import { makeCA, startFedServer, type TestCA } from '../test/helpers/s2s-servers.js';
 import { startProsody, type Prosody } from '../test/helpers/s2s-prosody.js';
 
@@ -99,14 +102,14 @@ interface Pair {
   stop(): Promise<void>;
 }
 
-async function veronaPair(ca: TestCA | undefined, a1: string, a2: string): Promise<Pair> {
+async function veronaPair(ca: TestCA | undefined, a1: string, a2: string, bidi: boolean): Promise<Pair> {
   const users: Array<[string, string]> = [['rcv', PW], ...Array.from({ length: SENDERS }, (_, i): [string, string] => [`s${i}`, PW])];
   const [A, B] = await Promise.all([
-    startFedServer({ domain: 'va.test', address: a1, peers: { 'vb.test': `${a2}:5269` }, ca, users, config: { log: { level: 'error' } } }),
-    startFedServer({ domain: 'vb.test', address: a2, peers: { 'va.test': `${a1}:5269` }, ca, users, config: { log: { level: 'error' } } }),
+    startFedServer({ domain: 'va.test', address: a1, peers: { 'vb.test': `${a2}:5269` }, ca, users, s2s: { bidi }, config: { log: { level: 'error' } } }),
+    startFedServer({ domain: 'vb.test', address: a2, peers: { 'va.test': `${a1}:5269` }, ca, users, s2s: { bidi }, config: { log: { level: 'error' } } }),
   ]);
   return {
-    name: `Verona -> Verona (${ca ? 'SASL EXTERNAL' : 'dialback'})`,
+    name: `Verona -> Verona (${ca ? 'SASL EXTERNAL' : 'dialback'}, bidi ${bidi ? 'on' : 'off'})`,
     from: { host: '127.0.0.1', port: A.ports.c2s as number, domain: 'va.test' },
     to: { host: '127.0.0.1', port: B.ports.c2s as number, domain: 'vb.test' },
     stop: async () => {
@@ -117,23 +120,23 @@ async function veronaPair(ca: TestCA | undefined, a1: string, a2: string): Promi
   };
 }
 
-async function prosodyPair(ca: TestCA | undefined, a1: string, a2: string): Promise<Pair> {
+async function prosodyPair(ca: TestCA | undefined, a1: string, a2: string, bidi: boolean): Promise<Pair> {
   const start = (domain: string, addr: string, peer: string, peerAddr: string): Promise<Prosody> =>
-    startProsody({ domain, address: addr, hosts: { [peer]: peerAddr }, cert: ca?.leaf(domain), cafile: ca?.ca, extra: 'log = { { levels = { min = "error" }, to = "console" } }' });
+    startProsody({ domain, address: addr, hosts: { [peer]: peerAddr }, cert: ca?.leaf(domain), cafile: ca?.ca, bidi, extra: 'log = { { levels = { min = "error" }, to = "console" } }' });
   const [A, B] = await Promise.all([start('pa.test', a1, 'pb.test', a2), start('pb.test', a2, 'pa.test', a1)]);
   for (const p of [A, B]) {
     p.register('rcv', PW);
     for (let i = 0; i < SENDERS; i++) p.register(`s${i}`, PW);
   }
   return {
-    name: `Prosody -> Prosody (${ca ? 'SASL EXTERNAL' : 'dialback'})`,
+    name: `Prosody -> Prosody (${ca ? 'SASL EXTERNAL' : 'dialback'}, bidi ${bidi ? 'on' : 'off'})`,
     from: { host: a1, port: 5222, domain: 'pa.test' },
     to: { host: a2, port: 5222, domain: 'pb.test' },
     stop: async () => void (await Promise.all([A.stop(), B.stop()])),
   };
 }
 
-async function run(p: Pair): Promise<{ firstMs: number; rate: number }> {
+async function run(p: Pair): Promise<{ firstMs: number; replyMs: number; rate: number }> {
   const rcv = await login(p.to.host, p.to.port, p.to.domain, 'rcv', 'r');
   const senders = await Promise.all(Array.from({ length: SENDERS }, (_, i) => login(p.from.host, p.from.port, p.from.domain, `s${i}`, 'b')));
   const to = `rcv@${p.to.domain}`;
@@ -143,6 +146,12 @@ async function run(p: Pair): Promise<{ firstMs: number; rate: number }> {
   (senders[0] as Conn).write(`<message to='${to}' type='chat' id='first'><body>first</body></message>`);
   await first;
   const firstMs = performance.now() - t0;
+  // The first reply back to the sending domain: a new stream without bidi, the same one with it.
+  const t2 = performance.now();
+  const reply = (senders[0] as Conn).waitMessages(1, 60000);
+  rcv.write(`<message to='s0@${p.from.domain}/b' type='chat' id='reply'><body>reply</body></message>`);
+  await reply;
+  const replyMs = performance.now() - t2;
   // Throughput over the established link.
   const per = Math.floor(MESSAGES / SENDERS);
   const total = per * SENDERS;
@@ -162,23 +171,26 @@ async function run(p: Pair): Promise<{ firstMs: number; rate: number }> {
   await done;
   const rate = total / ((performance.now() - t1) / 1000);
   for (const c of [rcv, ...senders]) c.sock.destroy();
-  return { firstMs, rate };
+  return { firstMs, replyMs, rate };
 }
 
 async function main(): Promise<void> {
   const ca = makeCA();
   const rows: string[] = [];
   const cases: Array<() => Promise<Pair>> = [
-    () => veronaPair(ca, '127.0.0.34', '127.0.0.35'),
-    () => prosodyPair(ca, '127.0.0.36', '127.0.0.37'),
-    () => veronaPair(undefined, '127.0.0.38', '127.0.0.39'),
-    () => prosodyPair(undefined, '127.0.0.34', '127.0.0.35'),
+    () => veronaPair(ca, '127.0.20.100', '127.0.20.101', true),
+    () => veronaPair(ca, '127.0.20.102', '127.0.20.103', false),
+    () => prosodyPair(ca, '127.0.20.104', '127.0.20.105', false),
+    () => prosodyPair(ca, '127.0.20.100', '127.0.20.101', true),
+    () => veronaPair(undefined, '127.0.20.102', '127.0.20.103', true),
+    () => veronaPair(undefined, '127.0.20.104', '127.0.20.105', false),
+    () => prosodyPair(undefined, '127.0.20.100', '127.0.20.101', false),
   ];
   for (const mk of cases) {
     const p = await mk();
     try {
       const r = await run(p);
-      const row = `| ${p.name} | ${MESSAGES} | ${Math.round(r.rate)} | ${Math.round(r.firstMs)} |`;
+      const row = `| ${p.name} | ${MESSAGES} | ${Math.round(r.rate)} | ${Math.round(r.firstMs)} | ${Math.round(r.replyMs)} |`;
       console.log(row);
       rows.push(row);
     } finally {
@@ -186,7 +198,7 @@ async function main(): Promise<void> {
     }
   }
   ca.cleanup();
-  console.log('\n| link | messages | msgs/s | first stanza to a new domain, delivered (ms) |\n| --- | --- | --- | --- |\n' + rows.join('\n'));
+  console.log(`\nload average ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n| link | messages | msgs/s | first stanza to a new domain, delivered (ms) | first reply back (ms) |\n| --- | --- | --- | --- | --- |\n` + rows.join('\n'));
 }
 
 main().catch((err: unknown) => {

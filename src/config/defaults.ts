@@ -96,6 +96,7 @@ export function defaultConfig(): Config {
       maxStanzaSize: 262144,
       maxStreamsPerAddress: 8,
       maxQueue: 1000,
+      bidi: true,
     },
   };
 }

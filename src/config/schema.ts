@@ -130,8 +130,9 @@ const web: Fields<Config['web']> = {
 
 // Federation (docs/federation.md).
 function prepareHostPort(v: string): string {
-  const m = /^(.+):(\d{1,5})$/.exec(v);
-  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new Error(`expected host:port, got ${JSON.stringify(v)}`);
+  // An optional 'tls:' prefix means direct TLS (XEP-0368) to that address (src/s2s/resolve.ts).
+  const m = /^(?:tls:)?(.+):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new Error(`expected host:port or tls:host:port, got ${JSON.stringify(v)}`);
   prepareHost((m[1] as string).replace(/^\[(.*)\]$/, '$1'));
   return v;
 }
@@ -152,6 +153,7 @@ const s2s: Fields<Config['s2s']> = {
   maxStanzaSize: { kind: 'int', min: 10000, max: 16 * 1024 * 1024 },
   maxStreamsPerAddress: { kind: 'int', min: 0, max: 1_000_000, hint: '0 turns the limit off' },
   maxQueue: { kind: 'int', min: 1, max: 1_000_000 },
+  bidi: { kind: 'bool' },
 };
 
 const root: Fields<Config> = {

@@ -116,5 +116,6 @@ export interface Config {
     maxStanzaSize: number; // bytes per stanza on an s2s stream
     maxStreamsPerAddress: number; // incoming streams per remote IP (0 = no limit)
     maxQueue: number; // stanzas queued per domain while connecting
+    bidi: boolean; // XEP-0288 bidirectional streams: one TCP connection per peer carries both directions
   };
 }

@@ -4,9 +4,8 @@
  * them where they act:
  *
  *   ConnectionLimiter  open connections per client address (c2s listener in
- *                      core/server.ts; s2s: construct one with
- *                      limits.s2sConnectionsPerAddress when the s2s listener
- *                      lands, acquire on accept and release on close)
+ *                      core/server.ts; incoming s2s streams per peer address
+ *                      with s2s.maxStreamsPerAddress in s2s/manager.ts)
  *   TokenBucket        bytes read per second per stream, with a burst
  *                      (net/tcp.ts pauses the socket while the bucket is empty)
  *   sessionsAllowed    bound resources per account (c2s/stream.ts at bind)

@@ -9,6 +9,11 @@
  * Every stanza must come from a domain this stream authenticated and go to
  * ours (policy.ts checkIncomingStanza); anything else is a stream error and
  * is never routed. Nothing a peer sends can throw out of here.
+ *
+ * XEP-0288: we offer <bidi/> and, when the peer asks for it before
+ * authenticating, the stream also carries our stanzas to every domain it
+ * authenticated (the manager routes through `send`), so the peer needs no
+ * second connection back to us.
  */
 import { x, type Element } from '../xml/element.js';
 import { NS } from '../core/namespaces.js';
@@ -18,8 +23,8 @@ import type { StreamErrorCondition } from '../core/errors.js';
 import { streamError } from '../core/errors.js';
 import type { ConnSink, S2SConn } from './conn.js';
 import { dialbackKeyValid } from './dialback.js';
-import { NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SERVER, fromServerNs } from './ns.js';
-import { checkIncomingStanza, dialbackRequest, incomingFeatures } from './policy.js';
+import { NS_BIDI, NS_BIDI_FEATURE, NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SERVER, fromServerNs } from './ns.js';
+import { bidiDecision, checkIncomingStanza, dialbackRequest, incomingFeatures } from './policy.js';
 import type { S2SManager } from './manager.js';
 
 const STANZAS = new Set(['message', 'presence', 'iq']);
@@ -34,6 +39,8 @@ export class IncomingStream implements ConnSink {
   /** The domain the peer named in its stream header. */
   peerDomain: string | undefined;
   private saslDone = false;
+  /** XEP-0288 negotiated: our stanzas to the authenticated domains go out on this stream too. */
+  bidi = false;
   lastActivity = Date.now();
   private readonly authTimer: NodeJS.Timeout;
 
@@ -84,6 +91,7 @@ export class IncomingStream implements ConnSink {
       if (f.starttls !== 'none') features.append(x('starttls', NS.TLS, {}, f.starttls === 'required' ? [x('required', NS.TLS)] : []));
       if (f.external) features.append(x('mechanisms', NS.SASL, {}, [x('mechanism', NS.SASL, {}, ['EXTERNAL'])]));
       if (f.dialback) features.append(x('dialback', NS_DIALBACK_FEATURE, {}, [x('errors', NS_DIALBACK_FEATURE)]));
+      if (this.bidiAllowed().use) features.append(x('bidi', NS_BIDI_FEATURE));
     }
     this.conn.send(features);
   }
@@ -105,6 +113,7 @@ export class IncomingStream implements ConnSink {
     if (el.xmlns === NS_DIALBACK && el.name === 'verify') return this.dialbackVerify(el);
     if (el.is('starttls', NS.TLS)) return void this.starttls();
     if (el.is('auth', NS.SASL)) return this.saslExternal(el);
+    if (el.is('bidi', NS_BIDI)) return this.bidiRequest();
     this.fail('unsupported-stanza-type', `Unexpected <${el.name}/> in ${el.xmlns}`);
   }
 
@@ -120,6 +129,33 @@ export class IncomingStream implements ConnSink {
     }
     this.state = 'wait-header';
     this.conn.restart();
+  }
+
+  private bidiAllowed(): ReturnType<typeof bidiDecision> {
+    return bidiDecision({
+      enabled: this.m.config.bidi,
+      secure: this.conn.secure,
+      requireTls: this.m.config.requireTls,
+      insecurePeer: this.peerDomain !== undefined && this.m.isInsecure(this.peerDomain),
+      authenticated: this.authenticated.size > 0 || this.saslDone,
+    });
+  }
+
+  /** XEP-0288 §2.2: the initiating server asks to receive stanzas on this stream (no reply is sent). */
+  private bidiRequest(): void {
+    const d = this.bidiAllowed();
+    if (!d.use) {
+      this.m.refused.inc({ limit: 'bidi' });
+      return this.fail('policy-violation', `Bidirectional stream not available (${d.reason})`, `bidi-${d.reason}`);
+    }
+    this.bidi = true;
+    this.m.bidiNegotiated.inc({ direction: 'in' });
+  }
+
+  /** A stanza of ours to a domain this bidi stream authenticated (the manager checked both). */
+  send(stanza: Element): void {
+    this.lastActivity = Date.now();
+    this.conn.send(stanza);
   }
 
   /** XEP-0178: the certificate must be valid for the domain asked for (authzid, else the header's from). */

@@ -13,6 +13,10 @@
  * - Streams idle for s2s.idleTimeout seconds are closed (one timer for all).
  * - Dialback verification (XEP-0220 §2.3) goes over our outgoing stream to
  *   the domain being verified.
+ * - XEP-0288 (s2s.bidi): a stanza for a domain with no ready outgoing
+ *   stream goes out on the incoming stream that domain authenticated, when
+ *   that stream is bidirectional, instead of opening a second connection;
+ *   our own outgoing streams ask for bidi and take the peer's stanzas.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -31,6 +35,7 @@ import { newStreamId } from '../c2s/stream.js';
 import { S2SConn, trusted, type S2STls } from './conn.js';
 import { IncomingStream } from './incoming.js';
 import { OutgoingStream, outgoingKey, type VerifyVerdict } from './outgoing.js';
+import { ConnectionLimiter } from '../limits/limits.js';
 
 interface Queued {
   stanza: Element;
@@ -64,7 +69,8 @@ export class S2SManager implements ExternalRoute {
   private readonly incoming = new Set<IncomingStream>();
   /** Domain (with the local domain when it is a hosted one, see outgoingKey) -> the incoming stream that authenticated it last. */
   private readonly incomingByDomain = new Map<string, IncomingStream>();
-  private readonly perAddress = new Map<string, number>();
+  /** s2s.maxStreamsPerAddress, counted like c2s connections (IPv6 per /64; no exempt addresses: peers are never local admins). */
+  private readonly perAddress: ConnectionLimiter;
   private readonly insecure: Set<string>;
   private sweeper: NodeJS.Timeout | undefined;
   private stopping = false;
@@ -79,6 +85,8 @@ export class S2SManager implements ExternalRoute {
   readonly authIn: Counter;
   readonly streamErrors: Counter;
   readonly refused: Counter;
+  readonly bidiNegotiated: Counter;
+  readonly idleClosed: Counter;
   private readonly connectMs: Counter;
   private readonly connects: Counter;
 
@@ -87,6 +95,7 @@ export class S2SManager implements ExternalRoute {
     this.config = d.config.s2s;
     this.log = d.log.child({ component: 's2s' });
     this.router = d.router;
+    this.perAddress = new ConnectionLimiter(this.config.maxStreamsPerAddress);
     this.insecure = new Set(this.config.insecureDomains.map((s) => s.toLowerCase()));
     const extra = this.config.ca.map((f) => readFileSync(f, 'utf8'));
     this.tls = { cert: d.cert, key: d.key, ca: [...tls.rootCertificates, ...extra] };
@@ -110,6 +119,14 @@ export class S2SManager implements ExternalRoute {
     this.connectMs = m.counter('verona_s2s_connect_ms_total', 'Milliseconds from the first stanza for a domain to its stream being ready (sum)');
     this.connects = m.counter('verona_s2s_connects_total', 'Outgoing s2s streams that became ready');
     m.gauge('verona_s2s_streams_out', 'Outgoing s2s streams (any state)', () => this.outgoing.size);
+    this.bidiNegotiated = m.counter('verona_s2s_bidi_total', 'S2S streams negotiated as bidirectional (XEP-0288), by direction (out: we asked, in: the peer asked)');
+    this.idleClosed = m.counter('verona_s2s_idle_closed_total', 'S2S streams closed after s2s.idleTimeout without stanzas, by direction');
+    m.gauge('verona_s2s_streams_bidi', 'S2S streams (either direction) that carry stanzas both ways (XEP-0288)', () => {
+      let n = 0;
+      for (const s of this.outgoing.values()) if (s.bidi && s.state === 'ready') n++;
+      for (const s of this.incoming) if (s.bidi && s.authenticated.size > 0) n++;
+      return n;
+    });
     m.gauge('verona_s2s_streams_in', 'Incoming s2s streams', () => this.incoming.size);
   }
 
@@ -131,7 +148,10 @@ export class S2SManager implements ExternalRoute {
   // ---- ExternalRoute ------------------------------------------------------------------------
 
   send(stanza: Element, from: JID, to: JID, origin: Session | undefined): void {
-    if (this.stopping) throw new StanzaError('remote-server-not-found', 'The server is shutting down');
+    if (this.stopping) {
+      this.refused.inc({ limit: 'shutdown' });
+      throw new StanzaError('remote-server-not-found', 'The server is shutting down');
+    }
     // A stanza from a hosted domain (a component's answer) goes on a stream authenticated as that domain.
     const local = from.domain !== this.domain && this.serves(from.domain) ? from.domain : this.domain;
     const domain = to.domain;
@@ -140,6 +160,12 @@ export class S2SManager implements ExternalRoute {
     if (out?.state === 'ready') {
       this.sent.inc({ kind: stanza.name });
       out.send(stanza);
+      return;
+    }
+    const back = this.bidiRoute(key, domain);
+    if (back) {
+      this.sent.inc({ kind: stanza.name });
+      back.send(stanza);
       return;
     }
     let q = this.queues.get(key);
@@ -153,6 +179,12 @@ export class S2SManager implements ExternalRoute {
     }
     q.push({ stanza, origin });
     if (!out) this.connect(domain, local);
+  }
+
+  /** XEP-0288: the open bidirectional incoming stream that authenticated `domain` (under `key`, see outgoingKey), if any. */
+  private bidiRoute(key: string, domain: string): IncomingStream | undefined {
+    const s = this.incomingByDomain.get(key);
+    return s && s.bidi && s.isOpen && s.authenticated.has(domain) ? s : undefined;
   }
 
   private connect(domain: string, local: string = this.domain): OutgoingStream {
@@ -196,15 +228,13 @@ export class S2SManager implements ExternalRoute {
   accept(socket: net.Socket, secure: boolean): void {
     const conn = new S2SConn(socket, secure, this.limits, this.log, this.tls.ca);
     const addr = conn.remoteAddress;
-    const n = (this.perAddress.get(addr) ?? 0) + 1;
-    if (this.stopping || (this.config.maxStreamsPerAddress > 0 && n > this.config.maxStreamsPerAddress)) {
-      this.refused.inc({ limit: 'streams-per-address' });
+    if (this.stopping || !this.perAddress.acquire(addr)) {
+      this.refused.inc({ limit: this.stopping ? 'shutdown' : 'streams-per-address' });
       conn.sendHeader({ id: newStreamId(), from: this.domain, version: '1.0' });
-      conn.send(streamError(this.stopping ? 'system-shutdown' : 'policy-violation', 'Too many streams from this address'));
+      conn.send(this.stopping ? streamError('system-shutdown', 'The server is shutting down') : streamError('policy-violation', 'Too many streams from this address'));
       conn.close();
       return;
     }
-    this.perAddress.set(addr, n);
     const s = new IncomingStream(conn, this);
     this.incoming.add(s);
   }
@@ -221,14 +251,20 @@ export class S2SManager implements ExternalRoute {
       prev.authenticated.delete(domain);
       if (prev.authenticated.size === 0) prev.fail('conflict', 'Replaced by a new stream');
     }
+    // Stanzas waiting for an outgoing stream to this domain can take the bidirectional one now.
+    const q = s.bidi ? this.queues.get(key) : undefined;
+    if (q) {
+      this.queues.delete(key);
+      for (const item of q) {
+        this.sent.inc({ kind: item.stanza.name });
+        s.send(item.stanza);
+      }
+    }
   }
 
   incomingClosed(s: IncomingStream): void {
     if (!this.incoming.delete(s)) return;
-    const addr = s.conn.remoteAddress;
-    const n = (this.perAddress.get(addr) ?? 1) - 1;
-    if (n <= 0) this.perAddress.delete(addr);
-    else this.perAddress.set(addr, n);
+    this.perAddress.release(s.conn.remoteAddress);
     for (const d of s.authenticated) {
       const key = outgoingKey(this.domain, s.localDomain, d);
       if (this.incomingByDomain.get(key) === s) this.incomingByDomain.delete(key);
@@ -252,8 +288,18 @@ export class S2SManager implements ExternalRoute {
     if (idle <= 0) return;
     this.sweeper = setInterval(() => {
       const now = Date.now();
-      for (const s of [...this.outgoing.values()]) if (s.state === 'ready' && now - s.lastActivity > idle) s.close();
-      for (const s of [...this.incoming]) if (s.authenticated.size > 0 && now - s.lastActivity > idle) s.close();
+      for (const s of [...this.outgoing.values()]) {
+        if (s.state === 'ready' && now - s.lastActivity > idle) {
+          this.idleClosed.inc({ direction: 'out' });
+          s.close();
+        }
+      }
+      for (const s of [...this.incoming]) {
+        if (s.authenticated.size > 0 && now - s.lastActivity > idle) {
+          this.idleClosed.inc({ direction: 'in' });
+          s.close();
+        }
+      }
     }, Math.min(idle, 5000));
     this.sweeper.unref();
   }

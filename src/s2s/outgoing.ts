@@ -7,6 +7,11 @@
  * The same stream carries our <db:verify/> requests to that domain when it
  * is the authoritative server for a key someone sent us; they go out once
  * TLS is negotiated (before our own authentication finishes).
+ *
+ * XEP-0288: when the peer offers <bidi/> (and s2s.bidi is on) we ask for it
+ * before authenticating; once ready, the peer's stanzas to us arrive on this
+ * stream too and are checked like those of an incoming stream (from the
+ * peer's domain, to ours) before they are routed.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -16,9 +21,10 @@ import { StanzaError, type StreamErrorCondition } from '../core/errors.js';
 import { streamError } from '../core/errors.js';
 import { S2SConn, type ConnSink } from './conn.js';
 import { dialbackKey } from './dialback.js';
-import { NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SERVER } from './ns.js';
-import { outgoingStep } from './policy.js';
+import { NS_BIDI, NS_BIDI_FEATURE, NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SERVER, fromServerNs } from './ns.js';
+import { bidiDecision, checkIncomingStanza, outgoingStep } from './policy.js';
 import { resolveTargets, type Target } from './resolve.js';
+import { tryParseJID } from '../jid/jid.js';
 import type { S2SManager } from './manager.js';
 
 export type VerifyVerdict = 'valid' | 'invalid' | 'error';
@@ -28,6 +34,8 @@ export function outgoingKey(serverDomain: string, local: string, remote: string)
   return local === serverDomain ? remote : `${local} ${remote}`;
 }
 
+const STANZAS = new Set(['message', 'presence', 'iq']);
+
 export class OutgoingStream implements ConnSink {
   conn: S2SConn | undefined;
   /** The stream id the peer gave (dialback keys are bound to it). */
@@ -35,6 +43,8 @@ export class OutgoingStream implements ConnSink {
   state: 'connecting' | 'negotiating' | 'ready' | 'closed' = 'connecting';
   private externalFailed = false;
   private tlsReady = false;
+  /** XEP-0288 requested: the peer may send its stanzas to us on this stream once it is ready. */
+  bidi = false;
   lastActivity = Date.now();
   readonly startedAt = Date.now();
   private readonly pendingVerify = new Map<string, (v: VerifyVerdict) => void>();
@@ -158,8 +168,26 @@ export class OutgoingStream implements ConnSink {
       this.m.log.info({ domain: this.domain, condition: cond }, 's2s: peer sent a stream error');
       return this.failWith(new StanzaError('remote-server-not-found', `${this.domain} closed the stream (${cond})`), 'peer-error');
     }
-    // Stanzas on our outgoing stream only with XEP-0288 bidi, which we do not request.
+    if (el.xmlns === NS_SERVER && STANZAS.has(el.name)) return this.bidiStanza(el);
     this.fail('unsupported-stanza-type', `Unexpected <${el.name}/> on an outgoing stream`);
+  }
+
+  /** A stanza from the peer on our stream: only with XEP-0288, once authenticated, from its domain to ours. */
+  private bidiStanza(raw: Element): void {
+    if (!this.bidi || this.state !== 'ready') {
+      this.m.rejected.inc({ reason: this.bidi ? 'bidi-before-ready' : 'not-bidi' });
+      return this.fail('unsupported-stanza-type', 'Stanzas on this stream need a bidirectional stream (XEP-0288)');
+    }
+    const fromJid = tryParseJID(raw.attrs.from);
+    const toJid = tryParseJID(raw.attrs.to);
+    const c = checkIncomingStanza(new Set([this.domain]), fromJid?.domain ?? (raw.attrs.from === undefined ? undefined : '\u0000bad'), toJid?.domain, this.local);
+    if (!c.ok) {
+      this.m.rejected.inc({ reason: c.reason });
+      this.m.log.warn({ domain: this.domain, from: raw.attrs.from, to: raw.attrs.to, reason: c.reason }, 's2s: stanza refused on a bidirectional stream');
+      return this.fail(c.condition, c.reason);
+    }
+    this.m.received.inc({ kind: raw.name });
+    this.m.deliverIncoming(fromServerNs(raw));
   }
 
   private lastFeatures: Element | undefined;
@@ -168,7 +196,7 @@ export class OutgoingStream implements ConnSink {
   private features(f: Element): void {
     this.lastFeatures = f;
     if (this.authed) {
-      // Features after SASL success: nothing to negotiate (bidi not requested).
+      // Features after SASL success: nothing left to negotiate (bidi was asked for before SASL).
       return this.ready();
     }
     const conn = this.conn;
@@ -189,6 +217,15 @@ export class OutgoingStream implements ConnSink {
     if (step.action !== 'starttls') {
       this.tlsReady = true;
       this.flushVerifies();
+    }
+    // XEP-0288 §2.2: ask for bidi before SASL or dialback (no answer comes; the request is pipelined).
+    if ((step.action === 'external' || step.action === 'dialback') && !this.bidi && f.getChild('bidi', NS_BIDI_FEATURE) !== undefined) {
+      const d = bidiDecision({ enabled: this.m.config.bidi, secure: conn.secure, requireTls: this.m.config.requireTls, insecurePeer: this.m.isInsecure(this.domain), authenticated: false });
+      if (d.use) {
+        conn.send(x('bidi', NS_BIDI));
+        this.bidi = true;
+        this.m.bidiNegotiated.inc({ direction: 'out' });
+      }
     }
     switch (step.action) {
       case 'starttls':

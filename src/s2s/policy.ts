@@ -123,3 +123,32 @@ export function checkIncomingStanza(authenticated: ReadonlySet<string>, fromDoma
   if (!isLocal(localDomain, toDomain)) return { ok: false, condition: 'host-unknown', reason: 'not-our-domain' };
   return { ok: true };
 }
+
+export interface BidiView {
+  /** s2s.bidi */
+  enabled: boolean;
+  /** TLS is up on this stream. */
+  secure: boolean;
+  requireTls: boolean;
+  /** The peer is listed in s2s.insecureDomains. */
+  insecurePeer: boolean;
+  /** A domain is already authenticated on this stream (XEP-0288 §2.2: bidi is negotiated before SASL or dialback). */
+  authenticated: boolean;
+}
+
+export type BidiDecision = { use: true; reason: string } | { use: false; reason: string };
+
+/**
+ * XEP-0288: may this stream carry stanzas both ways? The same rule decides
+ * whether an incoming stream offers `<bidi xmlns='urn:xmpp:features:bidi'/>`,
+ * whether an outgoing stream answers that offer with `<bidi xmlns='urn:xmpp:bidi'/>`,
+ * and whether an incoming stream accepts such a request. Only on a stream
+ * that is encrypted when TLS is required (as Prosody's mod_s2s_bidi does):
+ * a stream that may never carry stanzas must not carry them both ways either.
+ */
+export function bidiDecision(v: BidiView): BidiDecision {
+  if (!v.enabled) return { use: false, reason: 'disabled' };
+  if (v.authenticated) return { use: false, reason: 'after-authentication' };
+  if (!v.secure && v.requireTls && !v.insecurePeer) return { use: false, reason: 'tls-required' };
+  return { use: true, reason: v.secure ? 'offered' : 'offered-insecure-peer' };
+}

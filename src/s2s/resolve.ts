@@ -1,6 +1,6 @@
 /**
  * Where to connect for a remote domain (RFC 6120 §3.2, XEP-0368):
- * `s2s.hosts` first (tests, split horizons), then DNS SRV `_xmpps-server._tcp`
+ * `s2s.hosts` first (tests, split horizons; `tls:host:port` for direct TLS), then DNS SRV `_xmpps-server._tcp`
  * (direct TLS) and `_xmpp-server._tcp` (STARTTLS), ordered by priority and
  * weight, then the domain itself on 5269. A SRV record with target "." means
  * the domain offers no such service.
@@ -13,6 +13,9 @@ export interface Target {
   /** Direct TLS (XEP-0368) rather than STARTTLS. */
   directTls: boolean;
 }
+
+/** `s2s.hosts` values with this prefix mean direct TLS (XEP-0368) to host:port, the others STARTTLS. */
+export const DIRECT_TLS_PREFIX = 'tls:';
 
 /** Parse "host:port" (IPv6 in brackets). */
 export function parseHostPort(v: string): { host: string; port: number } {
@@ -46,7 +49,10 @@ async function srv(name: string): Promise<SrvRecord[]> {
 /** Targets for `domain`, in the order to try them. */
 export async function resolveTargets(domain: string, hosts: Readonly<Record<string, string>>): Promise<Target[]> {
   const fixed = hosts[domain];
-  if (fixed !== undefined) return [{ ...parseHostPort(fixed), directTls: false }];
+  if (fixed !== undefined) {
+    const directTls = fixed.startsWith(DIRECT_TLS_PREFIX);
+    return [{ ...parseHostPort(directTls ? fixed.slice(DIRECT_TLS_PREFIX.length) : fixed), directTls }];
+  }
   const [direct, starttls] = await Promise.all([srv(`_xmpps-server._tcp.${domain}`), srv(`_xmpp-server._tcp.${domain}`)]);
   const t = srvTargets(direct, starttls);
   if (t === 'refused') return [];

@@ -36,6 +36,8 @@ export interface ProsodyOptions {
   cafile?: string;
   /** Extra lines of global config. */
   extra?: string;
+  /** Load Prosody's own mod_s2s_bidi (XEP-0288, in Prosody 0.12 itself); off by default. */
+  bidi?: boolean;
 }
 
 export function prosodyBinary(): string | undefined {
@@ -89,8 +91,8 @@ c2s_direct_tls_ports = {}
 s2s_direct_tls_ports = {}
 http_ports = {}
 https_ports = {}
-modules_enabled = { "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "carbons"; "mam"; "s2s_auth_certs" }
-modules_disabled = { "s2s_bidi"; "admin_shell"; "admin_socket"; "posix" }
+modules_enabled = { "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "carbons"; "mam"; "s2s_auth_certs"${o.bidi ? '; "s2s_bidi"' : ''} }
+modules_disabled = { ${o.bidi ? '' : '"s2s_bidi"; '}"admin_shell"; "admin_socket"; "posix" }
 authentication = "internal_plain"
 storage = "internal"
 c2s_require_encryption = false

@@ -6,7 +6,7 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkIncomingStanza, dialbackRequest, incomingFeatures, outgoingStep, type OutgoingView } from '../../src/s2s/policy.js';
+import { bidiDecision, checkIncomingStanza, dialbackRequest, incomingFeatures, outgoingStep, type OutgoingView } from '../../src/s2s/policy.js';
 import { fromServerNs, toServerNs, NS_SERVER } from '../../src/s2s/ns.js';
 import { dialbackKey, dialbackKeyValid } from '../../src/s2s/dialback.js';
 import { parseHostPort, resolveTargets, srvTargets } from '../../src/s2s/resolve.js';
@@ -54,6 +54,21 @@ describe('incomingFeatures', () => {
     assert.deepEqual(incomingFeatures({ ...base, secure: true }), { starttls: 'none', external: false, dialback: true }));
   test('secureAuth without a trusted certificate: nothing to authenticate with', () =>
     assert.deepEqual(incomingFeatures({ ...base, secure: true, secureAuth: true }), { starttls: 'none', external: false, dialback: false }));
+});
+
+describe('bidiDecision (XEP-0288: offer, request and accept)', () => {
+  const base = { enabled: true, secure: true, requireTls: true, insecurePeer: false, authenticated: false };
+  const rows: Array<[string, Partial<typeof base>, boolean, string]> = [
+    ['TLS up, enabled', {}, true, 'offered'],
+    ['s2s.bidi false', { enabled: false }, false, 'disabled'],
+    ['before TLS, TLS required', { secure: false }, false, 'tls-required'],
+    ['before TLS, insecure peer', { secure: false, insecurePeer: true }, true, 'offered-insecure-peer'],
+    ['before TLS, TLS not required', { secure: false, requireTls: false }, true, 'offered-insecure-peer'],
+    ['after a domain authenticated', { authenticated: true }, false, 'after-authentication'],
+  ];
+  for (const [name, v, use, reason] of rows) {
+    test(name, () => assert.deepEqual(bidiDecision({ ...base, ...v }), { use, reason }));
+  }
 });
 
 describe('dialbackRequest', () => {
@@ -127,6 +142,8 @@ describe('dialback keys (XEP-0185)', () => {
 describe('resolution', () => {
   test('s2s.hosts wins over DNS', async () =>
     assert.deepEqual(await resolveTargets('b.example', { 'b.example': '127.0.0.22:5269' }), [{ host: '127.0.0.22', port: 5269, directTls: false }]));
+  test('s2s.hosts with tls: means direct TLS', async () =>
+    assert.deepEqual(await resolveTargets('b.example', { 'b.example': 'tls:[::1]:5270' }), [{ host: '::1', port: 5270, directTls: true }]));
   test('host:port with IPv6', () => assert.deepEqual(parseHostPort('[::1]:5270'), { host: '::1', port: 5270 }));
   test('direct TLS first, then STARTTLS, each by priority then weight', () => {
     const t = srvTargets(
