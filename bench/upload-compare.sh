@@ -19,12 +19,15 @@ cat > $VD/verona.yml <<YML
 { "domain": "bench.localhost", "dataDir": "$VD", "log": { "level": "warn" },
   "c2s": { "host": "127.0.40.63", "port": 5222, "tlsPort": -1, "requireTls": false, "allowPlainWithoutTls": true },
   "web": { "host": "127.0.40.63", "port": 5280, "tlsPort": -1 },
+  "s2s": { "port": -1, "tlsPort": -1 },
   "moduleOptions": { "upload": { "baseUrl": "http://127.0.40.63:5280", "maxFileSize": 67108864, "quota": 0 } } }
 YML
 node "$HERE/bin/verona.js" adduser up1@bench.localhost --password pass1 --config $VD/verona.yml >/dev/null
 node "$HERE/bin/verona.js" start --config $VD/verona.yml > $VD/out.log 2>&1 &
 VPID=$!
-for i in $(seq 1 100); do grep -q '^READY' $VD/out.log && break; sleep 0.2; done
+# No federation listeners: other Verona processes on this machine may hold 5269/5270.
+for i in $(seq 1 300); do grep -q '^READY' $VD/out.log && break; sleep 0.2; done
+grep -q '^READY' $VD/out.log || { echo "Verona did not start:"; cat $VD/out.log; exit 1; }
 
 # --- Prosody on 127.0.40.64 ---
 PD=/tmp/apps-bench-prosody; rm -rf $PD; mkdir -p $PD/data; chown -R prosody:prosody $PD
