@@ -147,6 +147,16 @@ describe('federation failures and limits', () => {
     assert.equal(streamErrorOf(await p1.next((el) => el.name === 'stream:error', 20000)), 'not-authorized');
     await p1.waitClose(20000);
 
+    // XEP-0288 <bidi/> where it is not offered (before TLS, from a peer that must use TLS).
+    const p0 = await connectRaw(5269, ADDR);
+    p0.send(HDR('y.localhost', 'a.localhost'));
+    const f0 = await p0.next((el) => el.name === 'stream:features', 20000);
+    assert.equal(f0.getChild('bidi', 'urn:xmpp:features:bidi'), undefined, 'no bidi offered before TLS');
+    p0.send(`<bidi xmlns='urn:xmpp:bidi'/>`);
+    assert.equal(streamErrorOf(await p0.next((el) => el.name === 'stream:error', 20000)), 'policy-violation');
+    await p0.waitClose(20000);
+    assert.ok((await metric(A, 'verona_s2s_refused_total', { limit: 'bidi' })) >= 1);
+
     // Garbage.
     const p2 = await connectRaw(5269, ADDR);
     p2.send(HDR('x.localhost', 'a.localhost'));
@@ -156,6 +166,7 @@ describe('federation failures and limits', () => {
     await p2.waitClose(20000);
 
     // A stanza over s2s.maxStanzaSize (10000 here).
+    const oversizedBefore = await metric(A, 'verona_s2s_parse_errors_total', { condition: 'policy-violation' });
     const p3 = await connectRaw(5269, ADDR);
     p3.send(HDR('x.localhost', 'a.localhost'));
     await p3.next((el) => el.name === 'stream:features', 20000);
@@ -163,12 +174,14 @@ describe('federation failures and limits', () => {
     assert.equal(streamErrorOf(await p3.next((el) => el.name === 'stream:error', 20000)), 'policy-violation');
     await p3.waitClose(20000);
     assert.ok((await metric(A, 'verona_s2s_parse_errors_total')) >= 2);
+    assert.equal(await metric(A, 'verona_s2s_parse_errors_total', { condition: 'policy-violation' }), oversizedBefore + 1);
 
     // A stream that never authenticates is cut off after s2s.authTimeout (4 s here).
     const p4 = await connectRaw(5269, ADDR);
     p4.send(HDR('x.localhost', 'a.localhost'));
     assert.equal(streamErrorOf(await p4.next((el) => el.name === 'stream:error', 30000)), 'connection-timeout');
     await p4.waitClose(20000);
+    assert.ok((await metric(A, 'verona_s2s_stream_errors_total', { condition: 'connection-timeout', reason: 'auth-timeout' })) >= 1);
 
     // At most 3 streams per remote address here: the 4th is refused.
     const open: RawConnection[] = [];
