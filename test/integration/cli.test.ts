@@ -256,7 +256,8 @@ test('cert generate writes a pair; cert show describes it; --force replaces it',
 test('start prints READY with the ports, serves while adduser runs beside it, and stops on SIGTERM', async (t) => {
   const cwd = tempDir(t);
   // Ephemeral ports everywhere so that parallel test runs never collide.
-  writeFileSync(join(cwd, 'verona.yml'), 'web:\n  port: 0\n  tlsPort: 0\n');
+  // s2s too: its default 0.0.0.0:5269 collides with any federation test running beside this one.
+  writeFileSync(join(cwd, 'verona.yml'), 'web:\n  port: 0\n  tlsPort: 0\ns2s:\n  host: 127.0.0.1\n  port: 0\n  tlsPort: 0\n');
   const child = spawn(process.execPath, [BIN, 'start', '--data-dir', 'data', '--c2s-port', '0', '--tls-port', '0', '--host', '127.0.0.1', '--log-level', 'warn'], {
     cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
