@@ -57,6 +57,8 @@ export function defaultConfig(): Config {
     limits: { c2sConnectionsPerAddress: 64, readRate: 65536, readBurst: 524288, sessionsPerAccount: 100, exemptAddresses: ['127.0.0.1', '::1'] },
     // The admin socket is only reachable by the server's own user (mode 0600); nobody is an XMPP admin until listed.
     admin: { socket: 'admin.sock', users: [] },
+    // No Redis: one node, exactly as before (docs/operations.md, Cluster).
+    cluster: { redis: '', node: '', heartbeat: 2, nodeTimeout: 10 },
     // Web clients (docs/web.md). Loopback only by default: the quick start
     // opens http://localhost:5280/ in a browser on the same machine.
     web: {

@@ -103,4 +103,11 @@ export interface Config {
     maxStreamsPerAddress: number; // incoming streams per remote IP (0 = no limit)
     maxQueue: number; // stanzas queued per domain while connecting
   };
+  /** Several nodes as one server on shared PostgreSQL and Redis (docs/operations.md, Cluster). */
+  cluster: {
+    redis: string; // Redis/Valkey URL; '' = a single node (no cluster)
+    node: string; // this node's name in the cluster; '' = derived from host name and PID
+    heartbeat: number; // seconds between heartbeats
+    nodeTimeout: number; // seconds without a heartbeat before a node counts as dead
+  };
 }
