@@ -105,6 +105,9 @@ export class ClusterNode implements ClusterLink {
     });
     await this.sub.subscribe(KEYS.events, KEYS.inbox(this.id));
     this.registry.link = this;
+    // A previous run under this name died within cluster.nodeTimeout (a quick restart): its
+    // sessions are not ours, they end now, so that their contacts see them go.
+    if ((await this.cmd.hlen(KEYS.sessions(this.id))) > 1) await this.reap(this.id);
     await this.register();
     this.started = true;
     // After the first connection, every 'ready' is a reconnection: Redis may have lost everything.
