@@ -172,6 +172,26 @@ test('presence subscription and broadcast across nodes', async () => {
   assert.equal(p.attrs.type, undefined);
 });
 
+test('a blocking push from one node reaches the resource on the other that asked for the blocklist', async () => {
+  const list = await sendIq(romeoPlain, `<blocklist xmlns='urn:xmpp:blocking'/>`, "type='get'");
+  assert.equal(list.attrs.type, 'result');
+  // Node 0 learns (replicated session state) that romeo/plain wants blocking pushes.
+  await new Promise((r) => setTimeout(r, 1500));
+  const res = await sendIq(romeoMr2, `<block xmlns='urn:xmpp:blocking'><item jid='spam@example.org'/></block>`);
+  assert.equal(res.attrs.type, 'result');
+  const push = await romeoPlain.next((el) => el.name === 'iq' && el.attrs.type === 'set' && el.getChild('block', 'urn:xmpp:blocking') !== undefined, 10000);
+  assert.equal(push.getChild('block')?.getChild('item')?.attrs.jid, 'spam@example.org');
+});
+
+test('deleting an account on one node ends its session on the other', async () => {
+  const nurseThere = clients.find((c) => c.jid === 'nurse@localhost/n') as Dev;
+  const nurseHere = await on(0, 'nurse', 'here', 'plain');
+  const closed = nurseThere.next((el) => (el.name === 'stream:error' || el.getName() === 'error') && el.getChild('not-authorized', 'urn:ietf:params:xml:ns:xmpp-streams') !== undefined, 15000);
+  const res = await sendIq(nurseHere, `<query xmlns='jabber:iq:register'><remove/></query>`);
+  assert.equal(res.attrs.type, 'result');
+  await closed;
+});
+
 test('a third node joins; a client there is part of the same account', async () => {
   nodes.push(await startNode(2, opts));
   const romeo3 = await on(2, 'romeo', 'third', 'carbons');
