@@ -50,6 +50,29 @@ async function archiveBodies(c: Dev, withJid: string): Promise<string[]> {
   }
 }
 
+test('binding a resource that is bound on another node: the old stream gets <conflict/>, the new one gets the messages', async () => {
+  const old = await dev(0, 'romeo', 'r0meo', 'dup');
+  const conflict = old.next((el) => el.name === 'stream:error' && el.getChild('conflict', 'urn:ietf:params:xml:ns:xmpp-streams') !== undefined, 20000);
+  // Node 1 must know the node-0 session first (the registry is eventually consistent).
+  await new Promise((r) => setTimeout(r, 1500));
+  const fresh = await dev(1, 'romeo', 'r0meo', 'dup');
+  await conflict;
+  const julia = await dev(0, 'julia', 'ju1ia', 'probe');
+  const end = Date.now() + 20000;
+  for (;;) {
+    const body = `to dup ${Date.now()}`;
+    julia.send(`<message to='romeo@localhost/dup' type='chat'><body>${body}</body></message>`);
+    try {
+      await fresh.next((el) => el.name === 'message' && el.getChildText('body') === body, 700);
+      break;
+    } catch {
+      if (Date.now() > end) assert.fail('the new session on node 1 never got the message');
+    }
+  }
+  fresh.destroy();
+  julia.destroy();
+});
+
 test('SIGKILL of the sender\'s node under SM load: every acked message in both archives, none twice', async () => {
   const julia = await dev(0, 'julia', 'ju1ia', 'desk');
   const romeo = await dev(1, 'romeo', 'r0meo', 'phone');
