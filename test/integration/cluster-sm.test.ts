@@ -1,5 +1,6 @@
 /**
- * A node killed with SIGKILL under stream-management load: every message the server acked
+ * Two nodes: a resource bound again on the other node (conflict), a PEP notification across
+ * nodes, and a node killed with SIGKILL under stream-management load: every message the server acked
  * (XEP-0198 <a h/>) is in the sender's and the recipient's archive exactly once, read back from
  * the surviving node. (Resuming the stream on the other node is not implemented: the client logs
  * in afresh there; docs/cluster.md.)
@@ -9,6 +10,8 @@ import assert from 'node:assert/strict';
 import { startPostgres, type TestPostgres } from '../helpers/pg.js';
 import { startRedis, type TestRedis } from '../helpers/cluster-redis.js';
 import { startNodes, type ClusterNodeHandle } from '../helpers/cluster-nodes.js';
+import { createHash } from 'node:crypto';
+import { sendIq } from '../helpers/client.js';
 import { device, mamQuery, type Dev } from './mr2-helpers.js';
 
 let pg: TestPostgres;
@@ -20,7 +23,7 @@ const NS_SM = 'urn:xmpp:sm:3';
 before(async () => {
   pg = await startPostgres();
   redis = await startRedis();
-  nodes = await startNodes({ count: 2, redisUrl: redis.url, pgUrl: await pg.createDatabase('clustersm'), users: [['romeo', 'r0meo'], ['julia', 'ju1ia']] });
+  nodes = await startNodes({ count: 2, redisUrl: redis.url, pgUrl: await pg.createDatabase('clustersm'), users: [['romeo', 'r0meo'], ['julia', 'ju1ia'], ['lord', 'l0rd'], ['lady', 'l4dy']] });
 });
 
 after(async () => {
@@ -71,6 +74,38 @@ test('binding a resource that is bound on another node: the old stream gets <con
   }
   fresh.destroy();
   julia.destroy();
+});
+
+test('a PEP notification from one node reaches a subscriber on the other whose caps ask for it', async () => {
+  const DISCO = 'http://jabber.org/protocol/disco#info';
+  const NODE = 'urn:verona:test:mood';
+  const features = [DISCO, 'http://jabber.org/protocol/caps', `${NODE}+notify`];
+  const ver = createHash('sha1').update('client/pc//Cluster test<' + [...features].sort().map((f) => f + '<').join(''), 'utf8').digest('base64');
+  const lord = await dev(0, 'lord', 'l0rd', 'r');
+  const lady = await dev(1, 'lady', 'l4dy', 'r');
+  // lady subscribes to lord's presence across nodes; lord approves.
+  lady.send(`<presence to='lord@localhost' type='subscribe'/>`);
+  await lord.next((el) => el.name === 'presence' && el.attrs.type === 'subscribe', 15000);
+  lord.send(`<presence to='lady@localhost' type='subscribed'/>`);
+  // lady's caps say +notify for NODE; her node asks her disco#info and learns it.
+  lady.send(`<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='urn:verona:cluster' ver='${ver}'/></presence>`);
+  const q = await lady.next((el) => el.name === 'iq' && el.attrs.type === 'get' && el.getChild('query', DISCO) !== undefined, 15000);
+  lady.send(`<iq type='result' id='${q.attrs.id}' to='${q.attrs.from}'><query xmlns='${DISCO}' node='urn:verona:cluster#${ver}'><identity category='client' type='pc' name='Cluster test'/>${features.map((f) => `<feature var='${f}'/>`).join('')}</query></iq>`);
+  // Lord publishes on node 0 until lady's notification interest has reached node 0 (eventual).
+  const end = Date.now() + 30000;
+  for (let i = 0; ; i++) {
+    const res = await sendIq(lord, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='${NODE}'><item id='i${i}'><mood xmlns='urn:verona:test'>${i}</mood></item></publish></pubsub>`);
+    assert.equal(res.attrs.type, 'result', res.toString());
+    try {
+      const ev = await lady.next((el) => el.name === 'message' && el.attrs.from === 'lord@localhost' && el.getChild('event', 'http://jabber.org/protocol/pubsub#event') !== undefined, 1000);
+      assert.equal(ev.getChild('event')?.getChild('items')?.attrs.node, NODE);
+      break;
+    } catch (err) {
+      if (Date.now() > end) throw err;
+    }
+  }
+  lord.destroy();
+  lady.destroy();
 });
 
 test('SIGKILL of the sender\'s node under SM load: every acked message in both archives, none twice', async () => {
