@@ -22,7 +22,8 @@ import { announce, kick, listSessions, setDisabled } from './admin.js';
 const USAGE = `Usage: verona <command> [options]
 
 Commands:
-  start                         run the server
+  start [--nodes N]             run the server (--nodes N: N cluster nodes on this
+                                host; needs cluster.redis and PostgreSQL)
   adduser JID [--password PW]   create an account (JID: user or user@domain)
   passwd JID [--password PW]    change an account's password
   deluser JID                   delete an account and all its data
@@ -84,6 +85,7 @@ const OPTIONS = {
   force: { type: 'boolean' },
   days: { type: 'string' },
   'ejabberd-mam': { type: 'string' },
+  nodes: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -191,6 +193,7 @@ export async function main(argv: string[], io: Output = stdio): Promise<number> 
     }
     if (values.days !== undefined && !(cmd === 'cert' && args[0] === 'check')) throw usageError('--days only goes with "cert check"');
     if (values['ejabberd-mam'] !== undefined && cmd !== 'import') throw usageError('--ejabberd-mam only goes with import');
+    if (values.nodes !== undefined && cmd !== 'start') throw usageError('--nodes only goes with start');
     if (values.force === true && !(cmd === 'cert' && args[0] === 'generate')) {
       throw usageError('--force only goes with "cert generate"');
     }
@@ -209,9 +212,22 @@ export async function main(argv: string[], io: Output = stdio): Promise<number> 
     const load = (checkFiles = true): Config => loadConfig({ file, overrides, checkFiles });
 
     switch (cmd) {
-      case 'start':
+      case 'start': {
         expectArgs(cmd, args, 0);
+        const nodes = values.nodes === undefined ? 1 : Number(values.nodes);
+        if (nodes !== 1 || values.nodes !== undefined) {
+          // N cluster nodes on this host (src/cluster/multi.ts); loaded only here.
+          const { runNodes, checkNodesConfig } = await import('../cluster/multi.js');
+          try {
+            checkNodesConfig(load(), nodes);
+          } catch (err) {
+            throw usageError((err as Error).message);
+          }
+          // A worker runs the same command line: it is one of the nodes, not another supervisor.
+          if (nodes > 1 && process.env.VERONA_NODE_INDEX === undefined) return await runNodes(load(), nodes, io);
+        }
         return await start(load(), io, () => load());
+      }
       case 'adduser':
       case 'passwd':
       case 'deluser': {
@@ -346,6 +362,12 @@ async function start(config: Config, io: Output, reloadConfig: () => Config): Pr
   let certWatcher: { close(): void } | undefined;
   // Loaded only here so that account and cert commands do not pull in the whole server.
   const { startServer } = await import('../core/server.js');
+  // A worker of `verona start --nodes N` (src/cluster/multi.ts): its own node name, READY over IPC.
+  const worker = process.env.VERONA_NODE_INDEX;
+  if (worker !== undefined && process.send !== undefined) {
+    const { workerConfig } = await import('../cluster/multi.js');
+    config = workerConfig(config, Number(worker), process.env.VERONA_NODE_GENERATION ?? '0');
+  }
   let stop: (signal: string) => void = () => undefined;
   let signalled: string | undefined;
   const onSignal = (signal: string): void => {
@@ -382,7 +404,8 @@ async function start(config: Config, io: Output, reloadConfig: () => Config): Pr
       const { applyCertificate } = await import('../config/reload.js');
       certWatcher = watchCertificates(server, (pair) => applyCertificate(server, pair), config.certWatch.debounceMs);
     }
-    io.out(`READY ${JSON.stringify(server.ports)}`);
+    if (worker !== undefined && process.send !== undefined) process.send({ verona: 'ready', ports: server.ports });
+    else io.out(`READY ${JSON.stringify(server.ports)}`);
     if (signalled === undefined) await new Promise<string>((resolve) => (stop = resolve));
     const timer = setTimeout(() => {
       io.err('verona: shutdown took longer than 10 s, exiting');

@@ -62,6 +62,8 @@ export function defaultConfig(): Config {
       subscriptionsPerMinute: 20, subscriptionBurst: 200, directedPresences: 1000 },
     // The admin socket is only reachable by the server's own user (mode 0600); nobody is an XMPP admin until listed.
     admin: { socket: 'admin.sock', users: [] },
+    // No Redis: one node, exactly as before (docs/operations.md, Cluster).
+    cluster: { redis: '', node: '', heartbeat: 2, nodeTimeout: 10 },
     // Web clients (docs/web.md). Loopback only by default: the quick start
     // opens http://localhost:5280/ in a browser on the same machine.
     web: {

@@ -195,6 +195,15 @@ const root: Fields<Config> = {
     kind: 'section',
     fields: { socket: { kind: 'string', allowEmpty: true }, users: { kind: 'stringList' } } satisfies Fields<Config['admin']>,
   },
+  cluster: {
+    kind: 'section',
+    fields: {
+      redis: { kind: 'string', allowEmpty: true },
+      node: { kind: 'string', allowEmpty: true },
+      heartbeat: seconds(1, 60),
+      nodeTimeout: seconds(2, 600),
+    } satisfies Fields<Config['cluster']>,
+  },
 };
 
 export const configSchema: Rule = { kind: 'section', fields: root };

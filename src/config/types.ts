@@ -118,4 +118,11 @@ export interface Config {
     maxQueue: number; // stanzas queued per domain while connecting
     bidi: boolean; // XEP-0288 bidirectional streams: one TCP connection per peer carries both directions
   };
+  /** Several nodes as one server on shared PostgreSQL and Redis (docs/operations.md, Cluster). */
+  cluster: {
+    redis: string; // Redis/Valkey URL; '' = a single node (no cluster)
+    node: string; // this node's name in the cluster; '' = derived from host name and PID
+    heartbeat: number; // seconds between heartbeats
+    nodeTimeout: number; // seconds without a heartbeat before a node counts as dead
+  };
 }

@@ -32,6 +32,7 @@ import { AdminActions } from '../admin/actions.js';
 import { startAdminSocket } from '../admin/socket.js';
 import { resolve as resolvePath } from 'node:path';
 import { ConnectionLimiter } from '../limits/limits.js';
+import { ClusterRegistry, startCluster } from '../cluster/index.js';
 
 export interface ListenerHandle {
   name: string;
@@ -45,7 +46,7 @@ export class Server implements ServerContext {
   readonly log: Logger;
   readonly hooks: Hooks<HookEvents>;
   readonly router: Router;
-  readonly sessions: SessionRegistry = new LocalSessionRegistry();
+  readonly sessions: SessionRegistry;
   readonly storage: Storage;
   readonly metrics = new Metrics();
   readonly throttle: AuthThrottle;
@@ -80,6 +81,8 @@ export class Server implements ServerContext {
     this.log = log ?? createLogger(config.log.level);
     this.storage = storage;
     this.loginGate = new LoginGate(config.c2s.maxPendingLogins);
+    // A cluster member mirrors every node's sessions (src/cluster); otherwise this process's only.
+    this.sessions = config.cluster.redis !== '' ? new ClusterRegistry(this.domain) : new LocalSessionRegistry();
     this.hooks = new Hooks<HookEvents>((name, owner, err) => this.log.error({ err, hook: name, module: owner }, 'hook handler failed'));
     this.router = new Router(this.domain, this.hooks, this.sessions, this.log, this.metrics);
     this.router.userExists = (u) => this.storage.accounts.exists(u);
@@ -106,6 +109,13 @@ export class Server implements ServerContext {
 
   endSession(session: Session, reason: string): void {
     if (session.closed) return;
+    if (session.remoteNode !== undefined) {
+      // A cluster proxy: only forgotten here. Its own node ends it (callers then closeWith(), which
+      // tells that node) and fires the hooks there, so that contacts hear of it once.
+      session.closed = true;
+      this.sessions.remove(session);
+      return;
+    }
     session.closed = true;
     this.sessions.remove(session);
     this.hooks.fire('session/ended', { session, reason });
@@ -331,6 +341,7 @@ export async function startServer(config: Config, log?: Logger): Promise<Server>
   await server.admin.load();
   server.services.set('admin', server.admin);
   await server.loadModules(allModules);
+  if (server.sessions instanceof ClusterRegistry) await startCluster(server, server.sessions);
   await server.startListeners();
   await startS2S(server);
   await startWebListeners(server);

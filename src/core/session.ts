@@ -83,6 +83,14 @@ export class Session implements SessionView {
     return this.stream.id;
   }
 
+  /**
+   * The cluster node this session is bound on when it is a proxy of a session of another node
+   * (src/cluster/registry.ts); undefined for a session of this process.
+   */
+  get remoteNode(): string | undefined {
+    return undefined;
+  }
+
   addFilter(f: OutboundFilter): void {
     this.filters = this.filters.filter((x) => x.name !== f.name);
     this.filters.push(f);

@@ -32,11 +32,14 @@ export interface DevOptions {
   presence?: boolean;
   /** The server's domain (default localhost). */
   domain?: string;
+  /** Address to connect to (default 127.0.0.1; cluster tests give each node its own). */
+  host?: string;
 }
 
 export async function device(o: DevOptions): Promise<Dev> {
   const c = (await connectClient({
     port: o.port,
+    host: o.host,
     user: o.user,
     password: o.password,
     resource: o.resource,

@@ -24,10 +24,26 @@ export class ArchiveClock {
     this.last = highWater;
   }
 
+  /** Cluster lane (src/cluster): this node's seqs are ≡ laneIndex (mod laneCount), never another node's. */
+  private laneIndex = 0;
+  private laneCount = 1;
+
   next(): number {
     const t = this.now() * 1000;
-    this.last = t > this.last ? t : this.last + 1;
-    return this.last;
+    let v = t > this.last ? t : this.last + 1;
+    if (this.laneCount > 1) v += (this.laneIndex - (v % this.laneCount) + this.laneCount) % this.laneCount;
+    this.last = v;
+    return v;
+  }
+
+  /**
+   * In a cluster every node writes to every archive, and (username, seq) is the archive's key:
+   * each node takes a lane of its own so that two nodes never hand out the same seq.
+   */
+  setLane(index: number, count: number): void {
+    if (!Number.isInteger(count) || count < 1 || !Number.isInteger(index) || index < 0 || index >= count) throw new Error(`bad archive clock lane ${index}/${count}`);
+    this.laneIndex = index;
+    this.laneCount = count;
   }
 
   /** Never hand out a seq at or below `seq` (after loading the stored high-water mark). */

@@ -1,0 +1,34 @@
+/**
+ * Joining a cluster (cluster.redis set): the node's registry becomes a ClusterRegistry
+ * (Server's constructor) and, once the modules are loaded and before any listener accepts a
+ * client, the node connects to Redis, takes an archive lane and loads the other nodes' sessions.
+ * Without cluster.redis nothing here runs and a node is exactly a single server.
+ */
+import type { Server } from '../core/server.js';
+import type { ArchiveClock } from '../modules/mam/ids.js';
+import { ClusterNode } from './node.js';
+import { ClusterRegistry } from './registry.js';
+
+export { ClusterRegistry } from './registry.js';
+
+export async function startCluster(server: Server, registry: ClusterRegistry): Promise<ClusterNode> {
+  const c = server.config.cluster;
+  // Every node must see every account, roster and archive: SQLite is one machine's file.
+  if (server.config.storage.driver !== 'postgres') throw new Error('cluster.redis needs storage.driver: postgres (shared by every node)');
+  const log = server.log.child({ component: 'cluster' });
+  const node = new ClusterNode(
+    { url: c.redis, node: c.node, heartbeatMs: c.heartbeat * 1000, timeoutMs: c.nodeTimeout * 1000 },
+    registry,
+    {
+      log,
+      metrics: server.metrics,
+      endLocal: (s, reason) => server.endSession(s, reason),
+      endedRemote: (s) => void server.hooks.fire('session/ended', { session: s, reason: 'node-died' }),
+      // No MAM module (disabled): no archive, nothing to keep apart.
+      onLane: (index, count) => (server.services.get('archive-clock') as ArchiveClock | undefined)?.setLane(index, count),
+    },
+  );
+  await node.start();
+  server.onClose(() => node.stop());
+  return node;
+}
