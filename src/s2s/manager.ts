@@ -149,7 +149,7 @@ export class S2SManager implements ExternalRoute {
       return;
     }
     const back = this.bidiRoute(domain);
-    if (back) {
+    if (back?.isOpen) {
       this.sent.inc({ kind: stanza.name });
       back.send(stanza);
       return;
@@ -164,13 +164,33 @@ export class S2SManager implements ExternalRoute {
       throw new StanzaError('resource-constraint', `Too many stanzas waiting for ${domain}`);
     }
     q.push({ stanza, origin });
-    if (!out) this.connect(domain);
+    // A bidirectional stream in its SASL restart takes the queue when it reopens: no second connection.
+    if (!out && !back) this.connect(domain);
   }
 
-  /** XEP-0288: the open bidirectional incoming stream that authenticated `domain`, if any. */
+  /** XEP-0288: the bidirectional incoming stream that authenticated `domain`, if any (open, or restarting after SASL). */
   private bidiRoute(domain: string): IncomingStream | undefined {
     const s = this.incomingByDomain.get(domain);
-    return s && s.bidi && s.isOpen && s.authenticated.has(domain) ? s : undefined;
+    return s && s.bidi && !s.isClosed && s.authenticated.has(domain) ? s : undefined;
+  }
+
+  /** Stanzas queued for the domains of a bidirectional incoming stream go out on it (it is open). */
+  private flushBidi(s: IncomingStream): void {
+    if (!s.bidi || !s.isOpen) return;
+    for (const domain of s.authenticated) {
+      const q = this.queues.get(domain);
+      if (!q) continue;
+      this.queues.delete(domain);
+      for (const item of q) {
+        this.sent.inc({ kind: item.stanza.name });
+        s.send(item.stanza);
+      }
+    }
+  }
+
+  /** An incoming stream restarted after SASL (its new header arrived). */
+  incomingReopened(s: IncomingStream): void {
+    this.flushBidi(s);
   }
 
   private connect(domain: string): OutgoingStream {
@@ -235,21 +255,16 @@ export class S2SManager implements ExternalRoute {
       prev.authenticated.delete(domain);
       if (prev.authenticated.size === 0) prev.fail('conflict', 'Replaced by a new stream');
     }
-    // Stanzas waiting for an outgoing stream to this domain can take the bidirectional one now.
-    const q = s.bidi ? this.queues.get(domain) : undefined;
-    if (q) {
-      this.queues.delete(domain);
-      for (const item of q) {
-        this.sent.inc({ kind: item.stanza.name });
-        s.send(item.stanza);
-      }
-    }
+    // Stanzas waiting for this domain take the bidirectional stream now (after SASL: once it reopens).
+    this.flushBidi(s);
   }
 
   incomingClosed(s: IncomingStream): void {
     if (!this.incoming.delete(s)) return;
     this.perAddress.release(s.conn.remoteAddress);
     for (const d of s.authenticated) if (this.incomingByDomain.get(d) === s) this.incomingByDomain.delete(d);
+    // Stanzas held for a bidirectional stream that went away before it reopened need a stream of their own.
+    for (const d of s.authenticated) if (!this.stopping && this.queues.has(d) && !this.outgoing.has(d) && !this.bidiRoute(d)) this.connect(d);
   }
 
   deliverIncoming(stanza: Element): void {
