@@ -60,6 +60,10 @@ export class IncomingStream implements ConnSink {
     return this.state === 'open';
   }
 
+  get isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
   onStreamStart(attrs: Record<string, string>, ns: string, name: string): void {
     if (this.state !== 'wait-header') return this.fail('bad-format', 'Unexpected stream header');
     this.id = newStreamId();
@@ -75,6 +79,8 @@ export class IncomingStream implements ConnSink {
     if (to !== undefined && !this.m.serves(to)) return this.fail('host-unknown', `This server does not serve ${to}`);
     if (from !== undefined) this.peerDomain = from;
     this.sendFeatures();
+    // After SASL the restarted stream is usable both ways now (XEP-0288): stanzas held meanwhile go out.
+    if (this.saslDone && this.bidi) this.m.incomingReopened(this);
   }
 
   private sendFeatures(): void {
@@ -173,9 +179,10 @@ export class IncomingStream implements ConnSink {
     }
     this.conn.send(x('success', NS.SASL));
     this.saslDone = true;
-    this.authOk(authzid, 'external');
+    // The stream restarts first: nothing of ours (bidi stanzas) may go out before the peer's new header.
     this.state = 'wait-header';
     this.conn.restart();
+    this.authOk(authzid, 'external');
   }
 
   private authOk(domain: string, method: string): void {

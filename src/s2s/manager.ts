@@ -163,7 +163,7 @@ export class S2SManager implements ExternalRoute {
       return;
     }
     const back = this.bidiRoute(key, domain);
-    if (back) {
+    if (back?.isOpen) {
       this.sent.inc({ kind: stanza.name });
       back.send(stanza);
       return;
@@ -178,13 +178,34 @@ export class S2SManager implements ExternalRoute {
       throw new StanzaError('resource-constraint', `Too many stanzas waiting for ${domain}`);
     }
     q.push({ stanza, origin });
-    if (!out) this.connect(domain, local);
+    // A bidirectional stream in its SASL restart takes the queue when it reopens: no second connection.
+    if (!out && !back) this.connect(domain, local);
   }
 
-  /** XEP-0288: the open bidirectional incoming stream that authenticated `domain` (under `key`, see outgoingKey), if any. */
+  /** XEP-0288: the bidirectional incoming stream that authenticated `domain` under `key` (see outgoingKey), if any (open, or restarting after SASL). */
   private bidiRoute(key: string, domain: string): IncomingStream | undefined {
     const s = this.incomingByDomain.get(key);
-    return s && s.bidi && s.isOpen && s.authenticated.has(domain) ? s : undefined;
+    return s && s.bidi && !s.isClosed && s.authenticated.has(domain) ? s : undefined;
+  }
+
+  /** Stanzas queued for the domains of a bidirectional incoming stream go out on it (it is open). */
+  private flushBidi(s: IncomingStream): void {
+    if (!s.bidi || !s.isOpen) return;
+    for (const domain of s.authenticated) {
+      const key = outgoingKey(this.domain, s.localDomain, domain);
+      const q = this.queues.get(key);
+      if (!q) continue;
+      this.queues.delete(key);
+      for (const item of q) {
+        this.sent.inc({ kind: item.stanza.name });
+        s.send(item.stanza);
+      }
+    }
+  }
+
+  /** An incoming stream restarted after SASL (its new header arrived). */
+  incomingReopened(s: IncomingStream): void {
+    this.flushBidi(s);
   }
 
   private connect(domain: string, local: string = this.domain): OutgoingStream {
@@ -251,15 +272,8 @@ export class S2SManager implements ExternalRoute {
       prev.authenticated.delete(domain);
       if (prev.authenticated.size === 0) prev.fail('conflict', 'Replaced by a new stream');
     }
-    // Stanzas waiting for an outgoing stream to this domain can take the bidirectional one now.
-    const q = s.bidi ? this.queues.get(key) : undefined;
-    if (q) {
-      this.queues.delete(key);
-      for (const item of q) {
-        this.sent.inc({ kind: item.stanza.name });
-        s.send(item.stanza);
-      }
-    }
+    // Stanzas waiting for this domain take the bidirectional stream now (after SASL: once it reopens).
+    this.flushBidi(s);
   }
 
   incomingClosed(s: IncomingStream): void {
@@ -268,6 +282,11 @@ export class S2SManager implements ExternalRoute {
     for (const d of s.authenticated) {
       const key = outgoingKey(this.domain, s.localDomain, d);
       if (this.incomingByDomain.get(key) === s) this.incomingByDomain.delete(key);
+    }
+    // Stanzas held for a bidirectional stream that went away before it reopened need a stream of their own.
+    for (const d of s.authenticated) {
+      const key = outgoingKey(this.domain, s.localDomain, d);
+      if (!this.stopping && this.queues.has(key) && !this.outgoing.has(key) && !this.bidiRoute(key, d)) this.connect(d, s.localDomain);
     }
   }
 
