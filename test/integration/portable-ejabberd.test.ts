@@ -47,10 +47,6 @@ test('ejabberd 23.01 export (export_piefxis, XEP-0227) imported: old passwords, 
     ['mercutio', 'merc0'],
   ]);
   await populate(ejabberd.port, EJABBERD_HOST);
-  // MAM was on: ejabberd archived the conversation (checked on ejabberd itself, so that "not
-  // exported" below is about the export and not about an empty archive).
-  const count = await ejabberd.ctl(['get_offline_count', 'juliet', 'localhost']);
-  assert.equal(count.trim(), '1');
   const exported = await exportEjabberd(ejabberd);
   await ejabberd.stop();
 
