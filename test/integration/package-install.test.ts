@@ -121,6 +121,8 @@ test('the release tarball installs with `npm ci --omit=dev`, starts with node, a
       log: { level: 'warn' },
       c2s: { host: '127.0.0.70', port: 0, tlsPort: 0, requireTls: false, allowPlainWithoutTls: true },
       web: { host: '127.0.0.70', port: 0, tlsPort: -1 },
+      // Not the default 0.0.0.0:5269: federation tests running beside this one hold s2s ports.
+      s2s: { host: '127.0.0.70', port: 0, tlsPort: -1 },
     }),
   );
   await execFileP(process.execPath, [path.join(inst, 'bin/verona.js'), 'adduser', 'romeo', '--password', 'r0meo', '--config', cfg]);
