@@ -9,12 +9,13 @@ import { importPortable } from '../portable/import.js';
 import { exportPortable } from '../portable/export.js';
 import { openStorage } from '../storage/index.js';
 import { runtimeError } from './errors.js';
+import { hostsOf } from './accounts.js';
 
 export async function runImport(config: Config, target: string): Promise<string[]> {
   if (!existsSync(target)) throw runtimeError(`${target} not found`);
   const storage = await openStorage(config);
   try {
-    const r = await importPortable(storage, config.domain, target, config.auth.scramIterations);
+    const r = await importPortable(storage, config.domain, target, config.auth.scramIterations, hostsOf(config));
     const lines = [
       `imported ${r.accounts} accounts, ${r.rosterItems} roster items, ${r.vcards} vCards, ${r.privateFragments} private XML fragments, ${r.archived} archived messages`,
     ];
@@ -34,7 +35,7 @@ export async function runImport(config: Config, target: string): Promise<string[
 export async function runExport(config: Config, dir: string): Promise<string[]> {
   const storage = await openStorage(config);
   try {
-    const r = await exportPortable(storage, config.domain, dir);
+    const r = await exportPortable(storage, config.domain, dir, hostsOf(config));
     return [`exported ${r.accounts} accounts, ${r.rosterItems} roster items, ${r.archived} archived messages to ${dir} (one XEP-0227 file per account; they hold credentials: keep them private)`];
   } finally {
     await storage.close();

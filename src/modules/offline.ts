@@ -127,7 +127,7 @@ export const offlineModule: VeronaModule = {
       // Stream management hands over copies that were already delivered once: their <stanza-id/> by the
       // account was put there by this server (client-supplied ones are stripped on the way in).
       else archiveId = copy.getChildren('stanza-id', NS.SID).find((c) => c.attrs.by === by)?.attrs.id;
-      void save(e.to.local, copy, archiveId).then((ok) => {
+      void save(api.router.hosts.keyOf(e.to), copy, archiveId).then((ok) => {
         if (ok) return;
         const f = offlineFailure(archiveId !== undefined);
         stored.inc({ result: f.reason });

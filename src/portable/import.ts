@@ -16,6 +16,7 @@
  *   with the original delay stamps).
  * Not imported yet: PEP nodes, offline messages, blocklists (reported as skipped).
  */
+import { HostedDomains, accountKey } from '../core/vhosts.js';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -80,9 +81,11 @@ function scramFrom(el: Element): { hash: ScramHash; cred: ScramCredential } | un
   return { hash, cred: { salt: b64('salt'), iterations, storedKey: b64('stored-key'), serverKey: b64('server-key') } };
 }
 
-async function importUser(storage: Storage, domain: string, user: Element, report: ImportReport, iterations: number): Promise<void> {
-  const username = prepareLocal(user.attrs.name ?? '');
-  const owner = `${username}@${domain}`;
+async function importUser(storage: Storage, domain: string, user: Element, report: ImportReport, iterations: number, primary: string): Promise<void> {
+  const local = prepareLocal(user.attrs.name ?? '');
+  // The account key of a hosted domain (virtual hosts, src/core/vhosts.ts).
+  const username = accountKey(primary, local, domain);
+  const owner = `${local}@${domain}`;
   if (await storage.accounts.exists(username)) {
     report.skipped.push(`${owner}: account exists already (not touched)`);
     return;
@@ -173,18 +176,21 @@ async function importArchive(storage: Storage, username: string, owner: string, 
 }
 
 /** Import every XEP-0227 file of FILE|DIR into `storage` for `domain`. */
-export async function importPortable(storage: Storage, domain: string, target: string, iterations: number): Promise<ImportReport> {
+/** `hosts` (virtual hosts): import the users of every hosted domain, each into its own accounts. */
+export async function importPortable(storage: Storage, domain: string, target: string, iterations: number, hosts?: HostedDomains): Promise<ImportReport> {
+  const served = hosts ?? new HostedDomains(domain);
   const report: ImportReport = { accounts: 0, rosterItems: 0, privateFragments: 0, vcards: 0, archived: 0, skipped: [], sha1Only: [] };
   lastSeq = storage.archive === undefined ? 0 : await storage.archive.highWater();
   for (const file of importFiles(target)) {
     const doc = parseXml(readFileSync(file, 'utf8'));
     if (doc.name !== 'server-data' || doc.xmlns !== NS_PIE) throw new Error(`${file}: not a XEP-0227 file (expected <server-data xmlns='${NS_PIE}'>)`);
     for (const host of doc.getChildren('host', NS_PIE)) {
-      if (host.attrs.jid !== domain) {
-        report.skipped.push(`${file}: host ${host.attrs.jid ?? '?'} is not this server's domain (${domain})`);
+      const hostDomain = host.attrs.jid ?? '';
+      if (!served.has(hostDomain)) {
+        report.skipped.push(`${file}: host ${host.attrs.jid ?? '?'} is not a domain of this server (${served.list().join(', ')})`);
         continue;
       }
-      for (const user of host.getChildren('user', NS_PIE)) await importUser(storage, domain, user, report, iterations);
+      for (const user of host.getChildren('user', NS_PIE)) await importUser(storage, hostDomain, user, report, iterations, served.primary);
     }
   }
   return report;

@@ -54,12 +54,13 @@ export class IncomingStream implements ConnSink {
     if (this.state !== 'wait-header') return this.fail('bad-format', 'Unexpected stream header');
     this.id = newStreamId();
     const from = attrs.from?.toLowerCase();
-    this.conn.sendHeader({ id: this.id, from: this.m.domain, ...(from ? { to: from } : {}), version: '1.0' });
+    const to = attrs.to?.toLowerCase().replace(/\.$/, '');
+    // Virtual hosts: the stream is answered as the hosted domain it is addressed to.
+    this.conn.sendHeader({ id: this.id, from: to !== undefined && this.m.isLocalDomain(to) ? to : this.m.domain, ...(from ? { to: from } : {}), version: '1.0' });
     this.state = 'open';
     if (ns !== NS.STREAM || name !== 'stream' || attrs.xmlns !== NS_SERVER) return this.fail('invalid-namespace', 'Expected a jabber:server stream');
     if (attrs.version === undefined || !/^1\.\d+$/.test(attrs.version)) return this.fail('unsupported-version', 'Only XMPP version 1.0 is supported');
-    const to = attrs.to?.toLowerCase().replace(/\.$/, '');
-    if (to !== undefined && to !== this.m.domain) return this.fail('host-unknown', `This server does not serve ${to}`);
+    if (to !== undefined && !this.m.isLocalDomain(to)) return this.fail('host-unknown', `This server does not serve ${to}`);
     if (from !== undefined) this.peerDomain = from;
     this.sendFeatures();
   }
@@ -106,7 +107,7 @@ export class IncomingStream implements ConnSink {
     if (this.conn.secure) return this.fail('policy-violation', 'TLS is already on');
     this.conn.send(x('proceed', NS.TLS));
     try {
-      await this.conn.startTlsServer(this.m.serverTlsContext);
+      await this.conn.startTlsServer(this.m.serverTlsContext, this.m.sniCallback);
     } catch (err) {
       this.m.log.info({ err: (err as Error).message, addr: this.conn.remoteAddress }, 's2s: incoming TLS handshake failed');
       this.conn.socket.destroy();
@@ -154,7 +155,8 @@ export class IncomingStream implements ConnSink {
     };
     const d = dialbackRequest({
       to,
-      localDomain: this.m.domain,
+      // Any hosted domain may be asked for (virtual hosts); the decision compares with it.
+      localDomain: this.m.isLocalDomain(to) ? to : this.m.domain,
       secure: this.conn.secure,
       requireTls: this.m.config.requireTls,
       secureAuth: this.m.config.secureAuth,
@@ -169,7 +171,7 @@ export class IncomingStream implements ConnSink {
       this.authOk(from, 'dialback-cert');
       return reply('valid');
     }
-    const verdict = await this.m.verifyDialback(from, this.id, key);
+    const verdict = await this.m.verifyDialback(from, this.id, key, this.m.isLocalDomain(to) ? to : this.m.domain);
     if (verdict === 'valid') {
       this.authOk(from, 'dialback');
       reply('valid');
@@ -190,7 +192,7 @@ export class IncomingStream implements ConnSink {
     const to = el.attrs.to?.toLowerCase();
     const id = el.attrs.id;
     if (!from || !to || !id) return this.fail('improper-addressing', 'db:verify needs from, to and id');
-    if (to !== this.m.domain) return void this.conn.send(x('verify', NS_DIALBACK, { from: to, to: from, id, type: 'invalid' }));
+    if (!this.m.isLocalDomain(to)) return void this.conn.send(x('verify', NS_DIALBACK, { from: to, to: from, id, type: 'invalid' }));
     // The key was made for (receiving = the asker, originating = us, the asker's stream id).
     const ok = dialbackKeyValid(this.m.secret, from, to, id, el.text());
     this.conn.send(x('verify', NS_DIALBACK, { from: to, to: from, id, type: ok ? 'valid' : 'invalid' }));
@@ -199,7 +201,7 @@ export class IncomingStream implements ConnSink {
   private stanza(raw: Element): void {
     const fromJid = tryParseJID(raw.attrs.from);
     const toJid = tryParseJID(raw.attrs.to);
-    const c = checkIncomingStanza(this.authenticated, fromJid?.domain ?? (raw.attrs.from === undefined ? undefined : '\u0000bad'), toJid?.domain, this.m.domain);
+    const c = checkIncomingStanza(this.authenticated, fromJid?.domain ?? (raw.attrs.from === undefined ? undefined : '\u0000bad'), toJid?.domain, toJid !== undefined && this.m.isLocalDomain(toJid.domain) ? toJid.domain : this.m.domain);
     if (!c.ok) {
       this.m.rejected.inc({ reason: c.reason });
       // Say who the impostor was in the log; never route it.

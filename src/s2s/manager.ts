@@ -31,6 +31,7 @@ import { newStreamId } from '../c2s/stream.js';
 import { S2SConn, trusted, type S2STls } from './conn.js';
 import { IncomingStream } from './incoming.js';
 import { OutgoingStream, type VerifyVerdict } from './outgoing.js';
+import { outgoingKey } from './policy.js';
 
 interface Queued {
   stanza: Element;
@@ -45,6 +46,8 @@ export interface S2SDeps {
   router: Router;
   cert: string;
   key: string;
+  /** Virtual hosts: the certificate of another hosted domain (client certificate for EXTERNAL, SNI answer). */
+  certFor?: (domain: string) => { cert: string; key: string } | undefined;
 }
 
 export class S2SManager implements ExternalRoute {
@@ -59,6 +62,9 @@ export class S2SManager implements ExternalRoute {
   readonly secret: string;
   readonly limits: ParserLimits;
   private readonly router: Router;
+  private readonly certFor: S2SDeps['certFor'];
+  /** Client and server contexts of the other hosted domains (virtual hosts), made on first use. */
+  private readonly domainContexts = new Map<string, tls.SecureContext>();
   private readonly outgoing = new Map<string, OutgoingStream>();
   private readonly queues = new Map<string, Queued[]>();
   private readonly incoming = new Set<IncomingStream>();
@@ -87,6 +93,7 @@ export class S2SManager implements ExternalRoute {
     this.config = d.config.s2s;
     this.log = d.log.child({ component: 's2s' });
     this.router = d.router;
+    this.certFor = d.certFor;
     this.insecure = new Set(this.config.insecureDomains.map((s) => s.toLowerCase()));
     const extra = this.config.ca.map((f) => readFileSync(f, 'utf8'));
     this.tls = { cert: d.cert, key: d.key, ca: [...tls.rootCertificates, ...extra] };
@@ -113,15 +120,49 @@ export class S2SManager implements ExternalRoute {
     m.gauge('verona_s2s_streams_in', 'Incoming s2s streams', () => this.incoming.size);
   }
 
+  /** A domain this server hosts (virtual hosts): incoming streams, dialback and stanzas may be addressed to any of them. */
+  isLocalDomain(domain: string): boolean {
+    return this.router.hosts.has(domain);
+  }
+
+  /**
+   * The TLS context of a hosted domain (its certificate; the trusted CAs), as client (EXTERNAL) and
+   * as server (SNI). The primary domain's are the two made at start.
+   */
+  contextFor(local: string, side: 'client' | 'server'): tls.SecureContext {
+    const pair = local === this.domain ? undefined : this.certFor?.(local);
+    if (!pair) return side === 'client' ? this.clientTlsContext : this.serverTlsContext;
+    const k = `${side} ${local}`;
+    let ctx = this.domainContexts.get(k);
+    if (!ctx) {
+      ctx = tls.createSecureContext({ cert: pair.cert, key: pair.key, ca: this.tls.ca, minVersion: 'TLSv1.2' });
+      this.domainContexts.set(k, ctx);
+    }
+    return ctx;
+  }
+
+  /** For the s2s TLS listeners: the hosted domain's certificate for the peer's SNI. */
+  readonly sniCallback = (serverName: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void => {
+    cb(null, this.contextFor(this.router.hosts.forServerName(serverName), 'server'));
+  };
+
+  /** Forget the contexts of the other hosted domains (their certificates were reloaded). */
+  certificatesChanged(): void {
+    this.domainContexts.clear();
+  }
+
   isInsecure(domain: string): boolean {
     return this.insecure.has(domain);
   }
 
   // ---- ExternalRoute ------------------------------------------------------------------------
 
-  send(stanza: Element, _from: JID, to: JID, origin: Session | undefined): void {
+  send(stanza: Element, from: JID, to: JID, origin: Session | undefined): void {
     if (this.stopping) throw new StanzaError('remote-server-not-found', 'The server is shutting down');
-    const domain = to.domain;
+    // Virtual hosts: a stanza goes out on a stream authenticated as its sender's hosted domain
+    // (hosted services such as conference.<primary> go out as the primary domain, as before).
+    const local = this.isLocalDomain(from.domain) ? from.domain : this.domain;
+    const domain = outgoingKey(this.domain, local, to.domain);
     const out = this.outgoing.get(domain);
     if (out?.state === 'ready') {
       this.sent.inc({ kind: stanza.name });
@@ -135,28 +176,28 @@ export class S2SManager implements ExternalRoute {
     }
     if (q.length >= this.config.maxQueue) {
       this.refused.inc({ limit: 'queue' });
-      throw new StanzaError('resource-constraint', `Too many stanzas waiting for ${domain}`);
+      throw new StanzaError('resource-constraint', `Too many stanzas waiting for ${to.domain}`);
     }
     q.push({ stanza, origin });
-    if (!out) this.connect(domain);
+    if (!out) this.connect(to.domain, local);
   }
 
-  private connect(domain: string): OutgoingStream {
-    const s = new OutgoingStream(domain, this);
-    this.outgoing.set(domain, s);
+  private connect(domain: string, local: string = this.domain): OutgoingStream {
+    const s = new OutgoingStream(domain, this, local);
+    this.outgoing.set(s.key, s);
     this.log.debug({ domain }, 's2s: connecting');
     void s.start().catch((err: unknown) => this.log.error({ err, domain }, 's2s: connect crashed'));
     return s;
   }
 
   outgoingReady(s: OutgoingStream): void {
-    if (this.outgoing.get(s.domain) !== s) return;
+    if (this.outgoing.get(s.key) !== s) return;
     const ms = Date.now() - s.startedAt;
     this.connects.inc();
     this.connectMs.inc(undefined, ms);
     this.log.info({ domain: s.domain, ms }, 's2s: outgoing stream ready');
-    const q = this.queues.get(s.domain) ?? [];
-    this.queues.delete(s.domain);
+    const q = this.queues.get(s.key) ?? [];
+    this.queues.delete(s.key);
     for (const item of q) {
       this.sent.inc({ kind: item.stanza.name });
       s.send(item.stanza);
@@ -165,11 +206,11 @@ export class S2SManager implements ExternalRoute {
 
   /** `err` set: the stream never became ready, so everything queued bounces with it. */
   outgoingClosed(s: OutgoingStream, err: StanzaError | undefined, reason: string): void {
-    if (this.outgoing.get(s.domain) === s) this.outgoing.delete(s.domain);
+    if (this.outgoing.get(s.key) === s) this.outgoing.delete(s.key);
     this.log.info({ domain: s.domain, reason, failed: err !== undefined }, 's2s: outgoing stream closed');
-    const q = this.queues.get(s.domain);
+    const q = this.queues.get(s.key);
     if (!q) return;
-    this.queues.delete(s.domain);
+    this.queues.delete(s.key);
     const e = err ?? new StanzaError('remote-server-not-found', `The stream to ${s.domain} closed`);
     for (const item of q) {
       this.bounced.inc({ condition: e.condition });
@@ -221,8 +262,8 @@ export class S2SManager implements ExternalRoute {
   }
 
   /** XEP-0220 §2.3: ask the authoritative server of `originating` over our outgoing stream to it. */
-  verifyDialback(originating: string, streamId: string, key: string): Promise<VerifyVerdict> {
-    const out = this.outgoing.get(originating) ?? this.connect(originating);
+  verifyDialback(originating: string, streamId: string, key: string, local: string = this.domain): Promise<VerifyVerdict> {
+    const out = this.outgoing.get(outgoingKey(this.domain, local, originating)) ?? this.connect(originating, local);
     return out.verify(streamId, key);
   }
 
@@ -246,3 +287,4 @@ export class S2SManager implements ExternalRoute {
     for (const s of [...this.incoming]) s.fail('system-shutdown', 'The server is shutting down');
   }
 }
+

@@ -20,6 +20,7 @@ import { NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SERVER } from './ns.js';
 import { outgoingStep } from './policy.js';
 import { resolveTargets, type Target } from './resolve.js';
 import type { S2SManager } from './manager.js';
+import { outgoingKey } from './policy.js';
 
 export type VerifyVerdict = 'valid' | 'invalid' | 'error';
 
@@ -41,7 +42,14 @@ export class OutgoingStream implements ConnSink {
   constructor(
     readonly domain: string,
     private readonly m: S2SManager,
+    /** The hosted domain this stream speaks for (virtual hosts); the primary domain by default. */
+    readonly local: string = m.domain,
   ) {}
+
+  /** The manager's key of this stream (src/s2s/manager.ts outgoingKey). */
+  get key(): string {
+    return outgoingKey(this.m.domain, this.local, this.domain);
+  }
 
   /** A method, not a narrowed field read: the state changes across awaits. */
   get isClosed(): boolean {
@@ -84,7 +92,7 @@ export class OutgoingStream implements ConnSink {
         resolve(undefined);
       };
       if (t.directTls) {
-        const s = tls.connect({ host: t.host, port: t.port, servername: this.domain, secureContext: this.m.clientTlsContext, rejectUnauthorized: false, ALPNProtocols: ['xmpp-server'] });
+        const s = tls.connect({ host: t.host, port: t.port, servername: this.domain, secureContext: this.m.contextFor(this.local, 'client'), rejectUnauthorized: false, ALPNProtocols: ['xmpp-server'] });
         s.once('secureConnect', () => {
           s.removeListener('error', onErr);
           this.tlsReady = true;
@@ -103,7 +111,7 @@ export class OutgoingStream implements ConnSink {
   }
 
   private openStream(): void {
-    this.conn?.sendHeader({ from: this.m.domain, to: this.domain, version: '1.0' });
+    this.conn?.sendHeader({ from: this.local, to: this.domain, version: '1.0' });
   }
 
   // ---- ConnSink ---------------------------------------------------------------------------
@@ -178,9 +186,9 @@ export class OutgoingStream implements ConnSink {
       case 'starttls':
         return conn.send(x('starttls', NS.TLS));
       case 'external':
-        return conn.send(x('auth', NS.SASL, { mechanism: 'EXTERNAL' }, [Buffer.from(this.m.domain).toString('base64')]));
+        return conn.send(x('auth', NS.SASL, { mechanism: 'EXTERNAL' }, [Buffer.from(this.local).toString('base64')]));
       case 'dialback':
-        return conn.send(x('result', NS_DIALBACK, { from: this.m.domain, to: this.domain }, [dialbackKey(this.m.secret, this.domain, this.m.domain, this.streamId)]));
+        return conn.send(x('result', NS_DIALBACK, { from: this.local, to: this.domain }, [dialbackKey(this.m.secret, this.domain, this.local, this.streamId)]));
       case 'fail':
         this.m.authFailures.inc({ method: 'out', reason: step.reason });
         return this.failWith(new StanzaError('remote-server-not-found', `Cannot authenticate with ${this.domain} (${step.reason})`), step.reason, 'policy-violation');
@@ -191,7 +199,7 @@ export class OutgoingStream implements ConnSink {
     const conn = this.conn;
     if (!conn) return;
     try {
-      await conn.startTlsClient(this.domain, this.m.clientTlsContext);
+      await conn.startTlsClient(this.domain, this.m.contextFor(this.local, 'client'));
     } catch (err) {
       this.m.log.info({ domain: this.domain, err: (err as Error).message }, 's2s: outgoing TLS handshake failed');
       return this.failWith(new StanzaError('remote-server-not-found', `TLS with ${this.domain} failed`), 'tls-failed');
@@ -208,7 +216,7 @@ export class OutgoingStream implements ConnSink {
   }
 
   private dialbackResult(el: Element): void {
-    if (el.attrs.from?.toLowerCase() !== this.domain || el.attrs.to?.toLowerCase() !== this.m.domain) return;
+    if (el.attrs.from?.toLowerCase() !== this.domain || el.attrs.to?.toLowerCase() !== this.local) return;
     if (el.attrs.type === 'valid') {
       this.m.authOut.inc({ method: 'dialback' });
       this.authed = true;
@@ -235,7 +243,7 @@ export class OutgoingStream implements ConnSink {
       const prev = this.pendingVerify.get(k);
       if (prev) prev('error');
       this.pendingVerify.set(k, resolve);
-      this.verifyQueue.push(x('verify', NS_DIALBACK, { from: this.m.domain, to: this.domain, id: streamId }, [key]));
+      this.verifyQueue.push(x('verify', NS_DIALBACK, { from: this.local, to: this.domain, id: streamId }, [key]));
       this.flushVerifies();
     });
   }

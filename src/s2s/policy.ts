@@ -112,3 +112,12 @@ export function checkIncomingStanza(authenticated: ReadonlySet<string>, fromDoma
   if (toDomain !== localDomain) return { ok: false, condition: 'host-unknown', reason: 'not-our-domain' };
   return { ok: true };
 }
+
+/**
+ * The outgoing stream (and queue) key of a (hosted domain, remote domain) pair: the remote domain
+ * alone for the primary domain, as before virtual hosts; both names for another hosted domain,
+ * whose stream authenticates as that domain (pure).
+ */
+export function outgoingKey(primary: string, local: string, remote: string): string {
+  return local === primary ? remote : `${local} ${remote}`;
+}

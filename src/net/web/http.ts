@@ -392,7 +392,8 @@ export class WebFront {
       // as cert/key, not only as a SecureContext, so that clients that send no SNI
       // (an IP address in the URL) get the certificate too.
       const cert = await ensureCertificate(this.server.config);
-      const srv = https.createServer({ ...tlsOptions(cert.cert, cert.key), ALPNProtocols: ['http/1.1'] });
+      const sni = this.server.hosts.size > 1 ? { SNICallback: this.server.vhostCerts.sniCallback } : {};
+      const srv = https.createServer({ ...tlsOptions(cert.cert, cert.key), ALPNProtocols: ['http/1.1'], ...sni });
       srv.on('tlsClientError', (err) => this.server.log.debug({ err: err.message }, 'HTTPS client error'));
       this.server.tlsServers.push(srv);
       this.configure(srv, 'https');
