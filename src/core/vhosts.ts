@@ -12,8 +12,13 @@
  */
 import { JID } from '../jid/jid.js';
 
-/** The account key of `local` on `domain` (pure; table-tested). */
+/**
+ * The account key of `local` on `domain` (pure; table-tested). Given a key already (it contains
+ * '@', which no localpart does), it returns it unchanged: SASL mechanisms report the username of
+ * the account record they found, which is the key.
+ */
 export function accountKey(primary: string, local: string, domain: string): string {
+  if (local.includes('@')) return local;
   return domain === primary ? local : `${local}@${domain}`;
 }
 
