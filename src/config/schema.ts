@@ -158,7 +158,6 @@ const s2s: Fields<Config['s2s']> = {
 
 const root: Fields<Config> = {
   domain: { kind: 'string', prepare: prepareServedDomain },
-  domains: { kind: 'domains' },
   dataDir: path,
   log: { kind: 'section', fields: { level: { kind: 'enum', values: LOG_LEVELS } } satisfies Fields<Config['log']> },
   c2s: { kind: 'section', fields: c2s },
@@ -183,6 +182,7 @@ const root: Fields<Config> = {
     kind: 'section',
     fields: { socket: { kind: 'string', allowEmpty: true }, users: { kind: 'stringList' } } satisfies Fields<Config['admin']>,
   },
+  domains: { kind: 'domains' },
 };
 
 export const configSchema: Rule = { kind: 'section', fields: root };
