@@ -35,12 +35,12 @@ Commands:
                                 account's (bare JID) on the running server
   announce MESSAGE              send MESSAGE to every online session
   check-config                  validate the configuration and exit
-  cert [show]                   show the TLS certificate
-  cert generate [--force]       generate a self-signed certificate
+  cert [show] [DOMAIN]          show the TLS certificate (of every hosted domain)
+  cert generate [DOMAIN] [--force]  generate a self-signed certificate
   storage migrate SRC DST       copy all data between SQLite and PostgreSQL
                                 (a SQLite file, a postgres:// URL, or "config";
                                 resumable, verified; see docs/storage.md)
-  cert check [--days N]         warn (exit 1) when the certificate expires within
+  cert check [DOMAIN] [--days N]  warn (exit 1) when the certificate expires within
                                 N days (default 14), expired, or misses the domain
   import FILE|DIR               import XEP-0227 data (Prosody, ejabberd exports)
   export DIR                    export every account as XEP-0227 files

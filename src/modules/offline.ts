@@ -153,7 +153,7 @@ export const offlineModule: VeronaModule = {
           api.log.error({ err: String(err), user }, 'unreadable offline message dropped');
           continue;
         }
-        el.children.push(x('delay', NS.DELAY, { from: api.domain, stamp: stampOf(m.stamp) }, ['Offline storage']));
+        el.children.push(x('delay', NS.DELAY, { from: s.jid.domain, stamp: stampOf(m.stamp) }, ['Offline storage']));
         s.send(el);
       }
       if (msgs.length > 0) delivered.inc({ how: 'delivered' }, msgs.length);

@@ -64,7 +64,7 @@ export class S2SManager implements ExternalRoute {
   private readonly router: Router;
   private readonly certFor: S2SDeps['certFor'];
   /** Client and server contexts of the other hosted domains (virtual hosts), made on first use. */
-  private readonly domainContexts = new Map<string, tls.SecureContext>();
+  private readonly domainContexts = new Map<string, { cert: string; ctx: tls.SecureContext }>();
   private readonly outgoing = new Map<string, OutgoingStream>();
   private readonly queues = new Map<string, Queued[]>();
   private readonly incoming = new Set<IncomingStream>();
@@ -132,12 +132,12 @@ export class S2SManager implements ExternalRoute {
   contextFor(local: string, side: 'client' | 'server'): tls.SecureContext {
     const pair = local === this.domain ? undefined : this.certFor?.(local);
     if (!pair) return side === 'client' ? this.clientTlsContext : this.serverTlsContext;
+    // Made again when the pair changed: a SIGHUP reload (src/net/vhost-tls.ts) swaps the PEM text.
     const k = `${side} ${local}`;
-    let ctx = this.domainContexts.get(k);
-    if (!ctx) {
-      ctx = tls.createSecureContext({ cert: pair.cert, key: pair.key, ca: this.tls.ca, minVersion: 'TLSv1.2' });
-      this.domainContexts.set(k, ctx);
-    }
+    const have = this.domainContexts.get(k);
+    if (have?.cert === pair.cert) return have.ctx;
+    const ctx = tls.createSecureContext({ cert: pair.cert, key: pair.key, ca: this.tls.ca, minVersion: 'TLSv1.2' });
+    this.domainContexts.set(k, { cert: pair.cert, ctx });
     return ctx;
   }
 
@@ -145,11 +145,6 @@ export class S2SManager implements ExternalRoute {
   readonly sniCallback = (serverName: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void => {
     cb(null, this.contextFor(this.router.hosts.forServerName(serverName), 'server'));
   };
-
-  /** Forget the contexts of the other hosted domains (their certificates were reloaded). */
-  certificatesChanged(): void {
-    this.domainContexts.clear();
-  }
 
   isInsecure(domain: string): boolean {
     return this.insecure.has(domain);

@@ -135,8 +135,9 @@ export class WebFront {
     if (host === undefined) return false;
     const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
     if (isIP(name) !== 0 || name === 'localhost' || name.endsWith('.localhost')) return true;
-    const domain = this.server.domain;
-    return name === domain || name.endsWith(`.${domain}`) || this.hostNames.has(name);
+    // Every hosted domain (virtual hosts) and its subdomains.
+    for (const domain of this.server.hosts.list()) if (name === domain || name.endsWith(`.${domain}`)) return true;
+    return this.hostNames.has(name);
   }
 
   /**
