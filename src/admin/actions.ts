@@ -94,7 +94,7 @@ export class AdminActions {
       if (!input.includes('@')) return prepareLocal(input);
       const jid = parseJID(input);
       if (jid.local === '' || jid.resource !== '') throw new AdminError('bad-request', `expected a bare JID, not "${input}"`);
-      if (!this.server.hosts.has(jid.domain)) throw new AdminError('bad-request', `${jid.bareString()}: this server does not host ${jid.domain} (hosted: ${this.server.hosts.list().join(', ')})`);
+      if (!this.server.hosts.has(jid.domain)) throw new AdminError('bad-request', `${jid.bareString()} is not on this server's domain (${this.server.hosts.list().join(', ')})`);
       return this.server.hosts.keyOf(jid);
     } catch (err) {
       if (err instanceof JIDError) throw new AdminError('bad-request', `invalid JID "${input}": ${err.message}`);

@@ -31,7 +31,7 @@ export function accountName(input: string, config: Config): string {
     if (jid.local === '') throw usageError(`"${input}" has no user part`);
     const hosts = hostsOf(config);
     if (!hosts.has(jid.domain)) {
-      throw usageError(`${jid.bareString()}: this server does not host ${jid.domain} (hosted: ${hosts.list().join(', ')})`);
+      throw usageError(`${jid.bareString()} is not on this server's domain (${hosts.list().join(', ')})`);
     }
     return hosts.keyOf(jid);
   } catch (err) {

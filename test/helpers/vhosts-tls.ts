@@ -9,6 +9,7 @@ import tls from 'node:tls';
 
 export interface PeerCert {
   subjectCN: string;
+  issuerCN: string;
   altNames: string;
   /** The certificate is valid for `name` by RFC 6125 host name rules. */
   covers(name: string): boolean;
@@ -17,6 +18,7 @@ export interface PeerCert {
 function describe(cert: tls.PeerCertificate): PeerCert {
   return {
     subjectCN: String(cert.subject?.CN ?? ''),
+    issuerCN: String(cert.issuer?.CN ?? ''),
     altNames: cert.subjectaltname ?? '',
     covers: (name) => tls.checkServerIdentity(name, cert) === undefined,
   };

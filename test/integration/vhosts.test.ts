@@ -13,7 +13,9 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Element } from '@xmpp/xml';
-import { metric, startFedServer, type FedServer } from '../helpers/s2s-servers.js';
+import { copyFileSync } from 'node:fs';
+import path from 'node:path';
+import { makeCA, metric, startFedServer, type FedServer } from '../helpers/s2s-servers.js';
 import { connectRaw, connectClient } from '../helpers/client.js';
 import { certForSni, certForStartTls } from '../helpers/vhosts-tls.js';
 import { device, copyWithBody, mamQuery, shapeOf, NS_SID, innerMessage, type Dev } from './mr2-helpers.js';
@@ -208,13 +210,42 @@ describe('virtual hosts: a.localhost and b.localhost in one server', () => {
     assert.ok((await metric(C, 'verona_s2s_auth_in_total')) >= 2);
   });
 
+  it('SIGHUP reloads the certificate of every hosted domain', async () => {
+    const ca = makeCA();
+    try {
+      const leaf = ca.leaf('b.localhost');
+      const tlsPort = V.ports['c2s-tls'] as number;
+      assert.notEqual((await certForSni(tlsPort, 'b.localhost')).issuerCN, 'Verona s2s test CA');
+      const dir = path.join(V.dataDir, 'tls', 'b.localhost');
+      copyFileSync(leaf.key, path.join(dir, 'key.pem'));
+      copyFileSync(leaf.cert, path.join(dir, 'cert.pem'));
+      V.proc.kill('SIGHUP');
+      // Wait for the reload to take effect (no fixed sleep: poll until the new issuer shows).
+      const deadline = Date.now() + 60000;
+      let now = await certForSni(tlsPort, 'b.localhost');
+      while (now.issuerCN !== 'Verona s2s test CA' && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 200));
+        now = await certForSni(tlsPort, 'b.localhost');
+      }
+      assert.equal(now.issuerCN, 'Verona s2s test CA');
+      assert.ok(now.covers('b.localhost'));
+      assert.ok((await certForStartTls(V.ports.c2s as number, 'b.localhost')).issuerCN === 'Verona s2s test CA');
+      // The primary's certificate is untouched.
+      assert.notEqual((await certForSni(tlsPort, 'a.localhost')).issuerCN, 'Verona s2s test CA');
+      const check = await V.cli(['cert', 'check', 'b.localhost']);
+      assert.match(check.stdout, /ok: .* covers b\.localhost/);
+    } finally {
+      ca.cleanup();
+    }
+  });
+
   it('CLI: the domain comes from the JID; an unknown domain is a clear error', async () => {
     await V.cli(['adduser', 'mercutio@b.localhost', '--password', PW]);
     const m = await dev(V, 'mercutio', 'b.localhost', PW, 'cli', 'mr2');
     assert.equal(m.jid, 'mercutio@b.localhost/cli');
     await assert.rejects(connectClient({ port: V.ports.c2s as number, user: 'mercutio', password: PW, domain: 'a.localhost' }), /not-authorized/);
     await assert.rejects(V.cli(['adduser', 'tybalt@z.localhost', '--password', PW]), (err: Error & { stderr?: string }) => {
-      assert.match(String(err.stderr), /does not host z\.localhost/);
+      assert.match(String(err.stderr), /tybalt@z\.localhost is not on this server's domain \(a\.localhost, b\.localhost\)/);
       return true;
     });
     const sessions = await V.cli(['sessions', 'mercutio@b.localhost']);
