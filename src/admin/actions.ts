@@ -94,8 +94,8 @@ export class AdminActions {
       if (!input.includes('@')) return prepareLocal(input);
       const jid = parseJID(input);
       if (jid.local === '' || jid.resource !== '') throw new AdminError('bad-request', `expected a bare JID, not "${input}"`);
-      if (jid.domain !== this.server.domain) throw new AdminError('bad-request', `${jid.bareString()} is not on this server's domain (${this.server.domain})`);
-      return jid.local;
+      if (!this.server.hosts.has(jid.domain)) throw new AdminError('bad-request', `${jid.bareString()} is not on this server's domain (${this.server.hosts.list().join(', ')})`);
+      return this.server.hosts.keyOf(jid);
     } catch (err) {
       if (err instanceof JIDError) throw new AdminError('bad-request', `invalid JID "${input}": ${err.message}`);
       throw err;
@@ -103,7 +103,7 @@ export class AdminActions {
   }
 
   private async mustExist(username: string): Promise<void> {
-    if (!(await this.server.storage.accounts.exists(username))) throw new AdminError('item-not-found', `no account ${username}@${this.server.domain}`);
+    if (!(await this.server.storage.accounts.exists(username))) throw new AdminError('item-not-found', `no account ${this.server.hosts.bareOf(username)}`);
   }
 
   /** Every bound session (optionally of one account), oldest first. */
@@ -128,8 +128,8 @@ export class AdminActions {
     let resource = '';
     try {
       const j = parseJID(jid.includes('@') ? jid : `${jid}@${this.server.domain}`);
-      if (j.domain !== this.server.domain || j.local === '') throw new AdminError('bad-request', `${jid} is not an account of ${this.server.domain}`);
-      username = j.local;
+      if (!this.server.hosts.isAccount(j)) throw new AdminError('bad-request', `${jid} is not an account of ${this.server.hosts.list().join(', ')}`);
+      username = this.server.hosts.keyOf(j);
       resource = j.resource;
     } catch (err) {
       if (err instanceof JIDError) throw new AdminError('bad-request', `invalid JID "${jid}": ${err.message}`);
@@ -165,17 +165,17 @@ export class AdminActions {
   async addUser(user: string, password: string): Promise<string> {
     const username = this.username(user);
     this.checkPassword(password);
-    if (await this.server.storage.accounts.exists(username)) throw new AdminError('conflict', `account ${username}@${this.server.domain} already exists`);
+    if (await this.server.storage.accounts.exists(username)) throw new AdminError('conflict', `account ${this.server.hosts.bareOf(username)} already exists`);
     const scram = await deriveAllScram(password, this.server.config.auth.scramIterations);
     try {
       await this.server.storage.accounts.create({ username, createdAt: Date.now(), scram });
     } catch (err) {
-      if (err instanceof AccountExistsError) throw new AdminError('conflict', `account ${username}@${this.server.domain} already exists`);
+      if (err instanceof AccountExistsError) throw new AdminError('conflict', `account ${this.server.hosts.bareOf(username)} already exists`);
       throw err;
     }
     this.count('adduser');
     this.server.log.info({ user: username }, 'admin: account created');
-    return `${username}@${this.server.domain}`;
+    return this.server.hosts.bareOf(username);
   }
 
   /**
@@ -194,7 +194,7 @@ export class AdminActions {
     } else {
       scram = secret.scram;
     }
-    if (!(await this.server.storage.accounts.setCredentials(username, scram))) throw new AdminError('item-not-found', `no account ${username}@${this.server.domain}`);
+    if (!(await this.server.storage.accounts.setCredentials(username, scram))) throw new AdminError('item-not-found', `no account ${this.server.hosts.bareOf(username)}`);
     const ended = this.endAll(this.server.sessions.byUser(username), 'password-changed', 'not-authorized', 'The password was changed');
     this.count('passwd');
     this.server.log.info({ user: username, ended: ended.length }, 'admin: password changed');

@@ -23,6 +23,7 @@ import { x, type Element } from '../xml/element.js';
 import { NS } from '../core/namespaces.js';
 import type { ModuleApi, VeronaModule } from '../core/module.js';
 import type { C2SStreamApi } from '../core/stream-api.js';
+import { domainCredentials, domainFastTokens } from './vhost-auth.js';
 import type { ServerContext } from '../core/context.js';
 import type { SaslMechanism, SaslStep } from '../sasl/contract.js';
 import { createMechanism, plusMechanisms } from '../sasl/mechanisms.js';
@@ -176,15 +177,15 @@ class Sasl2 {
         const countAttr = el.getChild('fast', NS_FAST)?.attrs.count;
         const count = countAttr !== undefined && /^\d{1,15}$/.test(countAttr) ? Number(countAttr) : undefined;
         mech = new HtServer(name as HtMechanism, {
-          tokens: this.tokens,
-          lookup: this.server.credentials,
+          tokens: domainFastTokens(this.tokens, this.server.hosts, s.localDomain),
+          lookup: domainCredentials(this.server.credentials, this.server.hosts, s.localDomain),
           agent,
           cbData: type === undefined ? Buffer.alloc(0) : s.channelBinding(type),
           count,
         });
       } else if (this.mechanisms(s).includes(name)) {
-        mech = createMechanism(name, this.server.credentials, {
-          domain: this.api.domain,
+        mech = createMechanism(name, domainCredentials(this.server.credentials, this.server.hosts, s.localDomain), {
+          domain: s.localDomain,
           secret: this.server.secret,
           fakeIterations: this.api.config.auth.scramIterations,
           channelBinding: (t) => s.channelBinding(t),
@@ -214,12 +215,14 @@ class Sasl2 {
         if (!s.open) return;
         if (r.kind === 'challenge') return void s.write(x('challenge', NS_SASL2, {}, [b64(r.data)]));
         if (r.kind === 'failure') {
-          this.server.throttle.recordFailure(s.remoteAddress, attempt.mech.claimedUser);
+          const claimed = attempt.mech.claimedUser;
+          this.server.throttle.recordFailure(s.remoteAddress, claimed === undefined ? undefined : this.server.hosts.keyFor(claimed, s.localDomain));
           this.m.auths.inc({ mechanism: attempt.mech.name, outcome: r.condition });
           this.api.log.info({ addr: s.remoteAddress, condition: r.condition, mechanism: attempt.mech.name }, 'authentication failed');
           return this.failure(s, r.condition, r.text);
         }
-        return this.success(s, attempt, r.username, r.data);
+        // The account key of the stream's domain (virtual hosts, src/core/vhosts.ts).
+        return this.success(s, attempt, this.server.hosts.keyFor(r.username, s.localDomain), r.data);
       })
       .catch((err: unknown) => {
         attempt.busy = false;
@@ -234,7 +237,7 @@ class Sasl2 {
     s.data.delete(DATA);
     const success = x('success', NS_SASL2);
     if (data && data.length > 0) success.append(x('additional-data', NS_SASL2, {}, [data.toString('base64')]));
-    const aid = x('authorization-identifier', NS_SASL2, {}, [`${username}@${this.api.domain}`]);
+    const aid = x('authorization-identifier', NS_SASL2, {}, [this.server.hosts.bareOf(username)]);
     success.append(aid);
     this.m.auths.inc({ mechanism: a.mech.name, outcome: 'success' });
 
@@ -251,7 +254,7 @@ class Sasl2 {
       const resumed = await sm.resumeInline(s, resume, (r) => {
         if (r.name === 'resumed') {
           // Inside <success/>, written before the queued stanzas SM resends right after.
-          aid.children = [s.session ? s.session.jid.toString() : `${username}@${this.api.domain}`];
+          aid.children = [s.session ? s.session.jid.toString() : this.server.hosts.bareOf(username)];
           success.append(r);
           s.write(success);
         } else failed = r;

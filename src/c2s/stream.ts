@@ -12,6 +12,7 @@ import { StanzaError, errorReply, streamError, type StreamErrorCondition } from 
 import type { Transport, TransportSink } from './transport.js';
 import { Session, type SessionStream } from '../core/session.js';
 import type { C2SStreamApi } from '../core/stream-api.js';
+import { domainCredentials } from './vhost-auth.js';
 import type { ServerContext } from '../core/context.js';
 import type { SaslMechanism, SaslStep } from '../sasl/contract.js';
 import { createMechanism } from '../sasl/mechanisms.js';
@@ -41,7 +42,10 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
   private state: State = 'wait-header';
   private headerSent = false;
   authenticated = false;
+  /** Account key (src/core/vhosts.ts) after SASL success: the localpart on the primary domain, user@domain on another. */
   username: string | undefined;
+  /** The hosted domain this stream serves (its header's 'to'; the primary domain when absent). */
+  localDomain: string;
   session: Session | undefined;
   readonly data = new Map<string, unknown>();
   private mechanism: SaslMechanism | undefined;
@@ -65,6 +69,7 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
   constructor(transport: Transport, ctx: ServerContext) {
     this.transport = transport;
     this.ctx = ctx;
+    this.localDomain = ctx.domain;
     ctx.streams.add(this);
     this.transport.setMaxStanzaSize(ctx.config.c2s.maxStanzaSizePreAuth);
     // A plain connection that could start TLS gets the short pre-TLS limit (keeps
@@ -109,6 +114,11 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
   onStreamStart(attrs: Record<string, string>, ns: string, name: string): void {
     if (this.state !== 'wait-header') return this.fail('bad-format', 'Unexpected stream header');
     this.id = newStreamId();
+    // Virtual hosts: the header's 'to' picks the domain (answered in our header's 'from'); it is
+    // fixed once authenticated, since the account key was made for it.
+    const toDomain = attrs.to?.toLowerCase().replace(/\.$/, '');
+    const hostUnknown = toDomain !== undefined && (!this.ctx.hosts.has(toDomain) || (this.authenticated && toDomain !== this.localDomain));
+    if (toDomain !== undefined && !hostUnknown) this.localDomain = toDomain;
     const ws = this.transport.kind === 'websocket';
     const expectedNs = ws ? NS.FRAMING : NS.STREAM;
     const expectedName = ws ? 'open' : 'stream';
@@ -117,8 +127,7 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
     if (!ws && attrs.xmlns !== NS.CLIENT) return this.fail('invalid-namespace', 'The default namespace must be jabber:client');
     const version = attrs.version;
     if (version === undefined || !/^1\.\d+$/.test(version)) return this.fail('unsupported-version', 'Only XMPP version 1.0 is supported');
-    const to = attrs.to;
-    if (to !== undefined && to.toLowerCase().replace(/\.$/, '') !== this.ctx.domain) return this.fail('host-unknown', `This server does not serve ${to}`);
+    if (hostUnknown) return this.fail('host-unknown', `This server does not serve ${attrs.to ?? ''}`);
     this.state = 'open';
     this.sendFeatures();
   }
@@ -188,7 +197,7 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
   private sendHeader(clientAttrs: Record<string, string>): void {
     if (this.headerSent) return;
     this.headerSent = true;
-    const attrs: Record<string, string> = { from: this.ctx.domain, id: this.id || newStreamId(), version: '1.0', 'xml:lang': 'en' };
+    const attrs: Record<string, string> = { from: this.localDomain, id: this.id || newStreamId(), version: '1.0', 'xml:lang': 'en' };
     if (clientAttrs.from !== undefined && this.authenticated) attrs.to = clientAttrs.from;
     this.transport.sendHeader(attrs);
   }
@@ -313,7 +322,7 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
       if (!this.ctx.throttle.allowed(this.remoteAddress)) {
         return this.saslFailure('temporary-auth-failure', 'Too many failed attempts; try again later', false);
       }
-      const mech = createMechanism(name, this.ctx.credentials, { domain: this.ctx.domain, secret: this.ctx.secret, fakeIterations: this.ctx.config.auth.scramIterations });
+      const mech = createMechanism(name, domainCredentials(this.ctx.credentials, this.ctx.hosts, this.localDomain), { domain: this.localDomain, secret: this.ctx.secret, fakeIterations: this.ctx.config.auth.scramIterations });
       if (!mech) return this.saslFailure('invalid-mechanism', undefined, false);
       this.mechanism = mech;
       const data = el.text().trim();
@@ -349,9 +358,11 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
       this.transport.send(x('challenge', NS.SASL, {}, [r.data.length ? r.data.toString('base64') : '=']));
       return;
     }
-    const claimed = this.mechanism?.claimedUser;
+    const claimedLocal = this.mechanism?.claimedUser;
+    const claimed = claimedLocal === undefined ? undefined : this.ctx.hosts.keyFor(claimedLocal, this.localDomain);
     this.mechanism = undefined;
     if (r.kind === 'failure') return this.saslFailure(r.condition, r.text, true, claimed);
+    r = { ...r, username: this.ctx.hosts.keyFor(r.username, this.localDomain) };
     // Per-account throttle: an account under attack refuses even a correct password for the window.
     if (!this.ctx.throttle.allowed(this.remoteAddress, r.username)) {
       return this.saslFailure('temporary-auth-failure', 'Too many failed attempts; try again later', false);
@@ -428,7 +439,7 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
     } catch (err) {
       throw new StanzaError(err instanceof JIDError ? 'bad-request' : 'internal-server-error', 'Invalid resource');
     }
-    const jid = new JID(username, this.ctx.domain, resource);
+    const jid = new JID(this.ctx.hosts.localOf(username), this.localDomain, resource);
     const existing = this.ctx.sessions.byFullJid(username, resource);
     const allowed = sessionsAllowed(this.ctx.sessions.byUser(username).length, this.ctx.config.limits.sessionsPerAccount, existing !== undefined);
     if (!allowed.ok) {
@@ -440,7 +451,7 @@ export class C2SStream implements TransportSink, SessionStream, C2SStreamApi {
       this.ctx.endSession(existing, 'replaced');
       existing.stream.closeWith('conflict', 'Replaced by a new connection with the same resource');
     }
-    const session = new Session(jid, this);
+    const session = new Session(jid, this, username);
     this.session = session;
     // Pre-bind state collected by modules (e.g. MR2 enabled before bind) moves to the session.
     this.ctx.sessions.add(session);

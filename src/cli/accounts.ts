@@ -8,22 +8,32 @@ import { deriveAllScram } from '../sasl/credentials.js';
 import { openStorage } from '../storage/index.js';
 import { AccountExistsError, type AccountRecord } from '../storage/types.js';
 import type { Config } from '../config/types.js';
+import { HostedDomains } from '../core/vhosts.js';
 import { runtimeError, usageError } from './errors.js';
 import { obtainPassword } from './prompt.js';
 import { viaServer } from './admin.js';
 import { encodeScram } from '../admin/protocol.js';
 
-/** `user` or `user@domain` -> prepared username; the domain must be the served one. */
+/** The hosted domains of a configuration (virtual hosts). */
+export function hostsOf(config: Config): HostedDomains {
+  return new HostedDomains(config.domain, Object.keys(config.domains));
+}
+
+/**
+ * `user` (the primary domain) or `user@domain` (any hosted domain) -> the account key
+ * (src/core/vhosts.ts); an unknown domain is a usage error naming the hosted ones.
+ */
 export function accountName(input: string, config: Config): string {
   if (input.includes('/')) throw usageError(`give a bare JID without a resource, not "${input}"`);
   try {
     if (!input.includes('@')) return prepareLocal(input);
     const jid = parseJID(input);
     if (jid.local === '') throw usageError(`"${input}" has no user part`);
-    if (jid.domain !== config.domain) {
-      throw usageError(`${jid.bareString()} is not on this server's domain (${config.domain})`);
+    const hosts = hostsOf(config);
+    if (!hosts.has(jid.domain)) {
+      throw usageError(`${jid.bareString()} is not on this server's domain (${hosts.list().join(', ')})`);
     }
-    return jid.local;
+    return hosts.keyOf(jid);
   } catch (err) {
     if (err instanceof JIDError) throw usageError(`invalid JID "${input}": ${err.message}`);
     throw err;
@@ -41,7 +51,7 @@ async function derive(password: string, config: Config): Promise<AccountRecord['
 
 export async function addUser(config: Config, jidArg: string, password: string | undefined): Promise<string> {
   const username = accountName(jidArg, config);
-  const jid = `${username}@${config.domain}`;
+  const jid = hostsOf(config).bareOf(username);
   const storage = await openStorage(config);
   try {
     // Checked before asking for the password so that nobody types one for nothing.
@@ -62,7 +72,7 @@ export async function addUser(config: Config, jidArg: string, password: string |
 
 export async function changePassword(config: Config, jidArg: string, password: string | undefined): Promise<string> {
   const username = accountName(jidArg, config);
-  const jid = `${username}@${config.domain}`;
+  const jid = hostsOf(config).bareOf(username);
   const storage = await openStorage(config);
   try {
     if (!(await storage.accounts.exists(username))) throw runtimeError(`no account ${jid}`);
@@ -80,7 +90,7 @@ export async function changePassword(config: Config, jidArg: string, password: s
 
 export async function deleteUser(config: Config, jidArg: string): Promise<string> {
   const username = accountName(jidArg, config);
-  const jid = `${username}@${config.domain}`;
+  const jid = hostsOf(config).bareOf(username);
   // A running server tells the contacts, ends the sessions, then deletes every trace.
   const r = await viaServer(config, { action: 'deluser', user: username });
   if (r !== undefined) return `deleted account ${jid} and all its data (ended ${sessions((r.result as string[]).length)})`;

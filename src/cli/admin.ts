@@ -11,7 +11,7 @@ import type { SessionInfo } from '../admin/actions.js';
 import { DISABLED_KEY, DISABLED_STORE } from '../admin/actions.js';
 import { openStorage } from '../storage/index.js';
 import { CliError, runtimeError, usageError } from './errors.js';
-import { accountName } from './accounts.js';
+import { accountName, hostsOf } from './accounts.js';
 
 export function socketPath(config: Config): string | undefined {
   return config.admin.socket === '' ? undefined : resolve(config.dataDir, config.admin.socket);
@@ -71,7 +71,7 @@ export async function announce(config: Config, body: string): Promise<string> {
 /** `verona disable JID` / `verona enable JID`: through the server when it runs (it ends the sessions), else in the database. */
 export async function setDisabled(config: Config, jidArg: string, disable: boolean): Promise<string> {
   const username = accountName(jidArg, config);
-  const jid = `${username}@${config.domain}`;
+  const jid = hostsOf(config).bareOf(username);
   const r = await viaServer(config, { action: disable ? 'disable' : 'enable', user: username });
   if (r !== undefined) {
     const ended = disable ? (r.result as string[]).length : 0;

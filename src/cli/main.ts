@@ -6,6 +6,8 @@
  * one line; results to stdout. `start` prints `READY {"c2s":5222,...}` on
  * stdout once every listener is up (tests and supervisors wait for it).
  */
+import { domainConfig } from '../net/vhost-tls.js';
+import { certDomains } from './cert.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { checkConfig, ConfigError, loadConfig, type CliOverrides } from '../config/load.js';
@@ -34,12 +36,12 @@ Commands:
                                 account's (bare JID) on the running server
   announce MESSAGE              send MESSAGE to every online session
   check-config                  validate the configuration and exit
-  cert [show]                   show the TLS certificate
-  cert generate [--force]       generate a self-signed certificate
+  cert [show] [DOMAIN]          show the TLS certificate (of every hosted domain)
+  cert generate [DOMAIN] [--force]  generate a self-signed certificate
   storage migrate SRC DST       copy all data between SQLite and PostgreSQL
                                 (a SQLite file, a postgres:// URL, or "config";
                                 resumable, verified; see docs/storage.md)
-  cert check [--days N]         warn (exit 1) when the certificate expires within
+  cert check [DOMAIN] [--days N]  warn (exit 1) when the certificate expires within
                                 N days (default 14), expired, or misses the domain
   import FILE|DIR [--ejabberd-mam DB]
                                 import XEP-0227 data (Prosody, ejabberd exports);
@@ -277,16 +279,26 @@ export async function main(argv: string[], io: Output = stdio): Promise<number> 
       case 'cert': {
         const sub = args[0] ?? 'show';
         if (sub !== 'show' && sub !== 'generate' && sub !== 'check') throw usageError(`unknown cert action "${sub}" (use "show", "check" or "generate")`);
-        expectArgs(`cert ${sub}`, args.slice(1), 0);
+        if (args.length > 2) throw usageError(`unexpected argument "${args[2]}" for cert ${sub}`);
+        // Virtual hosts: one domain (DOMAIN argument), else every hosted domain (generate: the primary).
+        const cfg = load(sub === 'show');
+        const domains = certDomains(cfg, args[1], sub === 'generate');
         if (sub === 'check') {
           const days = values.days === undefined ? 14 : Number(values.days);
           if (!Number.isInteger(days) || days < 0) throw usageError(`--days needs a whole number of days, got "${values.days}"`);
-          const r = checkCertificate(load(false), days);
-          (r.ok ? io.out : io.err)(r.line);
-          return r.ok ? 0 : 1;
+          let ok = true;
+          for (const d of domains) {
+            const r = checkCertificate(domainConfig(cfg, d), days);
+            ok &&= r.ok;
+            (r.ok ? io.out : io.err)(domains.length > 1 ? `${d}: ${r.line}` : r.line);
+          }
+          return ok ? 0 : 1;
         }
-        const lines = sub === 'show' ? showCertificate(load()) : await newCertificate(load(false), values.force === true);
-        for (const l of lines) io.out(l);
+        for (const d of domains) {
+          if (domains.length > 1) io.out(`== ${d}`);
+          const lines = sub === 'show' ? showCertificate(domainConfig(cfg, d)) : await newCertificate(domainConfig(cfg, d), values.force === true);
+          for (const l of lines) io.out(l);
+        }
         return 0;
       }
       case 'storage':

@@ -11,6 +11,7 @@ import { openStorage } from '../storage/index.js';
 import { runtimeError } from './errors.js';
 import { pepOptions } from '../modules/pep/index.js';
 import { EjabberdArchive } from '../portable/ejabberd-mam.js';
+import { hostsOf } from './accounts.js';
 
 export async function runImport(config: Config, target: string, ejabberdMam?: string): Promise<string[]> {
   if (!existsSync(target)) throw runtimeError(`${target} not found`);
@@ -30,7 +31,7 @@ export async function runImport(config: Config, target: string, ejabberdMam?: st
       pepMaxItems: pep.maxItems,
       pepDefaultMaxItems: pep.defaultMaxItems,
       ejabberdMam: mam,
-    });
+    }, hostsOf(config));
     const lines = [
       `imported ${r.accounts} accounts, ${r.rosterItems} roster items, ${r.vcards} vCards, ${r.privateFragments} private XML fragments, ${r.archived} archived messages`,
       `imported ${r.pepNodes} PEP nodes with ${r.pepItems} items, ${r.offline} offline messages, ${r.blocked} blocked JIDs`,
@@ -52,7 +53,7 @@ export async function runImport(config: Config, target: string, ejabberdMam?: st
 export async function runExport(config: Config, dir: string): Promise<string[]> {
   const storage = await openStorage(config);
   try {
-    const r = await exportPortable(storage, config.domain, dir);
+    const r = await exportPortable(storage, config.domain, dir, hostsOf(config));
     return [
       `exported ${r.accounts} accounts, ${r.rosterItems} roster items, ${r.archived} archived messages to ${dir} (one XEP-0227 file per account; they hold credentials: keep them private)`,
       `exported ${r.pepNodes} PEP nodes, ${r.offline} offline messages, ${r.blocked} blocked JIDs`,

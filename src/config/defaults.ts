@@ -8,6 +8,7 @@ import type { Config } from './types.js';
 export function defaultConfig(): Config {
   return {
     domain: 'localhost',
+    domains: {},
     dataDir: './data',
     log: { level: 'info' },
     c2s: {

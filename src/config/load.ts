@@ -201,6 +201,9 @@ function build(opts: LoadOptions, collect: ConfigError[] | undefined): Config {
   config.dataDir = resolve(base, config.dataDir);
   config.tls.cert = resolve(config.dataDir, config.tls.cert);
   config.tls.key = resolve(config.dataDir, config.tls.key);
+  // The primary domain may be listed among `domains:` too; it keeps the top-level settings.
+  delete config.domains[config.domain];
+  for (const d of Object.values(config.domains)) d.tls = { cert: resolve(config.dataDir, d.tls.cert), key: resolve(config.dataDir, d.tls.key) };
   if (config.storage.sqlite.path !== ':memory:') {
     config.storage.sqlite.path = resolve(config.dataDir, config.storage.sqlite.path);
   }

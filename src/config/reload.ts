@@ -71,6 +71,9 @@ export interface Reloadable {
   secureContext: tls.SecureContext | undefined;
   /** Listeners that terminate TLS themselves (direct TLS, HTTPS): they get the new context for new connections. */
   readonly tlsServers: tls.Server[];
+  /** Virtual hosts: every hosted domain's certificate, read again too (src/net/vhost-tls.ts). */
+  readonly vhostCerts?: { load(config: Config): Promise<Map<string, { path: { cert: string }; warnings: string[] }>> };
+  readonly hosts?: { readonly size: number };
 }
 
 export interface ReloadResult {
@@ -101,5 +104,8 @@ export async function reloadServer(server: Reloadable, next: Config): Promise<Re
   const cert = await ensureCertificate(server.config);
   applyCertificate(server, cert);
   for (const w of cert.warnings ?? []) server.log.warn({ cert: cert.path.cert }, w);
+  if (server.vhostCerts && (server.hosts?.size ?? 1) > 1) {
+    for (const [d, f] of await server.vhostCerts.load(server.config)) for (const w of f.warnings) server.log.warn({ domain: d, cert: f.path.cert }, w);
+  }
   return { applied: apply, needRestart: restart, certificate: cert.path.cert };
 }

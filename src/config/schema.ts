@@ -10,7 +10,7 @@
  */
 import { isIP } from 'node:net';
 import { prepareDomain } from '../jid/jid.js';
-import type { Config } from './types.js';
+import type { Config, DomainSettings } from './types.js';
 
 export type Rule =
   | { kind: 'int'; min: number; max: number; hint?: string }
@@ -24,7 +24,9 @@ export type Rule =
   /** Free-form mapping of module name -> mapping of options (checked by each module). */
   | { kind: 'moduleOptions' }
   /** Mapping of string -> non-empty string (s2s.hosts); `prepare` checks each value. */
-  | { kind: 'stringMap'; prepare?: (v: string) => string };
+  | { kind: 'stringMap'; prepare?: (v: string) => string }
+  /** `domains:` (virtual hosts): a list of domains, or a mapping domain -> per-domain settings (validateDomains). */
+  | { kind: 'domains' };
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const MECHANISMS = ['SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN'] as const;
@@ -204,6 +206,7 @@ const root: Fields<Config> = {
       nodeTimeout: seconds(2, 600),
     } satisfies Fields<Config['cluster']>,
   },
+  domains: { kind: 'domains' },
 };
 
 export const configSchema: Rule = { kind: 'section', fields: root };
@@ -381,6 +384,8 @@ export function validate(rule: Rule, raw: unknown, def: unknown, path: string[],
       }
       return out;
     }
+    case 'domains':
+      return validateDomains(raw, path, fail, recover);
     case 'stringMap': {
       if (!isMapping(raw)) return fail(path, `expected a mapping of names to strings, got ${describeValue(raw)}`);
       const out: Record<string, string> = {};
@@ -395,4 +400,50 @@ export function validate(rule: Rule, raw: unknown, def: unknown, path: string[],
       return out;
     }
   }
+}
+
+const DOMAIN_KEYS = ['tls', 'register'] as const;
+
+/**
+ * `domains:` is either a list (`[a.example, b.example]`, every domain with default settings) or a
+ * mapping `domain: {tls: {cert, key}, register: bool}` (an empty value = defaults). Domains are
+ * prepared like `domain:`; default certificate paths are tls/<domain>/cert.pem and key.pem
+ * (resolved against dataDir by load.ts). The primary `domain:` may be listed too: load.ts drops it.
+ */
+function validateDomains(raw: unknown, path: string[], fail: Fail, recover: boolean): Record<string, DomainSettings> {
+  const entries: Array<[string, unknown, string]> = [];
+  if (Array.isArray(raw)) raw.forEach((d: unknown, i) => entries.push([typeof d === 'string' ? d : '', d, String(i)]));
+  else if (isMapping(raw)) for (const [k, v] of Object.entries(raw)) entries.push([k, v, k]);
+  else return fail(path, `expected a list of domains or a mapping of domain to settings (${DOMAIN_KEYS.join(', ')}), got ${describeValue(raw)}`);
+  const out: Record<string, DomainSettings> = {};
+  for (const [name, value, at] of entries) {
+    attempt(
+      recover,
+      () => {
+        if (Array.isArray(raw) && (typeof value !== 'string' || value === '')) fail([...path, at], `expected a domain name, got ${describeValue(value)}`);
+        let d: string;
+        try {
+          d = prepareServedDomain(name);
+        } catch (err) {
+          return fail([...path, at], (err as Error).message);
+        }
+        if (Object.hasOwn(out, d)) fail([...path, at], `${d} is listed twice`);
+        const settings: DomainSettings = { tls: { cert: `tls/${d}/cert.pem`, key: `tls/${d}/key.pem` } };
+        if (value !== null && value !== undefined && !Array.isArray(raw)) {
+          if (!isMapping(value)) fail([...path, at], `expected a mapping of ${quoteList(DOMAIN_KEYS)}, got ${describeValue(value)}`);
+          const v = value as Record<string, unknown>;
+          for (const k of Object.keys(v)) {
+            if (!(DOMAIN_KEYS as readonly string[]).includes(k)) fail([...path, at, k], `unknown key (known keys: ${DOMAIN_KEYS.join(', ')})`);
+          }
+          if (v.tls !== undefined && v.tls !== null) {
+            settings.tls = validate({ kind: 'section', fields: { cert: { kind: 'string' }, key: { kind: 'string' } } }, v.tls, settings.tls, [...path, at, 'tls'], fail) as DomainSettings['tls'];
+          }
+          if (v.register !== undefined && v.register !== null) settings.register = validate({ kind: 'bool' }, v.register, undefined, [...path, at, 'register'], fail) as boolean;
+        }
+        out[d] = settings;
+      },
+      () => undefined,
+    );
+  }
+  return out;
 }

@@ -4,8 +4,10 @@
  * Every option is documented in docs/configuration.md.
  */
 export interface Config {
-  /** The XMPP domain served (one virtual host). */
+  /** The primary XMPP domain served (accounts stored under their bare username; docs/virtual-hosts.md). */
   domain: string;
+  /** More hosted domains (virtual hosts), each with its own settings (docs/virtual-hosts.md). */
+  domains: Record<string, DomainSettings>;
   dataDir: string;
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
   c2s: {
@@ -125,4 +127,12 @@ export interface Config {
     heartbeat: number; // seconds between heartbeats
     nodeTimeout: number; // seconds without a heartbeat before a node counts as dead
   };
+}
+
+/** Settings of one hosted domain other than the primary (`domains:` map; docs/virtual-hosts.md). */
+export interface DomainSettings {
+  /** Its certificate and key (paths resolved against dataDir; default tls/<domain>/cert.pem, key.pem), generated like tls.* when missing and tls.generate is on. */
+  tls: { cert: string; key: string };
+  /** In-band registration (XEP-0077) of new accounts on this domain; undefined = moduleOptions.register.enabled. */
+  register?: boolean;
 }

@@ -1,4 +1,5 @@
 /** What the c2s layer and transports need from the running server. */
+import type { HostedDomains } from './vhosts.js';
 import type { Config } from '../config/types.js';
 import type { Storage } from '../storage/types.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -15,6 +16,8 @@ import type { C2SStream } from '../c2s/stream.js';
 export interface ServerContext {
   readonly config: Config;
   readonly domain: string;
+  /** Every hosted domain (virtual hosts, src/core/vhosts.ts); `domain` is the primary. */
+  readonly hosts: HostedDomains;
   readonly log: Logger;
   readonly hooks: Hooks<HookEvents>;
   readonly router: Router;

@@ -8,6 +8,7 @@
  * is delivered (so both join the same archive group commit), but delivery
  * of N+1 waits for delivery of N (Session.inboundTail).
  */
+import { HostedDomains } from './vhosts.js';
 import { JID, tryParseJID } from '../jid/jid.js';
 import { Element, x } from '../xml/element.js';
 import { StanzaError, errorReply } from './errors.js';
@@ -67,6 +68,8 @@ export class Router {
   userExists: UserExists = async () => false;
   /** Routes for domains served by something other than local accounts (exact domain match). */
   private readonly routes = new Map<string, ExternalRoute>();
+  /** The hosted domains (virtual hosts, src/core/vhosts.ts); the server sets it from the config. */
+  hosts: HostedDomains;
   /** Where every other non-local domain goes (the s2s manager); unset: remote-server-not-found. */
   remoteRoute: ExternalRoute | undefined;
 
@@ -78,6 +81,7 @@ export class Router {
     metrics: Metrics,
   ) {
     this.domainJid = new JID('', domain);
+    this.hosts = new HostedDomains(domain);
     this.routed = metrics.counter('verona_copies_delivered_total', 'Message copies delivered to sessions, by decision reason');
   }
 
@@ -88,12 +92,12 @@ export class Router {
   }
 
   isLocal(jid: JID): boolean {
-    return jid.domain === this.domain;
+    return this.hosts.has(jid.domain);
   }
 
   /** Serve `domain` with `route` (a hosted service, a component). Throws when the domain is taken. */
   addRoute(domain: string, route: ExternalRoute): void {
-    if (domain === this.domain || this.routes.has(domain)) throw new Error(`domain ${domain} is already routed`);
+    if (this.hosts.has(domain) || this.routes.has(domain)) throw new Error(`domain ${domain} is already routed`);
     this.routes.set(domain, route);
   }
 
@@ -215,7 +219,7 @@ export class Router {
   private prepareMessage(e: StanzaEvent): boolean {
     try {
       if (e.origin && this.hooks.fire('message/out', e, true)) return false;
-      if (e.to.domain !== this.domain) {
+      if (!this.hosts.has(e.to.domain)) {
         // Another domain (a remote server, a hosted service). A local user's message is a chat
         // like a local one on the sender's side (protocol.md): 'message/out' queued the sender's
         // archive row (MAM), and deliverMessage hands it to the route after the commit, then forks
@@ -257,8 +261,8 @@ export class Router {
     const handledResources = new Set<string>();
 
     // Recipient side first, so a message to one's own account never also yields a 'sent' copy.
-    if (e.to.domain === this.domain && e.to.local !== '') {
-      const sessions = this.registry.byUser(e.to.local).filter((s) => !s.closed && !e.skipResources?.has(s.resource));
+    if (this.hosts.isAccount(e.to)) {
+      const sessions = this.registry.byUser(this.hosts.keyOf(e.to)).filter((s) => !s.closed && !e.skipResources?.has(s.resource));
       // A message to one's own bare JID is not echoed to the sending resource (it gets a
       // 'sent' fork if anything); one addressed to the sender's own full JID is delivered.
       const view = recipientIsSender && e.to.isBare() ? sessions.filter((s) => s !== e.origin) : sessions;
@@ -280,9 +284,9 @@ export class Router {
     }
     // To another domain (only local senders get here, see prepareMessage): out it goes now that the
     // sender's copy is archived; a failure bounces to the sender, the archived copy stays.
-    const external = e.to.domain !== this.domain ? this.routeExternal(e.stanza, e.from, e.to, e.origin) : undefined;
+    const external = !this.hosts.has(e.to.domain) ? this.routeExternal(e.stanza, e.from, e.to, e.origin) : undefined;
     if (e.origin) {
-      const senders = this.registry.byUser(e.from.local).filter((s) => !s.closed);
+      const senders = this.registry.byUser(this.hosts.keyOf(e.from)).filter((s) => !s.closed);
       for (const del of decideOutgoing({ type, fromResource: e.from.resource, carbonsEligible: eligible }, senders, recipientIsSender ? handledResources : undefined)) {
         const s = senders.find((v) => v.resource === del.resource);
         if (s) this.deliverCopy(e, s, 'sent', e.senderArchiveId, e.from.bare.toString(), del.reason);
@@ -317,7 +321,7 @@ export class Router {
   }
 
   private async offlineOrBounce(e: StanzaEvent): Promise<void> {
-    if (!(await this.userExists(e.to.local))) {
+    if (!(await this.userExists(this.hosts.keyOf(e.to)))) {
       this.bounce(e.stanza, new StanzaError('service-unavailable'), e.origin);
       return;
     }
@@ -342,7 +346,7 @@ export class Router {
     try {
       if (e.origin && this.hooks.fire('presence/out', e, true)) return;
       if (broadcast) return; // presence without 'to' only matters to the presence module
-      if (e.to.domain !== this.domain) {
+      if (!this.hosts.has(e.to.domain)) {
         this.routeExternal(e.stanza, e.from, e.to, e.origin);
         return;
       }
@@ -350,11 +354,11 @@ export class Router {
       if (this.hooks.fire('presence/in', e, true)) return;
       // Default (no presence module): deliver to the full JID, or to every available resource.
       if (!e.to.isBare()) {
-        const s = this.registry.byFullJid(e.to.local, e.to.resource);
+        const s = this.registry.byFullJid(this.hosts.keyOf(e.to), e.to.resource);
         if (s && !s.closed) s.send(e.stanza);
         return;
       }
-      for (const s of this.registry.byUser(e.to.local)) if (s.available && !s.closed) s.send(e.stanza);
+      for (const s of this.registry.byUser(this.hosts.keyOf(e.to))) if (s.available && !s.closed) s.send(e.stanza);
     } catch (err) {
       if (!(err instanceof StanzaError)) this.log.error({ err }, 'presence hook failed');
       else if (e.stanza.attrs.type !== 'error') this.bounce(e.stanza, err, e.origin);
@@ -369,7 +373,7 @@ export class Router {
     if (to !== undefined && to.local !== '' && this.hooks.fire('iq/in', { stanza, from, to, origin, waits: [] })) return;
     if (type === 'result' || type === 'error') {
       // Replies addressed to the server (or to the account on its behalf) resolve server-originated requests.
-      if (to === undefined || to.domain === this.domain && (to.local === '' || to.isBare())) {
+      if (to === undefined || this.hosts.has(to.domain) && (to.local === '' || to.isBare())) {
         const key = `${from.toString()}#${stanza.attrs.id}`;
         const p = this.pendingIq.get(key) ?? this.pendingIq.get(`${from.bare.toString()}#${stanza.attrs.id}`);
         if (p) {
@@ -380,7 +384,7 @@ export class Router {
         }
         if (to === undefined || to.local === '' ) return;
       }
-      if (to && to.domain !== this.domain) this.routeExternal(stanza, from, to, origin);
+      if (to && !this.hosts.has(to.domain)) this.routeExternal(stanza, from, to, origin);
       else if (to && !to.isBare()) this.toFullJid(stanza, to, origin);
       return;
     }
@@ -394,7 +398,7 @@ export class Router {
       return;
     }
     const payload = payloads[0] as Element;
-    if (to && to.domain !== this.domain) {
+    if (to && !this.hosts.has(to.domain)) {
       this.routeExternal(stanza, from, to, origin);
       return;
     }
@@ -403,7 +407,7 @@ export class Router {
       return;
     }
     const target = to ?? from.bare;
-    const self = to === undefined || (origin !== undefined && target.local === from.local && target.local !== '');
+    const self = to === undefined || (origin !== undefined && target.local === from.local && target.domain === from.domain && target.local !== '');
     let handler: IqHandler | undefined;
     if (target.local === '') handler = this.iqHandlers.get(`server:${type}:${payload.xmlns}`);
     else {
@@ -435,7 +439,7 @@ export class Router {
   }
 
   private toFullJid(stanza: Element, to: JID, origin: Session | undefined): void {
-    const s = to.domain === this.domain ? this.registry.byFullJid(to.local, to.resource) : undefined;
+    const s = this.hosts.has(to.domain) ? this.registry.byFullJid(this.hosts.keyOf(to), to.resource) : undefined;
     if (s && !s.closed) {
       s.send(stanza);
       return;

@@ -21,6 +21,8 @@ import type { HookEvents } from './events.js';
 import { createLogger, type Logger } from './logger.js';
 import { LocalSessionRegistry, type SessionRegistry } from './registry.js';
 import { Router } from './router.js';
+import { HostedDomains } from './vhosts.js';
+import { VhostCertificates } from '../net/vhost-tls.js';
 import type { Session } from './session.js';
 import type { ServerContext } from './context.js';
 import type { DiscoRegistry, ModuleApi, VeronaModule } from './module.js';
@@ -43,6 +45,10 @@ export interface ListenerHandle {
 export class Server implements ServerContext {
   readonly config: Config;
   readonly domain: string;
+  /** Every hosted domain (virtual hosts): `domain` plus `domains:` (src/core/vhosts.ts). */
+  readonly hosts: HostedDomains;
+  /** Each hosted domain's certificate, chosen by SNI on every TLS listener (src/net/vhost-tls.ts). */
+  readonly vhostCerts: VhostCertificates;
   readonly log: Logger;
   readonly hooks: Hooks<HookEvents>;
   readonly router: Router;
@@ -85,6 +91,9 @@ export class Server implements ServerContext {
     this.sessions = config.cluster.redis !== '' ? new ClusterRegistry(this.domain) : new LocalSessionRegistry();
     this.hooks = new Hooks<HookEvents>((name, owner, err) => this.log.error({ err, hook: name, module: owner }, 'hook handler failed'));
     this.router = new Router(this.domain, this.hooks, this.sessions, this.log, this.metrics);
+    this.hosts = new HostedDomains(config.domain, Object.keys(config.domains ?? {}));
+    this.router.hosts = this.hosts;
+    this.vhostCerts = new VhostCertificates(this.hosts);
     this.router.userExists = (u) => this.storage.accounts.exists(u);
     const a = config.auth;
     this.throttle = new AuthThrottle({ perAddress: a.failuresPerAddress, perAccount: a.failuresPerAccount, windowMs: a.failureWindow * 1000 });
@@ -183,6 +192,7 @@ export class Server implements ServerContext {
     const t = new TcpTransport(socket, {
       secure,
       secureContext: this.secureContext,
+      ...(this.hosts.size > 1 ? { sniCallback: this.vhostCerts.sniCallback } : {}),
       limits: { maxStanzaSize: c.maxStanzaSizePreAuth, maxDepth: c.maxDepth, maxAttributes: c.maxAttributes },
       log: this.log,
       readRate: l.readRate > 0 ? { rate: l.readRate, burst: Math.max(l.readBurst, c.maxStanzaSize), onThrottle: () => this.readThrottled.inc() } : undefined,
@@ -241,7 +251,8 @@ export class Server implements ServerContext {
       // plain sockets in TLS ourselves (so that handshakes too wait for a login slot) lost a
       // client's first bytes now and then (foundation test, 1 run in 3): the handshake is the
       // tls.Server's, and the admission gate applies from the established TLS connection on.
-      const srv = tls.createServer({ ...tlsOptions(this.tlsCredentials.cert, this.tlsCredentials.key), ALPNProtocols: ['xmpp-client'] }, (s) => {
+      const sni = this.hosts.size > 1 ? { SNICallback: this.vhostCerts.sniCallback } : {};
+      const srv = tls.createServer({ ...tlsOptions(this.tlsCredentials.cert, this.tlsCredentials.key), ALPNProtocols: ['xmpp-client'], ...sni }, (s) => {
         s.pause();
         this.admitTcp(s, true);
       });
@@ -337,6 +348,13 @@ export async function startServer(config: Config, log?: Logger): Promise<Server>
   for (const w of cert.warnings ?? []) server.log.warn({ cert: cert.path.cert }, w);
   server.tlsCredentials = { cert: cert.cert, key: cert.key };
   server.secureContext = tls.createSecureContext(tlsOptions(cert.cert, cert.key));
+  if (server.hosts.size > 1) {
+    for (const [d, f] of await server.vhostCerts.load(config)) {
+      if (d === config.domain) continue;
+      if (f.generated) server.log.info({ domain: d, cert: f.path.cert }, 'generated a self-signed certificate');
+      for (const w of f.warnings) server.log.warn({ domain: d, cert: f.path.cert }, w);
+    }
+  }
   server.admin = new AdminActions(server);
   await server.admin.load();
   server.services.set('admin', server.admin);

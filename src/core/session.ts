@@ -69,9 +69,10 @@ export class Session implements SessionView {
   /** Serialises inbound processing: delivery of stanza N+1 waits for stanza N. */
   inboundTail: Promise<void> = Promise.resolve();
 
-  constructor(jid: JID, stream: SessionStream) {
+  /** `username` is the account key (src/core/vhosts.ts): the localpart on the primary domain, user@domain on another hosted domain. */
+  constructor(jid: JID, stream: SessionStream, username: string = jid.local) {
     this.jid = jid;
-    this.username = jid.local;
+    this.username = username;
     this.stream = stream;
   }
 

@@ -8,8 +8,10 @@ export interface C2SStreamApi {
   readonly transportKind: string;
   readonly secure: boolean;
   readonly authenticated: boolean;
-  /** Prepared localpart after SASL success. */
+  /** Account key after SASL success (src/core/vhosts.ts): the prepared localpart on the primary domain, user@domain on another hosted domain. */
   readonly username: string | undefined;
+  /** The hosted domain the stream serves (virtual hosts). */
+  readonly localDomain: string;
   readonly session: Session | undefined;
   /** Module state for the pre-bind phase (e.g. MR2 enabled before bind), keyed by module name. */
   readonly data: Map<string, unknown>;

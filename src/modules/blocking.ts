@@ -133,7 +133,7 @@ export class Blocking implements BlockingService {
   // ---- decisions used by the hooks -----------------------------------------------------------
 
   private isAccount(j: JID): boolean {
-    return j.local !== '' && j.domain === this.api.domain;
+    return this.api.router.hosts.isAccount(j);
   }
 
   private sameAccount(a: JID, b: JID): boolean {
@@ -142,12 +142,12 @@ export class Blocking implements BlockingService {
 
   /** `to` is an account here that blocks `from`. */
   inboundBlocked(from: JID, to: JID): boolean {
-    return this.isAccount(to) && !this.sameAccount(from, to) && this.blocks(to.local, from);
+    return this.isAccount(to) && !this.sameAccount(from, to) && this.blocks(this.api.router.hosts.keyOf(to), from);
   }
 
   /** `from` is an account here that blocks `to`. */
   outboundBlocked(from: JID, to: JID): boolean {
-    return this.isAccount(from) && !this.sameAccount(from, to) && this.blocks(from.local, to);
+    return this.isAccount(from) && !this.sameAccount(from, to) && this.blocks(this.api.router.hosts.keyOf(from), to);
   }
 
   onMessageOut(e: StanzaEvent): boolean | void {
@@ -341,7 +341,7 @@ export class Blocking implements BlockingService {
       }
       // And the user's resources stop showing the contact as online.
       for (const c of await this.seenContacts(user, item)) {
-        for (const cs of this.api.sessions.byUser(c.local)) {
+        for (const cs of this.api.sessions.byUser(this.api.router.hosts.keyOf(c))) {
           if (!cs.available || cs.closed || !isBlocked(one, cs.jid)) continue;
           for (const s of sessions) {
             if (!s.closed) s.send(x('presence', NS.CLIENT, { type: 'unavailable', from: cs.jid.toString(), to: s.jid.toString() }));

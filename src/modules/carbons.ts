@@ -28,7 +28,7 @@ export const carbonsModule: VeronaModule = {
     const set = (on: boolean) => (ctx: IqContext) => {
       // Only the session itself may switch its own carbons (XEP-0280 §4: IQ without 'to', or to the own bare JID).
       if (!ctx.origin || (!ctx.self && ctx.to.local !== '')) throw new StanzaError('forbidden');
-      if (ctx.to.local === '' && ctx.to.domain !== api.domain) throw new StanzaError('forbidden');
+      if (ctx.to.local === '' && !api.router.hosts.has(ctx.to.domain)) throw new StanzaError('forbidden');
       ctx.origin.carbons = on;
       toggles.inc({ action: on ? 'enable' : 'disable', mr2: String(ctx.origin.mr2) });
       return undefined;

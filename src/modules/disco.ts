@@ -71,17 +71,17 @@ export const discoModule: VeronaModule = {
     });
     api.iq('account', 'get', NS.DISCO_INFO, async (ctx) => {
       if (ctx.payload.attrs.node !== undefined) throw new StanzaError('item-not-found');
-      if (!(await api.storage.accounts.exists(ctx.to.local))) throw new StanzaError('service-unavailable');
+      if (!(await api.storage.accounts.exists(api.router.hosts.keyOf(ctx.to)))) throw new StanzaError('service-unavailable');
       if (!ctx.self) {
         const auth = api.service<PresenceAuth>('presence-auth');
-        if (auth && !(await auth.canSeePresence(ctx.to.local, ctx.from))) throw new StanzaError('service-unavailable');
+        if (auth && !(await auth.canSeePresence(api.router.hosts.keyOf(ctx.to), ctx.from))) throw new StanzaError('service-unavailable');
       }
       return info(reg.identities.account, reg.features.account, reg.extensions.account);
     });
     api.iq('account', 'get', NS.DISCO_ITEMS, async (ctx) => {
-      if (!(await api.storage.accounts.exists(ctx.to.local))) throw new StanzaError('service-unavailable');
+      if (!(await api.storage.accounts.exists(api.router.hosts.keyOf(ctx.to)))) throw new StanzaError('service-unavailable');
       const items = api.service<(owner: string, asker: JID, node?: string) => Promise<Element[]>>('account-items');
-      return x('query', NS.DISCO_ITEMS, { node: ctx.payload.attrs.node }, items ? await items(ctx.to.local, ctx.from, ctx.payload.attrs.node) : []);
+      return x('query', NS.DISCO_ITEMS, { node: ctx.payload.attrs.node }, items ? await items(api.router.hosts.keyOf(ctx.to), ctx.from, ctx.payload.attrs.node) : []);
     });
   },
 };

@@ -22,6 +22,7 @@ import { createHmac } from 'node:crypto';
 import { x, type Element } from '../xml/element.js';
 import { StanzaError } from '../core/errors.js';
 import type { VeronaModule } from '../core/module.js';
+import type { JID } from '../jid/jid.js';
 
 export const NS_EXTDISCO = 'urn:xmpp:extdisco:2';
 
@@ -117,9 +118,9 @@ export const extdiscoModule: VeronaModule = {
     if (services.length === 0) return; // nothing configured: not advertised
     api.discoFeature(NS_EXTDISCO);
     const now = (): number => Date.now() / 1000;
-    const local = (from: { domain: string; local: string }): string => {
-      if (from.domain !== api.domain || from.local === '') throw new StanzaError('forbidden', 'Only accounts of this server get its external services');
-      return from.local;
+    const local = (from: JID): string => {
+      if (!api.router.hosts.isAccount(from)) throw new StanzaError('forbidden', 'Only accounts of this server get its external services');
+      return api.router.hosts.keyOf(from);
     };
 
     api.iq('server', 'get', NS_EXTDISCO, (ctx) => {

@@ -127,7 +127,7 @@ export const offlineModule: VeronaModule = {
       // Stream management hands over copies that were already delivered once: their <stanza-id/> by the
       // account was put there by this server (client-supplied ones are stripped on the way in).
       else archiveId = copy.getChildren('stanza-id', NS.SID).find((c) => c.attrs.by === by)?.attrs.id;
-      void save(e.to.local, copy, archiveId).then((ok) => {
+      void save(api.router.hosts.keyOf(e.to), copy, archiveId).then((ok) => {
         if (ok) return;
         const f = offlineFailure(archiveId !== undefined);
         stored.inc({ result: f.reason });
@@ -153,7 +153,7 @@ export const offlineModule: VeronaModule = {
           api.log.error({ err: String(err), user }, 'unreadable offline message dropped');
           continue;
         }
-        el.children.push(x('delay', NS.DELAY, { from: api.domain, stamp: stampOf(m.stamp) }, ['Offline storage']));
+        el.children.push(x('delay', NS.DELAY, { from: s.jid.domain, stamp: stampOf(m.stamp) }, ['Offline storage']));
         s.send(el);
       }
       if (msgs.length > 0) delivered.inc({ how: 'delivered' }, msgs.length);

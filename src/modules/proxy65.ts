@@ -197,11 +197,11 @@ export const proxy65Module: VeronaModule = {
       features: [NS_BYTESTREAMS],
       iq: {
         [`get ${NS_BYTESTREAMS}`]: (q) => {
-          if (q.from.domain !== api.domain) throw new StanzaError('forbidden', 'The proxy serves accounts of this server only');
+          if (!api.router.hosts.has(q.from.domain)) throw new StanzaError('forbidden', 'The proxy serves accounts of this server only');
           return x('query', NS_BYTESTREAMS, {}, [x('streamhost', NS_BYTESTREAMS, { jid: domain, host, port: String(port) })]);
         },
         [`set ${NS_BYTESTREAMS}`]: (q) => {
-          if (q.from.domain !== api.domain || q.from.local === '') throw new StanzaError('forbidden', 'The proxy serves accounts of this server only');
+          if (!api.router.hosts.isAccount(q.from)) throw new StanzaError('forbidden', 'The proxy serves accounts of this server only');
           const sid = q.payload.attrs.sid;
           const target = tryParseJID(q.payload.getChildText('activate', NS_BYTESTREAMS)?.trim());
           if (sid === undefined || sid === '' || !target) throw new StanzaError('bad-request', 'Activation needs a sid and <activate>target JID</activate>');

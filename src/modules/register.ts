@@ -164,7 +164,10 @@ interface ServerControl {
 
 /** Who asks: an authenticated account (bound session or not), or an anonymous stream. */
 interface Requester {
+  /** Account key (src/core/vhosts.ts) when authenticated. */
   username: string | undefined;
+  /** The hosted domain asked (the stream's): new accounts are made there. */
+  domain: string;
   address: string;
   /** The bound session the request came on, if any. */
   session?: Session;
@@ -200,7 +203,7 @@ export class Registration {
   /** Answer a get: the form for a new account, or the current registration. */
   form(who: Requester): Element {
     if (who.username !== undefined) {
-      return x('query', NS_REGISTER, {}, [x('registered', NS_REGISTER), x('username', NS_REGISTER, {}, [who.username]), x('password', NS_REGISTER)]);
+      return x('query', NS_REGISTER, {}, [x('registered', NS_REGISTER), x('username', NS_REGISTER, {}, [this.api.router.hosts.localOf(who.username)]), x('password', NS_REGISTER)]);
     }
     if (!this.opts.enabled) throw new StanzaError('service-unavailable', 'In-band registration is disabled');
     return x('query', NS_REGISTER, {}, [x('instructions', NS_REGISTER, {}, [this.opts.instructions]), x('username', NS_REGISTER), x('password', NS_REGISTER)]);
@@ -231,8 +234,13 @@ export class Registration {
     return password;
   }
 
+  /** In-band registration on `domain`: its `domains.<d>.register`, else the module's `enabled` (virtual hosts). */
+  enabledOn(domain: string): boolean {
+    return this.api.config.domains[domain]?.register ?? this.opts.enabled;
+  }
+
   private async create(who: Requester, q: Element): Promise<void> {
-    if (!this.opts.enabled) {
+    if (!this.enabledOn(who.domain)) {
       this.count('disabled');
       throw new StanzaError('service-unavailable', 'In-band registration is disabled');
     }
@@ -240,7 +248,7 @@ export class Registration {
     if (rawUser === undefined || rawUser === '') throw new StanzaError('not-acceptable', 'A username is required');
     let username: string;
     try {
-      username = prepareLocal(rawUser);
+      username = this.api.router.hosts.keyFor(prepareLocal(rawUser), who.domain);
     } catch {
       this.count('bad-username');
       throw new StanzaError('not-acceptable', 'The username is not valid');
@@ -277,7 +285,7 @@ export class Registration {
     if (rawUser !== undefined && rawUser !== '') {
       let named: string | undefined;
       try {
-        named = prepareLocal(rawUser);
+        named = this.api.router.hosts.keyFor(prepareLocal(rawUser), this.api.router.hosts.domainOf(username));
       } catch {
         named = undefined;
       }
@@ -293,7 +301,7 @@ export class Registration {
 
   /** Remove an account for an operator (admin socket, XEP-0133): the same order as §3.2, with nobody to answer. */
   removeAccount(username: string): Promise<void> {
-    return this.remove(username, { username, address: 'admin', reply: () => undefined });
+    return this.remove(username, { username, domain: this.api.router.hosts.domainOf(username), address: 'admin', reply: () => undefined });
   }
 
   /**
@@ -320,7 +328,7 @@ export class Registration {
     this.api.service<BlockingService>('blocking')?.forget(username);
     await this.api.service<{ removeUser(u: string): Promise<unknown> }>('upload')?.removeUser(username).catch(() => undefined);
     this.count('removed');
-    this.api.log.info({ user: `${username}@${this.api.domain}` }, 'account removed in-band');
+    this.api.log.info({ user: this.api.router.hosts.bareOf(username) }, 'account removed in-band');
   }
 
   /**
@@ -333,7 +341,7 @@ export class Registration {
   private async goOffline(username: string, sessions: Session[]): Promise<void> {
     const roster = this.api.service<RosterApi>('roster');
     const items = roster ? await roster.items(username) : [];
-    const bare = `${username}@${this.api.domain}`;
+    const bare = this.api.router.hosts.bareOf(username);
     for (const s of sessions) {
       const targets = new Set<string>(s.directedTo);
       if (s.available) for (const i of items) if (i.subscription === 'from' || i.subscription === 'both') targets.add(i.jid);
@@ -364,10 +372,11 @@ export const registerModule: VeronaModule = {
     api.provide('account-removal', reg);
     const tlsFirst = (stream: C2SStreamApi): boolean => api.config.c2s.requireTls && !stream.secure;
 
-    if (opts.enabled || opts.allowPasswordChange || opts.allowRemove) api.discoFeature(NS_REGISTER);
+    const anyEnabled = opts.enabled || api.router.hosts.list().some((d) => reg.enabledOn(d));
+    if (anyEnabled || opts.allowPasswordChange || opts.allowRemove) api.discoFeature(NS_REGISTER);
 
     api.hook('stream/features', (e) => {
-      if (e.stage !== 'pre-auth' || !opts.enabled || tlsFirst(e.stream)) return;
+      if (e.stage !== 'pre-auth' || !reg.enabledOn(e.stream.localDomain) || tlsFirst(e.stream)) return;
       e.features.append(x('register', NS_REGISTER_FEATURE));
     });
 
@@ -386,6 +395,7 @@ export const registerModule: VeronaModule = {
       let replied = false;
       const who: Requester = {
         username: stream.authenticated ? stream.username : undefined,
+        domain: stream.localDomain,
         address: stream.remoteAddress,
         stream,
         reply: () => {
@@ -413,6 +423,7 @@ export const registerModule: VeronaModule = {
     // After binding: the account's own requests (to the server, or without 'to').
     const fromSession = (origin: Session, stanza: Element): Requester => ({
       username: origin.username,
+      domain: origin.jid.domain,
       address: origin.stream.remoteAddress,
       session: origin,
       // The router would answer too, but by then the session has ended and its answer goes nowhere.

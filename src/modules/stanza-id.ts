@@ -22,14 +22,16 @@ import { tryParseJID } from '../jid/jid.js';
  * those, and it adds them after this check). Returns how many. Pure,
  * exported for tests.
  */
-export function stripStanzaIds(msg: Element, domain: string): number {
+export function stripStanzaIds(msg: Element, domain: string | { has(domain: string): boolean }): number {
+  // Every hosted domain is ours (virtual hosts): a HostedDomains, or one domain.
+  const ours = typeof domain === 'string' ? (d: string): boolean => d === domain : (d: string): boolean => domain.has(d);
   let n = 0;
   msg.removeChildren((c) => {
     if (c.name !== 'stanza-id' || c.xmlns !== NS.SID) return false;
     const by = c.attrs.by;
     // A stanza-id without a (valid) `by` claims nothing anyone can check: no client may rely on it, drop it too.
     const j = by === undefined ? undefined : tryParseJID(by);
-    const spoof = j === undefined || (j.domain === domain && j.resource === '');
+    const spoof = j === undefined || (ours(j.domain) && j.resource === '');
     if (spoof) n++;
     return spoof;
   });
@@ -48,7 +50,7 @@ export const stanzaIdModule: VeronaModule = {
     api.hook(
       'message/out',
       (e) => {
-        const n = stripStanzaIds(e.stanza, api.domain);
+        const n = stripStanzaIds(e.stanza, api.router.hosts);
         if (n > 0) stripped.inc({ side: 'sender' }, n);
         return false;
       },
@@ -58,7 +60,7 @@ export const stanzaIdModule: VeronaModule = {
     api.hook(
       'message/in',
       (e) => {
-        const n = stripStanzaIds(e.stanza, api.domain);
+        const n = stripStanzaIds(e.stanza, api.router.hosts);
         if (n > 0) stripped.inc({ side: 'recipient' }, n);
         return false;
       },

@@ -63,7 +63,7 @@ export const vcardModule: VeronaModule = {
 
     api.iq('account', 'get', NS_VCARD, async (ctx) => {
       if (ctx.payload.name !== 'vCard') throw new StanzaError('bad-request', 'Expected <vCard/>');
-      const owner = ctx.to.local;
+      const owner = api.router.hosts.keyOf(ctx.to);
       // RFC 6121 §8.5.1: an IQ to an account that does not exist gets service-unavailable.
       if (!ctx.self && !(await api.storage.accounts.exists(owner))) throw new StanzaError('service-unavailable');
       const stored = await api.storage.kv.get(owner, STORE, KEY);

@@ -22,6 +22,8 @@ import { TickCork } from './cork.js';
 export interface TcpTransportOptions {
   secure: boolean;
   secureContext: tls.SecureContext | undefined;
+  /** Virtual hosts: picks the hosted domain's certificate by SNI (src/net/vhost-tls.ts). */
+  sniCallback?: (serverName: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void;
   limits: ParserLimits;
   log: Logger;
   /** Bytes per second with a burst (limits.readRate/readBurst); reading pauses while over it. */
@@ -189,7 +191,8 @@ export class TcpTransport implements Transport {
       plain.removeAllListeners('close');
       plain.removeAllListeners('end');
       plain.write('', () => {
-        const sec = new tls.TLSSocket(plain, { isServer: true, secureContext: ctx, ALPNProtocols: ['xmpp-client'] });
+        const sni = this.opts.sniCallback;
+        const sec = new tls.TLSSocket(plain, { isServer: true, secureContext: ctx, ALPNProtocols: ['xmpp-client'], ...(sni ? { SNICallback: sni } : {}) });
         this.socket = sec;
         this.secure = true;
         let done = false;

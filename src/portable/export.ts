@@ -12,6 +12,7 @@
  * subscription requests (<presence type='subscribe'/>, as ejabberd writes
  * them). `verona import DIR` reads it back.
  */
+import { HostedDomains } from '../core/vhosts.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseXml } from '../xml/parser.js';
@@ -52,13 +53,15 @@ function clientStanza(xml: string): Element {
   return el;
 }
 
-export async function exportPortable(storage: Storage, domain: string, dir: string): Promise<ExportReport> {
+/** `hosts` (virtual hosts): accounts of other hosted domains go under their own <host/>. */
+export async function exportPortable(storage: Storage, domain: string, dir: string, hosts?: HostedDomains): Promise<ExportReport> {
+  const served = hosts ?? new HostedDomains(domain);
   mkdirSync(dir, { recursive: true });
   const report: ExportReport = { accounts: 0, rosterItems: 0, archived: 0, pepNodes: 0, offline: 0, blocked: 0, files: [] };
   for (const username of (await storage.accounts.list()).sort()) {
     const rec = await storage.accounts.get(username);
     if (rec === undefined) continue;
-    const user = x('user', NS_PIE, { name: username }, [scram('SCRAM-SHA-1', rec.scram['SHA-1']), scram('SCRAM-SHA-256', rec.scram['SHA-256'])]);
+    const user = x('user', NS_PIE, { name: served.localOf(username) }, [scram('SCRAM-SHA-1', rec.scram['SHA-1']), scram('SCRAM-SHA-256', rec.scram['SHA-256'])]);
     if (storage.roster !== undefined) {
       const items = await storage.roster.items(username);
       const query = x('query', 'jabber:iq:roster');
@@ -132,7 +135,7 @@ export async function exportPortable(storage: Storage, domain: string, dir: stri
         user.children.push(
           x('offline-messages', NS_PIE, {}, msgs.map((m) => {
             const el = clientStanza(m.stanza);
-            el.children.push(x('delay', 'urn:xmpp:delay', { from: domain, stamp: stampOf(m.stamp) }, ['Offline storage']));
+            el.children.push(x('delay', 'urn:xmpp:delay', { from: served.domainOf(username), stamp: stampOf(m.stamp) }, ['Offline storage']));
             return el;
           })),
         );
@@ -146,8 +149,8 @@ export async function exportPortable(storage: Storage, domain: string, dir: stri
         report.blocked += blocked.length;
       }
     }
-    const doc = x('server-data', NS_PIE, {}, [x('host', NS_PIE, { jid: domain }, [user])]);
-    const file = path.join(dir, `${username}@${domain}.xml`);
+    const doc = x('server-data', NS_PIE, {}, [x('host', NS_PIE, { jid: served.domainOf(username) }, [user])]);
+    const file = path.join(dir, `${served.bareOf(username)}.xml`);
     writeFileSync(file, `<?xml version='1.0' encoding='UTF-8'?>\n${serialize(doc, '')}\n`, { mode: 0o600 });
     report.files.push(file);
     report.accounts++;

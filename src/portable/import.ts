@@ -28,6 +28,7 @@
  * <host> file per domain: the includes are followed, and a <host> file read
  * directly is the same data (each file is read once).
  */
+import { HostedDomains, accountKey } from '../core/vhosts.js';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -133,9 +134,11 @@ export function undoubleBase64(c: ScramCredential, keyLength: number): ScramCred
   return { ...c, salt, storedKey: stored, serverKey: server };
 }
 
-async function importUser(storage: Storage, domain: string, user: Element, report: ImportReport, iterations: number, limits: ImportLimits): Promise<void> {
-  const username = prepareLocal(user.attrs.name ?? '');
-  const owner = `${username}@${domain}`;
+async function importUser(storage: Storage, domain: string, user: Element, report: ImportReport, iterations: number, limits: ImportLimits, primary: string): Promise<void> {
+  const local = prepareLocal(user.attrs.name ?? '');
+  // The account key of a hosted domain (virtual hosts, src/core/vhosts.ts).
+  const username = accountKey(primary, local, domain);
+  const owner = `${local}@${domain}`;
   if (await storage.accounts.exists(username)) {
     report.skipped.push(`${owner}: account exists already (not touched)`);
     return;
@@ -396,7 +399,7 @@ let usedSeqs = new Set<number>();
 async function importEjabberdArchive(storage: Storage, username: string, owner: string, mam: EjabberdArchive, report: ImportReport): Promise<Map<string, string>> {
   const ids = new Map<string, string>();
   if (storage.archive === undefined) return ids;
-  for (const row of mam.messages(username)) {
+  for (const row of mam.messages(owner.slice(0, owner.indexOf('@')))) {
     let msg: Element;
     try {
       msg = parseXml(row.xml);
@@ -487,17 +490,21 @@ export async function importPortable(
   target: string,
   iterations: number,
   limits: ImportLimits = { pepMaxItems: 256, pepDefaultMaxItems: 1 },
+  /** Virtual hosts: the users of every hosted domain are imported, each into its own accounts. */
+  hosts?: HostedDomains,
 ): Promise<ImportReport> {
+  const served = hosts ?? new HostedDomains(domain);
   const report: ImportReport = { accounts: 0, rosterItems: 0, privateFragments: 0, vcards: 0, archived: 0, pepNodes: 0, pepItems: 0, offline: 0, blocked: 0, skipped: [], sha1Only: [] };
   floorSeq = storage.archive === undefined ? 0 : await storage.archive.highWater();
   usedSeqs = new Set();
   const seen = new Set<string>();
   const host = async (file: string, el: Element): Promise<void> => {
-    if (el.attrs.jid !== domain) {
-      report.skipped.push(`${file}: host ${el.attrs.jid ?? '?'} is not this server's domain (${domain})`);
+    const hostDomain = el.attrs.jid ?? '';
+    if (!served.has(hostDomain)) {
+      report.skipped.push(`${file}: host ${el.attrs.jid ?? '?'} is not a domain of this server (${served.list().join(', ')})`);
       return;
     }
-    for (const user of el.getChildren('user', NS_PIE)) await importUser(storage, domain, user, report, iterations, limits);
+    for (const user of el.getChildren('user', NS_PIE)) await importUser(storage, hostDomain, user, report, iterations, limits, served.primary);
   };
   const readFile = async (file: string): Promise<void> => {
     const abs = path.resolve(file);

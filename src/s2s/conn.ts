@@ -217,11 +217,11 @@ export class S2SConn {
   }
 
   /** Receiving side of STARTTLS (after <proceed/> was written). Asks for the peer's certificate (XEP-0178). */
-  startTlsServer(ctx: tls.SecureContext): Promise<void> {
+  startTlsServer(ctx: tls.SecureContext, sni?: (name: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void): Promise<void> {
     const plain = this.detachPlain();
     return new Promise((resolve, reject) => {
       plain.write('', () => {
-        const sec = new tls.TLSSocket(plain, { isServer: true, secureContext: ctx, requestCert: true, rejectUnauthorized: false, ALPNProtocols: ['xmpp-server'] });
+        const sec = new tls.TLSSocket(plain, { isServer: true, secureContext: ctx, requestCert: true, rejectUnauthorized: false, ALPNProtocols: ['xmpp-server'], ...(sni ? { SNICallback: sni } : {}) });
         this.upgraded(sec, resolve, reject);
       });
     });

@@ -127,7 +127,7 @@ export class IncomingStream implements ConnSink {
     if (this.conn.secure) return this.fail('policy-violation', 'TLS is already on');
     this.conn.send(x('proceed', NS.TLS));
     try {
-      await this.conn.startTlsServer(this.m.serverTlsContext);
+      await this.conn.startTlsServer(this.m.serverTlsContext, this.m.sniCallback);
     } catch (err) {
       this.m.log.info({ err: (err as Error).message, addr: this.conn.remoteAddress }, 's2s: incoming TLS handshake failed');
       this.conn.socket.destroy();

@@ -21,7 +21,7 @@ function listen(srv: net.Server, host: string, port: number): Promise<number> {
 export async function startS2S(server: Server): Promise<S2SManager | undefined> {
   const c = server.config.s2s;
   if (!c.enabled || !server.tlsCredentials) return undefined;
-  const m = new S2SManager({ domain: server.domain, config: server.config, log: server.log, metrics: server.metrics, router: server.router, ...server.tlsCredentials });
+  const m = new S2SManager({ domain: server.domain, config: server.config, log: server.log, metrics: server.metrics, router: server.router, ...server.tlsCredentials, certFor: (d) => server.vhostCerts.pair(d) });
   server.router.remoteRoute = m;
   const servers: net.Server[] = [];
   // Shutdown: the first listener's close also ends every s2s stream (a listener's close waits for
@@ -40,7 +40,7 @@ export async function startS2S(server: Server): Promise<S2SManager | undefined> 
   }
   if (c.tlsPort >= 0) {
     const srv = tls.createServer(
-      { cert: server.tlsCredentials.cert, key: server.tlsCredentials.key, ca: m.tls.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2', ALPNProtocols: ['xmpp-server'] },
+      { cert: server.tlsCredentials.cert, key: server.tlsCredentials.key, ca: m.tls.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2', ALPNProtocols: ['xmpp-server'], SNICallback: m.sniCallback },
       (s) => m.accept(s, true),
     );
     srv.on('tlsClientError', (err) => server.log.debug({ err: err.message }, 's2s TLS client error'));

@@ -34,7 +34,8 @@ import type { ParserLimits } from '../xml/stream-parser.contract.js';
 import { newStreamId } from '../c2s/stream.js';
 import { S2SConn, trusted, type S2STls } from './conn.js';
 import { IncomingStream } from './incoming.js';
-import { OutgoingStream, outgoingKey, type VerifyVerdict } from './outgoing.js';
+import { OutgoingStream, type VerifyVerdict } from './outgoing.js';
+import { outgoingKey } from './policy.js';
 import { ConnectionLimiter } from '../limits/limits.js';
 
 interface Queued {
@@ -50,6 +51,8 @@ export interface S2SDeps {
   router: Router;
   cert: string;
   key: string;
+  /** Virtual hosts: the certificate of another hosted domain (client certificate for EXTERNAL, SNI answer). */
+  certFor?: (domain: string) => { cert: string; key: string } | undefined;
 }
 
 export class S2SManager implements ExternalRoute {
@@ -64,6 +67,9 @@ export class S2SManager implements ExternalRoute {
   readonly secret: string;
   readonly limits: ParserLimits;
   private readonly router: Router;
+  private readonly certFor: S2SDeps['certFor'];
+  /** Client and server contexts of the other hosted domains (virtual hosts), made on first use. */
+  private readonly domainContexts = new Map<string, { cert: string; ctx: tls.SecureContext }>();
   private readonly outgoing = new Map<string, OutgoingStream>();
   private readonly queues = new Map<string, Queued[]>();
   private readonly incoming = new Set<IncomingStream>();
@@ -96,6 +102,7 @@ export class S2SManager implements ExternalRoute {
     this.log = d.log.child({ component: 's2s' });
     this.router = d.router;
     this.perAddress = new ConnectionLimiter(this.config.maxStreamsPerAddress);
+    this.certFor = d.certFor;
     this.insecure = new Set(this.config.insecureDomains.map((s) => s.toLowerCase()));
     const extra = this.config.ca.map((f) => readFileSync(f, 'utf8'));
     this.tls = { cert: d.cert, key: d.key, ca: [...tls.rootCertificates, ...extra] };
@@ -131,15 +138,41 @@ export class S2SManager implements ExternalRoute {
   }
 
   /**
-   * A domain this server answers for on s2s: its own, or one hosted beside it with a route of its
-   * own (components, MUC, upload), so that a peer can reach e.g. a push app server connected as a
-   * component here.
+   * A domain this server answers for on s2s: one of its hosted domains (virtual hosts), or one
+   * hosted beside them with a route of its own (components, MUC, upload), so that a peer can reach
+   * e.g. a push app server connected as a component here.
    */
   serves(domain: string): boolean {
-    if (domain === this.domain) return true;
+    if (domain === this.domain || this.isLocalDomain(domain)) return true;
     const r = this.router.routeFor(domain);
     return r !== undefined && r !== this;
   }
+
+  /** A domain this server hosts (virtual hosts): incoming streams, dialback and stanzas may be addressed to any of them. */
+  isLocalDomain(domain: string): boolean {
+    return this.router.hosts.has(domain);
+  }
+
+  /**
+   * The TLS context of a hosted domain (its certificate; the trusted CAs), as client (EXTERNAL) and
+   * as server (SNI). The primary domain's are the two made at start.
+   */
+  contextFor(local: string, side: 'client' | 'server'): tls.SecureContext {
+    const pair = local === this.domain ? undefined : this.certFor?.(local);
+    if (!pair) return side === 'client' ? this.clientTlsContext : this.serverTlsContext;
+    // Made again when the pair changed: a SIGHUP reload (src/net/vhost-tls.ts) swaps the PEM text.
+    const k = `${side} ${local}`;
+    const have = this.domainContexts.get(k);
+    if (have?.cert === pair.cert) return have.ctx;
+    const ctx = tls.createSecureContext({ cert: pair.cert, key: pair.key, ca: this.tls.ca, minVersion: 'TLSv1.2' });
+    this.domainContexts.set(k, { cert: pair.cert, ctx });
+    return ctx;
+  }
+
+  /** For the s2s TLS listeners: the hosted domain's certificate for the peer's SNI. */
+  readonly sniCallback = (serverName: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void => {
+    cb(null, this.contextFor(this.router.hosts.forServerName(serverName), 'server'));
+  };
 
   isInsecure(domain: string): boolean {
     return this.insecure.has(domain);
@@ -175,7 +208,7 @@ export class S2SManager implements ExternalRoute {
     }
     if (q.length >= this.config.maxQueue) {
       this.refused.inc({ limit: 'queue' });
-      throw new StanzaError('resource-constraint', `Too many stanzas waiting for ${domain}`);
+      throw new StanzaError('resource-constraint', `Too many stanzas waiting for ${to.domain}`);
     }
     q.push({ stanza, origin });
     // A bidirectional stream in its SASL restart takes the queue when it reopens: no second connection.
@@ -294,10 +327,10 @@ export class S2SManager implements ExternalRoute {
     this.router.route(stanza);
   }
 
-  /** XEP-0220 §2.3: ask the authoritative server of `originating` over our outgoing stream to it (for `receiving`, ours or hosted here). */
-  verifyDialback(originating: string, streamId: string, key: string, receiving: string = this.domain): Promise<VerifyVerdict> {
-    const out = this.outgoing.get(originating) ?? this.connect(originating);
-    return out.verify(streamId, key, receiving);
+  /** XEP-0220 §2.3: ask the authoritative server of `originating` over our outgoing stream to it. */
+  verifyDialback(originating: string, streamId: string, key: string, local: string = this.domain): Promise<VerifyVerdict> {
+    const out = this.outgoing.get(outgoingKey(this.domain, local, originating)) ?? this.connect(originating, local);
+    return out.verify(streamId, key);
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -330,3 +363,4 @@ export class S2SManager implements ExternalRoute {
     for (const s of [...this.incoming]) s.fail('system-shutdown', 'The server is shutting down');
   }
 }
+

@@ -26,13 +26,10 @@ import { bidiDecision, checkIncomingStanza, outgoingStep } from './policy.js';
 import { resolveTargets, type Target } from './resolve.js';
 import { tryParseJID } from '../jid/jid.js';
 import type { S2SManager } from './manager.js';
+import { outgoingKey } from './policy.js';
 
 export type VerifyVerdict = 'valid' | 'invalid' | 'error';
 
-/** Outgoing streams of the server's own domain are keyed by the remote domain; those of hosted domains by both. */
-export function outgoingKey(serverDomain: string, local: string, remote: string): string {
-  return local === serverDomain ? remote : `${local} ${remote}`;
-}
 
 const STANZAS = new Set(['message', 'presence', 'iq']);
 
@@ -53,9 +50,6 @@ export class OutgoingStream implements ConnSink {
   /** Why it failed, for the bounces: not-found (DNS, refused, TLS, auth) or timeout. */
   failure: StanzaError | undefined;
 
-  /** The manager's key for this stream: the remote domain, or "local remote" for a hosted local domain. */
-  readonly key: string;
-
   /**
    * @param domain the remote domain
    * @param local the local domain it authenticates as: the server's, or one hosted beside it (a
@@ -65,8 +59,11 @@ export class OutgoingStream implements ConnSink {
     readonly domain: string,
     private readonly m: S2SManager,
     readonly local: string = m.domain,
-  ) {
-    this.key = outgoingKey(m.domain, local, domain);
+  ) {}
+
+  /** The manager's key of this stream (src/s2s/manager.ts outgoingKey). */
+  get key(): string {
+    return outgoingKey(this.m.domain, this.local, this.domain);
   }
 
   /** A method, not a narrowed field read: the state changes across awaits. */
@@ -110,7 +107,7 @@ export class OutgoingStream implements ConnSink {
         resolve(undefined);
       };
       if (t.directTls) {
-        const s = tls.connect({ host: t.host, port: t.port, servername: this.domain, secureContext: this.m.clientTlsContext, rejectUnauthorized: false, ALPNProtocols: ['xmpp-server'] });
+        const s = tls.connect({ host: t.host, port: t.port, servername: this.domain, secureContext: this.m.contextFor(this.local, 'client'), rejectUnauthorized: false, ALPNProtocols: ['xmpp-server'] });
         s.once('secureConnect', () => {
           s.removeListener('error', onErr);
           this.tlsReady = true;
@@ -244,7 +241,7 @@ export class OutgoingStream implements ConnSink {
     const conn = this.conn;
     if (!conn) return;
     try {
-      await conn.startTlsClient(this.domain, this.m.clientTlsContext);
+      await conn.startTlsClient(this.domain, this.m.contextFor(this.local, 'client'));
     } catch (err) {
       this.m.log.info({ domain: this.domain, err: (err as Error).message }, 's2s: outgoing TLS handshake failed');
       return this.failWith(new StanzaError('remote-server-not-found', `TLS with ${this.domain} failed`), 'tls-failed');
@@ -281,14 +278,14 @@ export class OutgoingStream implements ConnSink {
 
   // ---- dialback verification (we are the receiving server asking the authoritative one) ----
 
-  /** Ask `this.domain` whether it made `key` for (`receiving`, one of our domains; it; streamId). */
-  verify(streamId: string, key: string, receiving: string = this.m.domain): Promise<VerifyVerdict> {
+  /** Ask `this.domain` whether it made `key` for (`this.local`, the receiving domain here; it; streamId). */
+  verify(streamId: string, key: string): Promise<VerifyVerdict> {
     return new Promise((resolve) => {
       const k = streamId;
       const prev = this.pendingVerify.get(k);
       if (prev) prev('error');
       this.pendingVerify.set(k, resolve);
-      this.verifyQueue.push(x('verify', NS_DIALBACK, { from: receiving, to: this.domain, id: streamId }, [key]));
+      this.verifyQueue.push(x('verify', NS_DIALBACK, { from: this.local, to: this.domain, id: streamId }, [key]));
       this.flushVerifies();
     });
   }

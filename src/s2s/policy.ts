@@ -152,3 +152,12 @@ export function bidiDecision(v: BidiView): BidiDecision {
   if (!v.secure && v.requireTls && !v.insecurePeer) return { use: false, reason: 'tls-required' };
   return { use: true, reason: v.secure ? 'offered' : 'offered-insecure-peer' };
 }
+
+/**
+ * The outgoing stream (and queue) key of a (hosted domain, remote domain) pair: the remote domain
+ * alone for the primary domain, as before virtual hosts; both names for another hosted domain,
+ * whose stream authenticates as that domain (pure).
+ */
+export function outgoingKey(primary: string, local: string, remote: string): string {
+  return local === primary ? remote : `${local} ${remote}`;
+}

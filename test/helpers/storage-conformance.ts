@@ -26,6 +26,7 @@ import type { FastToken, FastTokenStore } from '../../src/storage/fast.js';
 import { defaultConfig } from '../../src/modules/pep/config.js';
 import { ArchiveClock, archiveIdFor } from '../../src/modules/mam/ids.js';
 import { deriveAllScram, verifyPassword } from '../../src/sasl/credentials.js';
+import { accountKey } from '../../src/core/vhosts.js';
 
 export interface BackendUnderTest {
   roster: RosterStore;
@@ -587,6 +588,82 @@ export function storageConformance(name: string, open: () => Promise<BackendUnde
         await b.deleteUser('meta');
         assert.equal(await a.bounds('meta'), undefined);
         assert.equal(await a.getPrefs('meta'), undefined);
+      });
+    });
+
+    // Virtual hosts (src/core/vhosts.ts): romeo on the primary domain is stored as 'romeo', romeo
+    // on b.localhost as 'romeo@b.localhost'. Two people: nothing of one is visible to the other,
+    // and deleting one leaves the other whole.
+    describe('virtual hosts: the same username on two domains', () => {
+      const A = accountKey('a.localhost', 'vromeo', 'a.localhost');
+      const B = accountKey('a.localhost', 'vromeo', 'b.localhost');
+      test('the two account keys differ and every store keeps them apart', async () => {
+        assert.equal(A, 'vromeo');
+        assert.equal(B, 'vromeo@b.localhost');
+        if (has('accounts') && has('kv')) {
+          const s = need('accounts');
+          await s.create(await account(A, 'pw-a'));
+          await s.create(await account(B, 'pw-b'));
+          assert.equal(await verifyPassword('pw-a', (await s.get(A))!.scram['SHA-256'], 'SHA-256'), true);
+          assert.equal(await verifyPassword('pw-a', (await s.get(B))!.scram['SHA-256'], 'SHA-256'), false);
+          assert.equal(await verifyPassword('pw-b', (await s.get(B))!.scram['SHA-256'], 'SHA-256'), true);
+          assert.ok((await s.list()).includes(A) && (await s.list()).includes(B));
+          const kv = need('kv');
+          await kv.set(A, 'vcard', '', '<vCard>A</vCard>');
+          await kv.set(B, 'vcard', '', '<vCard>B</vCard>');
+          assert.equal(await kv.get(A, 'vcard', ''), '<vCard>A</vCard>');
+          assert.equal(await kv.get(B, 'vcard', ''), '<vCard>B</vCard>');
+        }
+        await b.roster.put(A, juliet);
+        await b.roster.put(B, nurse);
+        assert.deepEqual((await b.roster.items(A)).map((i) => i.jid), [juliet.jid]);
+        assert.deepEqual((await b.roster.items(B)).map((i) => i.jid), [nurse.jid]);
+        await b.blocklist.add(B, ['tybalt@x']);
+        assert.deepEqual(await b.blocklist.list(A), []);
+        assert.deepEqual(await b.blocklist.list(B), ['tybalt@x']);
+        await b.smState.put({ username: B, id: 'vs', h: 3, reason: 'shutdown', endedAt: 1 });
+        assert.equal(await b.smState.get(A, 'vs'), undefined);
+        assert.equal((await b.smState.get(B, 'vs'))?.h, 3);
+        assert.equal(await b.pubsub.createNode(B, 'urn:v', pepConfig), true);
+        assert.equal(await b.pubsub.createNode(A, 'urn:v', pepConfig), true, 'the same node name is free for the other account');
+        await b.pubsub.putItem(B, 'urn:v', item('ib'), 10);
+        assert.deepEqual((await b.pubsub.items(A, 'urn:v')).map((i) => i.id), []);
+        assert.deepEqual((await b.pubsub.items(B, 'urn:v')).map((i) => i.id), ['ib']);
+        if (has('offline')) {
+          const o = need('offline');
+          await o.store(B, { stamp: 1, stanza: '<message xmlns="jabber:client"><body>b</body></message>', archiveId: undefined }, 10);
+          assert.equal(await o.count(A), 0);
+          assert.equal(await o.count(B), 1);
+        }
+        if (has('archive')) {
+          const a = need('archive');
+          const clock = new ArchiveClock();
+          const row = (username: string, body: string): ArchiveRecord => {
+            const seq = clock.next();
+            return { username, seq, id: archiveIdFor(seq), with: 'juliet@b.localhost', withResource: '', outgoing: true, stanza: `<message xmlns="jabber:client"><body>${body}</body></message>` };
+          };
+          const ra = row(A, 'from a');
+          const rb = row(B, 'from b');
+          await Promise.all([a.append(ra), a.append(rb)]);
+          assert.deepEqual((await a.page({ username: A, order: 'asc', limit: 10 })).map((r) => r.id), [ra.id]);
+          assert.deepEqual((await a.page({ username: B, order: 'asc', limit: 10 })).map((r) => r.id), [rb.id]);
+          await a.flush();
+        }
+        // Deleting b's romeo leaves a's romeo whole.
+        if (has('accounts')) await need('accounts').delete(B);
+        await b.deleteUser(B);
+        assert.deepEqual(await b.roster.items(B), []);
+        assert.deepEqual((await b.roster.items(A)).map((i) => i.jid), [juliet.jid]);
+        assert.equal(await b.pubsub.getNode(B, 'urn:v'), undefined);
+        assert.ok(await b.pubsub.getNode(A, 'urn:v'));
+        if (has('accounts') && has('kv')) {
+          assert.equal(await need('accounts').exists(B), false);
+          assert.equal(await need('accounts').exists(A), true);
+          assert.equal(await need('kv').get(A, 'vcard', ''), '<vCard>A</vCard>');
+          assert.equal(await need('kv').get(B, 'vcard', ''), undefined);
+        }
+        if (has('archive')) assert.equal((await need('archive').page({ username: A, order: 'asc', limit: 10 })).length, 1);
+        if (has('offline')) assert.equal(await need('offline').count(B), 0);
       });
     });
   });

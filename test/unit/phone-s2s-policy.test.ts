@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkIncomingStanza, dialbackRequest, isLocal } from '../../src/s2s/policy.js';
-import { outgoingKey } from '../../src/s2s/outgoing.js';
+import { outgoingKey } from '../../src/s2s/policy.js';
 
 const ours = (d: string): boolean => d === 'b.example' || d === 'push.b.example';
 

@@ -66,7 +66,7 @@ export const adhocModule: VeronaModule = {
     const sessions = new Map<string, CommandSession>();
     const executed = api.metrics.counter('verona_adhoc_commands_total', 'Ad-hoc commands (XEP-0050) by node and result');
 
-    const isAdmin = (from: JID): boolean => from.domain === api.domain && admins.has(from.bareString());
+    const isAdmin = (from: JID): boolean => api.router.hosts.has(from.domain) && admins.has(from.bareString());
     const visible = (from: JID): AdhocCommand[] => (isAdmin(from) ? commands : []);
 
     api.discoFeature(NS_COMMANDS);

@@ -156,14 +156,16 @@ class Archiver {
       this.skipped.inc({ reason: v.reason });
       return false;
     }
-    const domain = this.api.domain;
-    const localSender = e.origin !== undefined && e.from.domain === domain && e.from.local !== '';
-    const toSelf = localSender && e.to.local === e.from.local;
+    const hosts = this.api.router.hosts;
+    const localSender = e.origin !== undefined && hosts.isAccount(e.from);
+    const toSelf = localSender && e.to.local === e.from.local && e.to.domain === e.from.domain;
+    // Account keys (virtual hosts, src/core/vhosts.ts): the recipient may be on another hosted domain.
+    const toKey = hosts.keyOf(e.to);
     // Namespace-complete, so the stored text parses on its own later.
     const xml = serialize(e.stanza, '');
     // With a session bound the recipient account exists; otherwise ask storage (the router bounces
     // messages to unknown accounts after these hooks, and such a message is archived nowhere).
-    const recipientExists = toSelf || this.api.sessions.byUser(e.to.local).length > 0 ? undefined : this.api.storage.accounts.exists(e.to.local);
+    const recipientExists = toSelf || this.api.sessions.byUser(toKey).length > 0 ? undefined : this.api.storage.accounts.exists(toKey);
     // Consumed below only when a row is queued; a failed lookup must never become an unhandled rejection.
     recipientExists?.catch(() => undefined);
 
@@ -173,7 +175,7 @@ class Archiver {
     }
 
     // The recipient's copy.
-    const r = this.enqueue(e.to.local, e.from, false, xml, archiveIdFor, recipientExists);
+    const r = this.enqueue(toKey, e.from, false, xml, archiveIdFor, recipientExists);
     if (r) {
       e.waits.push(
         r.done.then(
@@ -183,7 +185,7 @@ class Archiver {
             e.recipientArchiveId = r.id;
           },
           // Not rethrown: <archive-failed/> tells the *sender* about its own archive.
-          (err: unknown) => this.failed('recipient', e.to.local, r.id, err),
+          (err: unknown) => this.failed('recipient', toKey, r.id, err),
         ),
       );
     }
@@ -195,7 +197,7 @@ class Archiver {
    * service) has only one side here, the sender's; the remote server archives its recipient's.
    */
   onOutgoing(e: StanzaEvent): boolean {
-    if (e.to.domain === this.api.domain || !e.origin || e.from.domain !== this.api.domain) return false;
+    if (this.api.router.hosts.has(e.to.domain) || !e.origin || !this.api.router.hosts.has(e.from.domain)) return false;
     const v = archiveVerdict(e.stanza);
     if (!v.ok) {
       this.skipped.inc({ reason: v.reason });
@@ -211,7 +213,7 @@ class Archiver {
     const mkId = origin.mr2 && msgId !== undefined ? () => computableId(origin.streamId, msgId) : archiveIdFor;
     // The sender's own preferences may exclude the contact; an MR2 sender is then told that its
     // computable id is not in its archive (docs/protocol.md §6), so "no news" always means "stored".
-    const s = this.enqueue(e.from.local, toSelf ? e.from : e.to, true, xml, mkId, recipientExists, () => {
+    const s = this.enqueue(this.api.router.hosts.keyOf(e.from), toSelf ? e.from : e.to, true, xml, mkId, recipientExists, () => {
       e.senderNotArchived = 'preferences';
     });
     if (s) {
@@ -225,7 +227,7 @@ class Archiver {
             if (toSelf) e.recipientArchiveId = s.id;
           },
           (err: unknown) => {
-            this.failed('sender', e.from.local, s.id, err);
+            this.failed('sender', this.api.router.hosts.keyOf(e.from), s.id, err);
             throw err;
           },
         ),
@@ -266,7 +268,7 @@ export const mamModule: VeronaModule = {
 
     const ownArchive = (ctx: IqContext): string => {
       if (!ctx.self || !ctx.origin) throw new StanzaError('forbidden', 'Only the account itself may use its archive');
-      return ctx.to.local;
+      return api.router.hosts.keyOf(ctx.to);
     };
 
     const query = async (ctx: IqContext): Promise<Element> => {

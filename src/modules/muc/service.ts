@@ -971,7 +971,7 @@ export class MucService implements ExternalRoute {
    * (MR2, carbons) to the account's other devices, which did not ask.
    */
   private toRequester(to: JID, el: Element): void {
-    const s = to.domain === this.api.domain ? this.api.sessions.byFullJid(to.local, to.resource) : undefined;
+    const s = this.api.router.hosts.has(to.domain) ? this.api.sessions.byFullJid(this.api.router.hosts.keyOf(to), to.resource) : undefined;
     if (s && !s.closed) this.api.router.sendToSession(s, el);
   }
 

@@ -198,8 +198,9 @@ export class PepService {
 
   // ---- relations ---------------------------------------------------------------
 
+  /** The bare JID of an account key (virtual hosts, src/core/vhosts.ts). */
   private bare(owner: string): string {
-    return `${owner}@${this.api.domain}`;
+    return this.api.router.hosts.bareOf(owner);
   }
 
   private presenceAuth(): PresenceAuth | undefined {
@@ -216,7 +217,7 @@ export class PepService {
   }
 
   private isOwner(owner: string, jid: JID): boolean {
-    return jid.domain === this.api.domain && jid.local === owner;
+    return jid.bareString() === this.bare(owner);
   }
 
   /** The node's affiliation of `jid`; a JID the owner blocks (XEP-0191) counts as an outcast. */
@@ -282,8 +283,8 @@ export class PepService {
     const subscribers = roster ? await roster.presenceSubscribers(owner) : [];
     for (const b of subscribers) {
       const j = tryParseJID(b);
-      if (!j || j.domain !== this.api.domain || j.local === '' || j.local === owner) continue;
-      for (const s of this.api.sessions.byUser(j.local)) add(s, { isOwner: false, canSeePresence: true, affiliation: this.affiliation(owner, node, s.jid) });
+      if (!j || !this.api.router.hosts.isAccount(j) || j.bareString() === this.bare(owner)) continue;
+      for (const s of this.api.sessions.byUser(this.api.router.hosts.keyOf(j))) add(s, { isOwner: false, canSeePresence: true, affiliation: this.affiliation(owner, node, s.jid) });
     }
     return out;
   }
@@ -316,7 +317,7 @@ export class PepService {
   // ---- pubsub#get -----------------------------------------------------------------
 
   async pubsubGet(ctx: IqContext): Promise<Element> {
-    const owner = ctx.to.local;
+    const owner = this.api.router.hosts.keyOf(ctx.to);
     await this.existingAccount(owner);
     const children = ctx.payload.elements();
     const action = children[0];
@@ -364,7 +365,7 @@ export class PepService {
   // ---- pubsub#set ------------------------------------------------------------------
 
   async pubsubSet(ctx: IqContext): Promise<Element | undefined> {
-    const owner = ctx.to.local;
+    const owner = this.api.router.hosts.keyOf(ctx.to);
     await this.existingAccount(owner);
     const publish = ctx.payload.getChild('publish', NS_PUBSUB);
     if (publish) {
@@ -472,7 +473,7 @@ export class PepService {
 
   /** The owner namespace is for the account itself only; returns the action element. */
   private async ownerAction(ctx: IqContext): Promise<{ owner: string; action: Element }> {
-    const owner = ctx.to.local;
+    const owner = this.api.router.hosts.keyOf(ctx.to);
     await this.existingAccount(owner);
     this.requireOwner(owner, ctx);
     const action = ctx.payload.elements()[0];
@@ -664,7 +665,7 @@ export class PepService {
       const roster = this.roster();
       for (const b of roster ? await roster.presenceSubscriptions(s.username) : []) {
         const j = tryParseJID(b);
-        if (j && j.domain === this.api.domain && j.local !== '' && j.local !== s.username) owners.push(j.local);
+        if (j && this.api.router.hosts.isAccount(j) && this.api.router.hosts.keyOf(j) !== s.username) owners.push(this.api.router.hosts.keyOf(j));
       }
     }
     for (const owner of owners) {
@@ -687,8 +688,8 @@ export class PepService {
     const has = ev.item?.subscription === 'from' || ev.item?.subscription === 'both';
     if (had || !has) return;
     const contact = tryParseJID(ev.jid);
-    if (!contact || contact.domain !== this.api.domain || contact.local === '' || contact.local === ev.owner) return;
-    for (const s of this.api.sessions.byUser(contact.local)) {
+    if (!contact || !this.api.router.hosts.isAccount(contact) || this.api.router.hosts.keyOf(contact) === ev.owner) return;
+    for (const s of this.api.sessions.byUser(this.api.router.hosts.keyOf(contact))) {
       const st = this.state(s);
       if (!st.available || !st.notify || st.notify.size === 0) continue;
       void this.sendLastItems(s, st.notify, 'subscribe', ev.owner).catch((err: unknown) => this.api.log.error({ err }, 'PEP last items failed'));

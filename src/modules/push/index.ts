@@ -185,7 +185,7 @@ class Push {
   // ---- deciding ----------------------------------------------------------------
 
   private messageIn(e: StanzaEvent): void {
-    const username = e.to.local;
+    const username = this.api.router.hosts.keyOf(e.to);
     if (!this.accounts.has(username)) return;
     const content = pushContent(e.stanza);
     if (content === 'none') return;
@@ -285,7 +285,7 @@ class Push {
         this.api.log.warn({ user: r.reg.username, app: r.reg.jid }, 'push: stored publish-options unreadable; sent without');
       }
     }
-    const from = `${r.reg.username}@${this.api.domain}`;
+    const from = this.api.router.hosts.bareOf(r.reg.username);
     const iq = x('iq', NS.CLIENT, { type: 'set', from, to: r.reg.jid }, [pubsub]);
     if (!clearing) r.outstandingSince = Date.now();
     // The first push ends the long hibernation: from now on the session's own timeout applies.

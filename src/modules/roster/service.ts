@@ -116,17 +116,18 @@ export class RosterService implements RosterApi, PresenceAuth {
     });
   }
 
+  /** The bare JID of an account key (virtual hosts: user@domain keys stay as they are). */
   private bare(user: string): string {
-    return `${user}@${this.api.domain}`;
+    return this.api.router.hosts.bareOf(user);
   }
 
   private isLocalAccount(jid: JID): boolean {
-    return jid.domain === this.api.domain && jid.local !== '';
+    return this.api.router.hosts.isAccount(jid);
   }
 
   /** Route a server-made stanza to a local account behind that account's earlier tasks (keeps protocol order). */
   private routeOrdered(to: JID, el: Element): void {
-    if (this.isLocalAccount(to)) void this.run(to.local, () => this.api.router.route(el));
+    if (this.isLocalAccount(to)) void this.run(this.api.router.hosts.keyOf(to), () => this.api.router.route(el));
     else this.api.router.route(el);
   }
 
@@ -228,7 +229,7 @@ export class RosterService implements RosterApi, PresenceAuth {
   rosterSet(ctx: IqContext): Promise<undefined> {
     // §2.3.3: a roster set from anyone but the account itself is forbidden.
     if (!ctx.self) throw new StanzaError('forbidden');
-    const user = ctx.from.local;
+    const user = this.api.router.hosts.keyOf(ctx.from);
     const req = parseRosterSet(ctx.payload, this.bare(user), this.opts.limits);
     if (!req.ok) throw new StanzaError(req.condition, req.reason);
     return this.call(user, async () => {
@@ -297,7 +298,7 @@ export class RosterService implements RosterApi, PresenceAuth {
     }
     // §3.1.2: route first, then the roster push.
     if (t.forward) {
-      if (contact.domain === this.api.domain) {
+      if (this.api.router.hosts.has(contact.domain)) {
         this.api.router.route(subscriptionStanza(type, this.bare(user), jid, stanza));
       } else {
         // A remote contact (s2s): a failure to reach its server bounces to this session (RFC 6120 §8.3.3.13).
@@ -367,7 +368,7 @@ export class RosterService implements RosterApi, PresenceAuth {
     if (isSubscriptionType(kind)) {
       const contact = e.to.bare;
       // Subscribing to oneself or to the server means nothing: dropped.
-      const pointless = !addressed || (contact.domain === this.api.domain && (contact.local === user || contact.local === ''));
+      const pointless = !addressed || (this.api.router.hosts.has(contact.domain) && (contact.bareString() === this.bare(user) || contact.local === ''));
       if (!pointless) void this.run(user, () => this.outboundSubscription(session, contact, kind, e.stanza));
       return true;
     }
@@ -414,8 +415,8 @@ export class RosterService implements RosterApi, PresenceAuth {
   /** §4.6: directed presence is delivered as is and remembered, so that unavailable can undo it. */
   private onDirected(session: Session, stanza: Element, to: JID, kind: 'available' | 'unavailable'): void {
     const target = to.toString();
-    const own = to.domain === this.api.domain && to.local === session.username;
-    if (!own && !(to.domain === this.api.domain && to.local === '')) {
+    const own = to.bareString() === session.jid.bareString();
+    if (!own && !(this.api.router.hosts.has(to.domain) && to.local === '')) {
       if (kind === 'available') session.directedTo.add(target);
       else session.directedTo.delete(target);
     }
@@ -487,7 +488,7 @@ export class RosterService implements RosterApi, PresenceAuth {
   /** 'presence/in': presence addressed to a local account (from another account or the server). */
   onPresenceIn(e: StanzaEvent): boolean {
     const kind = presenceKind(e.stanza.attrs.type);
-    const user = e.to.local;
+    const user = this.api.router.hosts.keyOf(e.to);
     if (isSubscriptionType(kind)) {
       void this.run(user, () => this.inboundSubscription(user, e.from, kind, e.stanza));
       return true;
@@ -503,7 +504,7 @@ export class RosterService implements RosterApi, PresenceAuth {
 
   /** §8.5.2.1.1 / §8.5.3: presence to the bare JID reaches every available resource; to a full JID, that resource only. */
   private deliverInbound(e: StanzaEvent): void {
-    const user = e.to.local;
+    const user = this.api.router.hosts.keyOf(e.to);
     if (!e.to.isBare()) {
       const s = this.api.sessions.byFullJid(user, e.to.resource);
       // A gone resource: available/unavailable/error are dropped (§8.5.3.2.1).
@@ -535,7 +536,7 @@ export class RosterService implements RosterApi, PresenceAuth {
   // ---- services for other modules -------------------------------------------------------------
 
   async canSeePresence(owner: string, asker: JID): Promise<boolean> {
-    if (asker.domain === this.api.domain && asker.local === owner) return true;
+    if (asker.bareString() === this.bare(owner)) return true;
     const item = await this.store.get(owner, asker.bare.toString());
     return item !== undefined && hasFrom(item.subscription);
   }

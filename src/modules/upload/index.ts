@@ -79,14 +79,14 @@ export const uploadModule: VeronaModule = {
       iq: {
         [`get ${NS_UPLOAD}`]: (q) => {
           if (q.payload.name !== 'request') throw new StanzaError('bad-request', 'Expected <request/>');
-          if (q.from.domain !== api.domain || q.from.local === '') throw new StanzaError('not-allowed', 'Only accounts of this server may upload');
+          if (!api.router.hosts.isAccount(q.from)) throw new StanzaError('not-allowed', 'Only accounts of this server may upload');
           const rawName = q.payload.attrs.filename;
           const rawSize = q.payload.attrs.size;
           if (rawName === undefined || rawName === '' || rawSize === undefined || !/^\d{1,15}$/.test(rawSize)) {
             throw new StanzaError('bad-request', 'A slot request needs a filename and a size in bytes');
           }
           const size = Number(rawSize);
-          const user = q.from.local;
+          const user = api.router.hosts.keyOf(q.from);
           const verdict = slotVerdict(size, store.usageOf(user), opts);
           if (!verdict.ok) {
             events.inc({ event: 'slot-refused', reason: verdict.reason });

@@ -459,8 +459,9 @@ function xbosh(body: Element, local: string): string | undefined {
 }
 
 /** The stream header the C2SStream expects, built from the BOSH body (XEP-0206 §5). */
-function streamAttrs(body: Element, domain: string): Record<string, string> {
-  const attrs: Record<string, string> = { xmlns: NS.CLIENT, to: body.attrs.to ?? domain, version: xbosh(body, 'version') ?? '1.0' };
+function streamAttrs(body: Element, _domain: string): Record<string, string> {
+  // Without 'to' the stream keeps its domain (virtual hosts: a restart body may omit it).
+  const attrs: Record<string, string> = { xmlns: NS.CLIENT, ...(body.attrs.to === undefined ? {} : { to: body.attrs.to }), version: xbosh(body, 'version') ?? '1.0' };
   const lang = body.attrs['xml:lang'];
   if (lang !== undefined) attrs['xml:lang'] = lang;
   return attrs;
@@ -551,7 +552,7 @@ export class BoshManager {
     }
     const srv = this.front.server;
     // XEP-0124 §7.1: 'to' names the service; say host-unknown here rather than after a stream error.
-    if (a.to !== undefined && a.to.toLowerCase().replace(/\.$/, '') !== srv.domain) {
+    if (a.to !== undefined && !srv.hosts.has(a.to.toLowerCase().replace(/\.$/, ''))) {
       deliver(bindingError('host-unknown', legacy));
       return undefined;
     }

@@ -136,8 +136,9 @@ export class WebFront {
     if (host === undefined) return false;
     const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
     if (isIP(name) !== 0 || name === 'localhost' || name.endsWith('.localhost')) return true;
-    const domain = this.server.domain;
-    return name === domain || name.endsWith(`.${domain}`) || this.hostNames.has(name);
+    // Every hosted domain (virtual hosts) and its subdomains.
+    for (const domain of this.server.hosts.list()) if (name === domain || name.endsWith(`.${domain}`)) return true;
+    return this.hostNames.has(name);
   }
 
   /**
@@ -397,7 +398,8 @@ export class WebFront {
       // as cert/key, not only as a SecureContext, so that clients that send no SNI
       // (an IP address in the URL) get the certificate too.
       const cert = await ensureCertificate(this.server.config);
-      const srv = https.createServer({ ...tlsOptions(cert.cert, cert.key), ALPNProtocols: ['http/1.1'] });
+      const sni = this.server.hosts.size > 1 ? { SNICallback: this.server.vhostCerts.sniCallback } : {};
+      const srv = https.createServer({ ...tlsOptions(cert.cert, cert.key), ALPNProtocols: ['http/1.1'], ...sni });
       srv.on('tlsClientError', (err) => this.server.log.debug({ err: err.message }, 'HTTPS client error'));
       this.server.tlsServers.push(srv);
       this.configure(srv, 'https');
