@@ -15,6 +15,7 @@
  * A proxy is never ended here: Server.endSession only forgets it, and
  * closeWith() asks its node to end it (conflict, kick, account removal).
  */
+import { splitAccountKey } from '../core/vhosts.js';
 import { JID } from '../jid/jid.js';
 import { LocalSessionRegistry, type SessionRegistry } from '../core/registry.js';
 import { Session, type SessionStream } from '../core/session.js';
@@ -208,7 +209,9 @@ export class ClusterRegistry implements SessionRegistry {
     if (!this.link) return;
     let jid: JID;
     try {
-      jid = new JID(user, this.domain, resource);
+      // `user` is the account key: user@domain on a hosted domain other than the primary (src/core/vhosts.ts).
+      const { local, domain } = splitAccountKey(this.domain, user);
+      jid = new JID(local, domain, resource);
     } catch {
       return;
     }

@@ -74,7 +74,7 @@ export async function exportPortable(storage: Storage, domain: string, dir: stri
       }
       user.children.push(query);
       for (const p of await storage.roster.pending(username)) {
-        user.children.push(x('presence', 'jabber:client', { from: p.jid, to: `${username}@${domain}`, type: 'subscribe' }));
+        user.children.push(x('presence', 'jabber:client', { from: p.jid, to: served.bareOf(username), type: 'subscribe' }));
       }
     }
     const keys = await storage.kv.keys(username, 'private');
