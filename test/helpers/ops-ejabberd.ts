@@ -10,8 +10,8 @@
  * Every ejabberdctl call boots an Erlang VM (seconds on a loaded machine), so
  * readiness is polled on the c2s port, not with `ejabberdctl status`.
  */
-import { execFile } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { chmodSync, chownSync, closeSync, openSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
@@ -122,6 +122,7 @@ export async function startEjabberd(users: Array<[string, string]>): Promise<Eja
     for (const p of [dir, ...['etc', 'logs', 'spool', 'export'].map((d) => path.join(dir, d))]) chownSync(p, owner.uid, owner.gid);
     for (const f of readdirSync(path.join(dir, 'etc'))) chownSync(path.join(dir, 'etc', f), owner.uid, owner.gid);
   }
+  let ctlRuns = 0;
   const ctl = async (args: string[]): Promise<string> => {
     const base = [
       '--config-dir', path.join(dir, 'etc'),
@@ -133,8 +134,24 @@ export async function startEjabberd(users: Array<[string, string]>): Promise<Eja
     ];
     const cmd = asRoot ? 'setpriv' : EJABBERDCTL;
     const argv = asRoot ? ['--reuid=ejabberd', '--regid=ejabberd', '--init-groups', 'env', 'HOME=/var/lib/ejabberd', EJABBERDCTL, ...base] : base;
-    const { stdout } = await execFileP(cmd, argv, { cwd: dir, timeout: 120_000 });
-    return stdout;
+    // Output to a file, not a pipe: `ejabberdctl start` leaves a detached VM (and epmd) behind
+    // that would inherit a pipe and hold it open, so that neither the call nor the test process
+    // could end. 'exit' is the direct child's own end.
+    const out = path.join(dir, `ctl-${++ctlRuns}.out`);
+    const fd = openSync(out, 'w');
+    try {
+      const code = await new Promise<number | null>((resolve, reject) => {
+        const child = spawn(cmd, argv, { cwd: dir, stdio: ['ignore', fd, fd] });
+        const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+        child.on('error', (e) => (clearTimeout(timer), reject(e)));
+        child.on('exit', (c) => (clearTimeout(timer), resolve(c)));
+      });
+      const text = readFileSync(out, 'utf8');
+      if (code !== 0) throw new Error(`ejabberdctl ${args.join(' ')} exited with ${code}: ${text}`);
+      return text;
+    } finally {
+      closeSync(fd);
+    }
   };
   const logs = (): string => {
     const f = path.join(dir, 'logs', 'ejabberd.log');
@@ -150,6 +167,13 @@ export async function startEjabberd(users: Array<[string, string]>): Promise<Eja
       return (e as NodeJS.ErrnoException).code === 'EPERM';
     }
   };
+  // The Erlang port mapper first, with no pipes of ours: started by ejabberdctl it would inherit
+  // execFile's stdout and, as a daemon that outlives the test, keep this test process from exiting.
+  await new Promise<void>((resolve) => {
+    const epmd = spawn('epmd', ['-daemon', '-address', '127.0.0.1'], { stdio: 'ignore' });
+    epmd.on('error', () => resolve());
+    epmd.on('exit', () => resolve());
+  });
   await ctl(['start']);
   // The c2s listener opens once the node's applications have started.
   const deadline = Date.now() + 180_000;
@@ -166,12 +190,17 @@ export async function startEjabberd(users: Array<[string, string]>): Promise<Eja
     if (Date.now() > deadline || (p !== undefined && !alive(p))) throw new Error(`ejabberd did not start:\n${logs()}`);
     await new Promise((r) => setTimeout(r, 300));
   }
+  let stopped = false;
   const anchor: EjabberdAnchor = {
     dir,
     database: path.join(dir, 'spool', 'ejabberd.db'),
     port,
     ctl,
     stop: async () => {
+      // Once: a second `ejabberdctl stop` on a stopped node boots an Erlang VM that outlives
+      // execFile's timeout and holds its pipes, so the test process would never exit.
+      if (stopped) return;
+      stopped = true;
       const p = pid();
       if (p === undefined) {
         await ctl(['stop']).catch(() => undefined);

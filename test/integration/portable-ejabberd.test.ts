@@ -33,10 +33,13 @@ const VERONA_HOST = '127.0.60.2';
 
 let ejabberd: EjabberdAnchor | undefined;
 let v: Verona | undefined;
+// Teardown bounded: in the full suite this file once finished its test and then never exited
+// (2026-12-03, cause not found yet; see the closing note). A stuck stop must not hide the result.
+const bounded = (p: Promise<unknown> | undefined): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(r, 30_000).unref())]);
 after(async () => {
-  await ejabberd?.stop();
+  await bounded(ejabberd?.stop());
   ejabberd?.cleanup();
-  await v?.stop();
+  await bounded(v?.stop());
   v?.cleanup();
 });
 

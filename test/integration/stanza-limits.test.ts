@@ -244,9 +244,12 @@ describe('read rate on the web transports', () => {
       for (let i = 0; i < 30; i++) await juliet.next((el) => el.is('message') && el.attrs.id === `b${i}`, 60000);
       assert.ok((await metric('verona_read_throttled_total')) > before);
     } finally {
+      // Bounded: StanzaJS's BOSH 'disconnected' did not come within 200 s once bodies had been
+      // held by the rate (seen 2026-12-03, not yet explained: see the closing note); the
+      // assertions above are what this test is about.
       const ended = new Promise((r) => c.once('disconnected', r));
       c.disconnect();
-      await ended;
+      await Promise.race([ended, new Promise((r) => setTimeout(r, 10_000).unref())]);
       juliet.destroy();
     }
   });
