@@ -14,6 +14,14 @@ import type { Element } from '@xmpp/xml';
 
 export function client(options: ClientOptions): XmppClient {
   const c = xmppjsClient(options);
+  // Data that arrives after stop() detached the parser (a server answering frames it had held
+  // under its read rate) makes xmpp.js throw from its socket listener: drop it instead. Set
+  // before the socket is attached, which binds this method.
+  const raw = c as unknown as { _onData(data: Buffer): void; parser: unknown };
+  const onData = raw._onData.bind(c);
+  raw._onData = (data: Buffer): void => {
+    if (raw.parser) onData(data);
+  };
   const open = c.open.bind(c);
   c.open = (opts) =>
     new Promise<Element>((resolve, reject) => {
