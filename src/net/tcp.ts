@@ -191,6 +191,13 @@ export class TcpTransport implements Transport {
       plain.removeAllListeners('close');
       plain.removeAllListeners('end');
       plain.write('', () => {
+        // The peer may have gone while <proceed/> was flushed: its 'close' found no listener (they
+        // were removed above), so end the stream here, or the session and its login slot would stay.
+        if (plain.destroyed) {
+          this.gone('closed');
+          reject(new Error('connection closed before the TLS handshake'));
+          return;
+        }
         const sni = this.opts.sniCallback;
         const sec = new tls.TLSSocket(plain, { isServer: true, secureContext: ctx, ALPNProtocols: ['xmpp-client'], ...(sni ? { SNICallback: sni } : {}) });
         this.socket = sec;
