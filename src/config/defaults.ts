@@ -36,7 +36,7 @@ export function defaultConfig(): Config {
       // Login storms (issue 15): in a 3,000-client storm on the loaded benchmark machine, 874
       // clients got in with 32 against 147 without a limit (the rest hit c2s.authTimeout or
       // their own timeout): docs/benchmarks.md, "Over TLS".
-      maxPendingLogins: 32,
+      maxPendingLogins: 128,
     },
     tls: { cert: 'tls/cert.pem', key: 'tls/key.pem', generate: true },
     // A renewal writes the chain and the key a moment apart: read them 2 s after the last write.
