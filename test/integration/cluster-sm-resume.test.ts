@@ -23,6 +23,7 @@ let pg: TestPostgres;
 let redis: TestRedis;
 let nodes: ClusterNodeHandle[] = [];
 const clients: SmClient[] = [];
+let rosalineId = '';
 
 before(async () => {
   pg = await startPostgres({ host: '127.0.60.1' });
@@ -31,7 +32,7 @@ before(async () => {
     count: 2,
     redisUrl: redis.url,
     pgUrl: await pg.createDatabase('smresume'),
-    users: [['romeo', PW], ['julia', PW], ['tybalt', PW]],
+    users: [['romeo', PW], ['julia', PW], ['tybalt', PW], ['benvolio', PW], ['rosaline', PW]],
     host: HOST,
     config: { log: { level: 'info' }, moduleOptions: { sm: { requestEvery: 100000, requestAfter: 100000 } } },
   });
@@ -101,6 +102,27 @@ test('a session live on node 0 resumes on node 1: the old stream gets <conflict/
   julia.kill();
 });
 
+test('a session waiting for resumption on node 0 (its connection dropped) resumes on node 1 with its queue', async () => {
+  const ben = await connect(0, 'benvolio', 'tab', { presence: true });
+  ben.autoAck = false;
+  const julia = await connect(1, 'julia', 'desk3', { sm: 'plain', presence: true });
+  await untilLive(julia, ben, 'benvolio@localhost', 'warm');
+  const h = ben.h;
+  ben.kill();
+  // c1 goes to the waiting session on node 0: queued there.
+  julia.send(chat('benvolio@localhost/tab', 'c1', 'c1'));
+  await julia.requestAck(15000);
+  const { client: back, result } = await tryResume(opts(1, 'benvolio', 'tab', { resume: { previd: ben.smId as string, h } }));
+  clients.push(back);
+  assert.equal(result.name, 'resumed', result.toString());
+  assert.equal(bodyOf(await back.next(isChat, 15000)), 'c1', 'node 0\'s queue came along');
+  julia.send(chat('benvolio@localhost', 'c2', 'c2'));
+  assert.equal(bodyOf(await back.next(isChat, 15000)), 'c2');
+  await back.nothing(isChat, 500);
+  back.kill();
+  julia.kill();
+});
+
 test('node 0 stops gracefully: its client resumes on node 1 with <resumed/>, unacked messages sent again once', async () => {
   const tybalt = await connect(0, 'tybalt', 'sword', { presence: true });
   tybalt.autoAck = false;
@@ -109,6 +131,11 @@ test('node 0 stops gracefully: its client resumes on node 1 with <resumed/>, una
   julia.send(chat('tybalt@localhost', 'b1', 'b1'));
   assert.equal(bodyOf(await tybalt.next((el) => isChat(el) && bodyOf(el) === 'b1', 15000)), 'b1');
   const hSeen = tybalt.h;
+  // Rosaline asks for a 1 s resumption timeout and never comes back (next test).
+  const rosaline = await connect(0, 'rosaline', 'away', { presence: true, max: 1 });
+  rosaline.sendStanza("<iq type='get' id='rp' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>");
+  assert.equal(await rosaline.requestAck(15000), 2, 'her presence and her ping handled');
+  rosalineId = rosaline.smId as string;
   // b2 reaches node 0's session but not Tybalt (his connection is gone): unacked, queued.
   tybalt.kill();
   julia.send(chat('tybalt@localhost/sword', 'b2', 'b2'));
@@ -124,4 +151,23 @@ test('node 0 stops gracefully: its client resumes on node 1 with <resumed/>, una
   await back.nothing(isChat, 500);
   back.kill();
   julia.kill();
+});
+
+test('a session written down by a node that never comes back ends on another node once its time is over', async () => {
+  const n1 = nodes[1] as ClusterNodeHandle;
+  const expired = async (): Promise<number> => {
+    const text = await (await fetch(`http://${n1.host}:${n1.v.ports.http}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('verona_sm_restored_total{outcome="expired"} '));
+    return line ? Number(line.split(' ')[1]) : 0;
+  };
+  // Node 1 looks for hibernated sessions past their deadline every 30 s.
+  const end = Date.now() + 90000;
+  while ((await expired()) < 1) {
+    assert.ok(Date.now() < end, 'node 1 ended the orphaned session');
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  const { client, result } = await tryResume(opts(1, 'rosaline', 'away', { resume: { previd: rosalineId, h: 0 } }));
+  clients.push(client);
+  assert.equal(result.name, 'failed');
+  assert.equal(result.attrs.h, '2', 'the final h of the ended session');
 });
