@@ -34,7 +34,8 @@ export async function startCluster(server: Server, registry: ClusterRegistry): P
   const ask: ClusterSmAsk = (u, id) => {
     const nodes = new Set<string>();
     for (const s of registry.byUser(u)) if (s.remoteNode !== undefined) nodes.add(s.remoteNode);
-    return node.askHandover([...nodes], u, id, c.nodeTimeout * 1000);
+    // A handover takes a commit's time; a node that does not answer within 5 s is dying (it is reaped later).
+    return node.askHandover([...nodes], u, id, Math.min(c.nodeTimeout * 1000, 5000));
   };
   server.services.set(CLUSTER_SM_ASK_SERVICE, ask);
   await node.start();
