@@ -148,7 +148,17 @@ export interface VeronaOptions {
   startTimeoutMs?: number;
   /** Certificate and key (PEM paths) for STARTTLS and direct TLS; absent: Verona generates its own. */
   tls?: { cert: string; key: string };
+  /** Extra arguments to `verona start` (e.g. `--nodes 2`). */
+  args?: string[];
 }
+
+/**
+ * The driver connects from 127.0.0.1-4 (--local-addrs: more than 28,000 connections need several
+ * source addresses). The anchors limit no connections per address; Verona's per-address limit
+ * (limits.c2sConnectionsPerAddress, 64) exempts only 127.0.0.1 by default, so the bench exempts the
+ * driver's four addresses, as an operator exempts a known load balancer.
+ */
+const BENCH_EXEMPT = "  exemptAddresses: ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4', '::1']";
 
 /** Write the benchmark config: plaintext c2s on loopback, PLAIN allowed, no web listeners. */
 export function writeVeronaConfig(o: VeronaOptions): string {
@@ -177,8 +187,9 @@ export function writeVeronaConfig(o: VeronaOptions): string {
       '  port: -1',
       '  tlsPort: -1',
       ...(o.tls ? ['tls:', `  cert: ${o.tls.cert}`, `  key: ${o.tls.key}`, '  generate: false'] : []),
-      o.extraYaml ?? '',
-    ].join('\n') + '\n',
+      ...(/^limits:/m.test(o.extraYaml ?? '') ? [] : ['limits:']),
+      (o.extraYaml ?? '').replace(/^limits:\n/m, 'limits:\n' + BENCH_EXEMPT + '\n'),
+    ].join('\n').replace(/^limits:\n(?! {2}exemptAddresses)/m, 'limits:\n' + BENCH_EXEMPT + '\n') + '\n',
   );
   return file;
 }
@@ -221,7 +232,7 @@ export async function startVerona(o: VeronaOptions): Promise<ServerHandle> {
     },
   };
   const launch = async (): Promise<void> => {
-    const c = spawn(process.execPath, [bin, 'start', '--config', config], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(process.execPath, [bin, 'start', '--config', config, ...(o.args ?? [])], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     child = c;
     let err = '';
     c.stderr?.setEncoding('utf8');

@@ -176,18 +176,9 @@ export class Server implements ServerContext {
 
   // ---- listeners -----------------------------------------------------------
 
-  /** Accept a TCP connection (plain with STARTTLS, or already TLS). */
-  acceptTcp(socket: net.Socket, secure: boolean, onLoginDone?: () => void): void {
+  /** Accept a TCP connection (plain with STARTTLS, or already TLS) that passed admitTcp. */
+  private acceptTcp(socket: net.Socket, secure: boolean, onLoginDone?: () => void): void {
     const c = this.config.c2s;
-    // Before a byte is read or a TLS handshake is paid for: cut off an address with too many connections.
-    const addr = (socket.remoteAddress ?? 'unknown').replace(/^::ffff:/, '');
-    if (!this.c2sConnections.acquire(addr)) {
-      this.metrics.counter('verona_connections_refused_total', 'Connections refused by a limit, by listener and reason').inc({ listener: 'c2s', reason: 'per-address' });
-      this.log.info({ addr }, 'c2s connection refused: too many from this address');
-      socket.destroy();
-      return;
-    }
-    socket.once('close', () => this.c2sConnections.release(addr));
     const l = this.config.limits;
     const t = new TcpTransport(socket, {
       secure,
@@ -207,6 +198,18 @@ export class Server implements ServerContext {
    * (src/net/admission.ts) before anything of it is read; direct TLS starts its handshake then.
    */
   private admitTcp(socket: net.Socket, direct: boolean): void {
+    // Before a byte is read (or, on direct TLS, before the login): cut off an address with too
+    // many connections. Checked at accept, not at admission, so that a refused connection never
+    // holds a login slot (refusing after admission leaked the slot: 32 refusals, and no login was
+    // admitted again) and so that the connections waiting in the queue count for their address.
+    const addr = (socket.remoteAddress ?? 'unknown').replace(/^::ffff:/, '');
+    if (!this.c2sConnections.acquire(addr)) {
+      this.metrics.counter('verona_connections_refused_total', 'Connections refused by a limit, by listener and reason').inc({ listener: 'c2s', reason: 'per-address' });
+      this.log.info({ addr }, 'c2s connection refused: too many from this address');
+      socket.destroy();
+      return;
+    }
+    socket.once('close', () => this.c2sConnections.release(addr));
     const onWaitError = (): void => undefined;
     socket.on('error', onWaitError);
     // enter() may run the callback before it returns: the slot is released through this indirection.

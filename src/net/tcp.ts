@@ -153,9 +153,25 @@ export class TcpTransport implements Transport {
     this.out(serializeOnce(el, NS_CLIENT));
   }
 
+  /**
+   * Channel-binding data is fixed for a TLS connection but asked for several times per login
+   * (features offer -PLUS and FAST, then SCRAM checks it); getCertificate() decodes the whole
+   * certificate each time, about 0.4 ms, which showed in the login-storm profile. Kept per
+   * connection, from the TLS handshake on (null: computed, none; two fields rather than a Map:
+   * an idle session should not pay for an object).
+   */
+  private cbExporter?: Buffer | null;
+  private cbEndPoint?: Buffer | null;
+
   channelBinding(type: 'tls-exporter' | 'tls-server-end-point'): Buffer | undefined {
     const sock = this.socket;
     if (!(sock instanceof tls.TLSSocket) || !this.secure) return undefined;
+    const key = type === 'tls-exporter' ? 'cbExporter' : 'cbEndPoint';
+    if (this[key] === undefined) this[key] = this.computeChannelBinding(sock, type) ?? null;
+    return this[key] ?? undefined;
+  }
+
+  private computeChannelBinding(sock: tls.TLSSocket, type: 'tls-exporter' | 'tls-server-end-point'): Buffer | undefined {
     if (type === 'tls-exporter') {
       // RFC 9266: 32 bytes, label EXPORTER-Channel-Binding, no context; only sound on TLS 1.3.
       if (sock.getProtocol() !== 'TLSv1.3') return undefined;
@@ -191,6 +207,13 @@ export class TcpTransport implements Transport {
       plain.removeAllListeners('close');
       plain.removeAllListeners('end');
       plain.write('', () => {
+        // The peer may have gone while <proceed/> was flushed: its 'close' found no listener (they
+        // were removed above), so end the stream here, or the session and its login slot would stay.
+        if (plain.destroyed) {
+          this.gone('closed');
+          reject(new Error('connection closed before the TLS handshake'));
+          return;
+        }
         const sni = this.opts.sniCallback;
         const sec = new tls.TLSSocket(plain, { isServer: true, secureContext: ctx, ALPNProtocols: ['xmpp-client'], ...(sni ? { SNICallback: sni } : {}) });
         this.socket = sec;

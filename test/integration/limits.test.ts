@@ -123,3 +123,43 @@ describe('limits on a real server', () => {
     assert.ok((await metric(v, 'verona_auth_failures_total')) >= 3);
   });
 });
+
+// Found by the login-storm benchmark (docs/benchmarks.md, "Login storm"): a connection refused by
+// the per-address limit was refused after it had been given a login admission slot, and the slot
+// was never given back. c2s.maxPendingLogins refusals later no login was admitted again.
+describe('per-address refusals and login admission', () => {
+  let v: Verona;
+  before(async () => {
+    v = await startVerona({
+      users: [['romeo', 'r0meo']],
+      config: { c2s: { maxPendingLogins: 2 }, limits: { c2sConnectionsPerAddress: 1, exemptAddresses: ['127.0.0.1'] } },
+    });
+  });
+  after(async () => {
+    await v.stop();
+    v.cleanup();
+  });
+
+  test('refused connections hold no login slot: logins from elsewhere still get in', async () => {
+    // One connection of 127.0.0.96 sits before authentication: it holds one of the two slots.
+    const held = await connectFrom(v.ports.c2s, '127.0.0.96');
+    await held.open();
+    // Four more from that address are refused by the per-address limit.
+    for (let i = 0; i < 4; i++) {
+      const c = await connectFrom(v.ports.c2s, '127.0.0.96');
+      await c.waitClose(10000);
+      assert.equal(c.raw, '');
+    }
+    assert.ok((await metric(v, 'verona_connections_refused_total')) >= 4);
+    // Two logins at once from another address: both need a slot, one of them the second slot.
+    const [a, b] = await Promise.all([
+      connectClient({ port: v.ports.c2s, user: 'romeo', password: 'r0meo', resource: 'a' }),
+      connectClient({ port: v.ports.c2s, user: 'romeo', password: 'r0meo', resource: 'b' }),
+    ]);
+    assert.match(a.jid, /^romeo@.*\/a$/);
+    assert.match(b.jid, /^romeo@.*\/b$/);
+    a.destroy();
+    b.destroy();
+    held.destroy();
+  });
+});
