@@ -8,6 +8,7 @@ import type { Server } from '../core/server.js';
 import type { ArchiveClock } from '../modules/mam/ids.js';
 import { ClusterNode } from './node.js';
 import { ClusterRegistry } from './registry.js';
+import { CLUSTER_SM_ASK_SERVICE, SM_HANDOVER_SERVICE, type ClusterSmAsk, type SmHandover } from '../modules/sm/index.js';
 
 export { ClusterRegistry } from './registry.js';
 
@@ -26,8 +27,17 @@ export async function startCluster(server: Server, registry: ClusterRegistry): P
       endedRemote: (s) => void server.hooks.fire('session/ended', { session: s, reason: 'node-died' }),
       // No MAM module (disabled): no archive, nothing to keep apart.
       onLane: (index, count) => (server.services.get('archive-clock') as ArchiveClock | undefined)?.setLane(index, count),
+      smGive: (u, id) => (server.services.get(SM_HANDOVER_SERVICE) as SmHandover | undefined)?.give(u, id) ?? Promise.resolve(false),
     },
   );
+  // A client resumes here a session of another node: ask the nodes that have sessions of the account.
+  const ask: ClusterSmAsk = (u, id) => {
+    const nodes = new Set<string>();
+    for (const s of registry.byUser(u)) if (s.remoteNode !== undefined) nodes.add(s.remoteNode);
+    // A handover takes a commit's time; a node that does not answer within 5 s is dying (it is reaped later).
+    return node.askHandover([...nodes], u, id, Math.min(c.nodeTimeout * 1000, 5000));
+  };
+  server.services.set(CLUSTER_SM_ASK_SERVICE, ask);
   await node.start();
   server.onClose(() => node.stop());
   return node;

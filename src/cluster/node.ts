@@ -46,6 +46,8 @@ export interface ClusterHost {
   endedRemote(session: RemoteSession): void;
   /** This node's archive-clock lane changed. */
   onLane(index: number, count: number): void;
+  /** Another node asks for a stream-management session (sm module's SmHandover); true when handed over. */
+  smGive(user: string, id: string): Promise<boolean>;
 }
 
 /** Sequence field in a node's session hash (cannot be a `user/resource`). */
@@ -68,6 +70,8 @@ export class ClusterNode implements ClusterLink {
   private readonly received: Counter;
   private readonly failures: Counter;
   private resyncing: Promise<void> | undefined;
+  /** Handover requests waiting for answers: key -> nodes still to answer and the resolver. */
+  private readonly asks = new Map<string, { waiting: Set<string>; done: (ok: boolean) => void }>();
 
   constructor(private readonly opts: ClusterOptions, private readonly registry: ClusterRegistry, private readonly host: ClusterHost) {
     this.id = opts.node !== '' ? opts.node : `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -348,10 +352,47 @@ export class ClusterNode implements ClusterLink {
     }
   }
 
+  /**
+   * Ask `nodes` to hand over the SM session `id` of `user` (a client resumes it here): true once
+   * one of them wrote it to storage, false when none had it or nobody answered within `timeoutMs`.
+   */
+  askHandover(nodes: readonly string[], user: string, id: string, timeoutMs: number): Promise<boolean> {
+    const waiting = new Set(nodes.filter((n) => n !== this.id));
+    if (waiting.size === 0) return Promise.resolve(false);
+    const k = randomBytes(9).toString('base64url');
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      const finish = (ok: boolean): void => {
+        clearTimeout(timer);
+        this.asks.delete(k);
+        resolve(ok);
+      };
+      this.asks.set(k, { waiting, done: finish });
+      for (const n of waiting) this.sendTo(n, { t: 'sm-give', u: user, r: '', id, f: this.id, k });
+    });
+  }
+
+  private onSmInbox(msg: Extract<InboxMsg, { t: 'sm-give' | 'sm-given' }>): void {
+    if (msg.t === 'sm-give') {
+      const reply = (ok: boolean): void => this.sendTo(msg.f, { t: 'sm-given', u: msg.u, r: '', k: msg.k, f: this.id, ok });
+      this.host.smGive(msg.u, msg.id).then(reply, (err: unknown) => {
+        this.host.log.error({ err }, 'cluster: handing a session over failed');
+        reply(false);
+      });
+      return;
+    }
+    const a = this.asks.get(msg.k);
+    if (!a) return;
+    if (msg.ok) return a.done(true);
+    a.waiting.delete(msg.f);
+    if (a.waiting.size === 0) a.done(false);
+  }
+
   private onInbox(text: string): void {
     const msg = decodeInbox(text);
     if (!msg) return;
     this.received.inc({ kind: msg.t });
+    if (msg.t === 'sm-give' || msg.t === 'sm-given') return this.onSmInbox(msg);
     const s = this.registry.local.byFullJid(msg.u, msg.r);
     if (!s || s.closed) return; // gone meanwhile: a message is in the archive, a presence is stale
     if (msg.t === 'send') {

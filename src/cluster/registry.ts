@@ -102,7 +102,7 @@ function safeParse(text: string): Element | undefined {
 }
 
 /** Module state on a proxy, in the shapes the modules keep it (blocking.ts, push, pep/service.ts). */
-function applyData(s: Session, d: DataSnapshot): void {
+export function applyData(s: Session, d: DataSnapshot): void {
   if (d.blocking === true) s.data.set('blocking', true);
   else s.data.delete('blocking');
   if (d.push === true) s.data.set('push', true);

@@ -62,7 +62,11 @@ export type EventMsg =
 
 export type InboxMsg =
   | { t: 'send'; u: string; r: string; x: string }
-  | { t: 'close'; u: string; r: string; c?: string; m?: string };
+  | { t: 'close'; u: string; r: string; c?: string; m?: string }
+  /** Stream management: hand the session with resumption id `id` over (write it to storage); answer to node `f` under key `k`. */
+  | { t: 'sm-give'; u: string; r: ''; id: string; f: string; k: string }
+  /** The answer of node `f`: `ok` when the session was there and is now in storage. */
+  | { t: 'sm-given'; u: string; r: ''; k: string; f: string; ok: boolean };
 
 type Obj = Record<string, unknown>;
 
@@ -130,6 +134,8 @@ export function decodeInbox(text: string): InboxMsg | undefined {
   const v = parse(text);
   if (!isObj(v) || !str(v.u) || !str(v.r)) return undefined;
   if (v.t === 'send') return str(v.x) ? { t: 'send', u: v.u, r: v.r, x: v.x } : undefined;
+  if (v.t === 'sm-give') return str(v.id) && str(v.f) && str(v.k) ? { t: 'sm-give', u: v.u, r: '', id: v.id, f: v.f, k: v.k } : undefined;
+  if (v.t === 'sm-given') return str(v.k) && str(v.f) && bool(v.ok) ? { t: 'sm-given', u: v.u, r: '', k: v.k, f: v.f, ok: v.ok } : undefined;
   if (v.t === 'close') {
     const m: InboxMsg = { t: 'close', u: v.u, r: v.r };
     if (str(v.c)) m.c = v.c;

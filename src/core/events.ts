@@ -71,8 +71,13 @@ export interface HookEvents {
   'session/bound': SessionEvent;
   /** A session ended for good (not when it merely waits for resumption). */
   'session/ended': SessionEndEvent;
-  /** The stream under a session went away; SM may keep the session for resumption (return true). */
+  /**
+   * The stream under a session went away; SM may keep the session for resumption (return true).
+   * Also fired with reason 'shutdown' at a graceful stop: SM writes a resumable session down (true).
+   */
   'session/detached': SessionEndEvent;
+  /** Modules loaded and the cluster joined, before the listeners accept anyone (SM restores hibernated sessions). */
+  'server/ready': Record<string, never>;
   /** A local user sends a message (sender side). */
   'message/out': StanzaEvent;
   /** A message to a local account (recipient side), before delivery. */

@@ -315,7 +315,8 @@ export class Server implements ServerContext {
     // Stop accepting first; the listeners' close completes once their connections are gone.
     const closing = Promise.all(this.listeners.map((l) => l.close().catch(() => undefined)));
     for (const s of [...this.streams]) {
-      if (s.session) this.endSession(s.session, 'shutdown');
+      // Stream management may keep a resumable session across the restart (written to storage).
+      if (s.session && !this.hooks.fire('session/detached', { session: s.session, reason: 'shutdown' })) this.endSession(s.session, 'shutdown');
       s.fail('system-shutdown', 'The server is shutting down');
     }
     await Promise.race([closing, new Promise((r) => setTimeout(r, 3000).unref())]);
@@ -363,6 +364,7 @@ export async function startServer(config: Config, log?: Logger): Promise<Server>
   server.services.set('admin', server.admin);
   await server.loadModules(allModules);
   if (server.sessions instanceof ClusterRegistry) await startCluster(server, server.sessions);
+  server.hooks.fire('server/ready', {});
   await server.startListeners();
   await startS2S(server);
   await startWebListeners(server);

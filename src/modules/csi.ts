@@ -171,6 +171,10 @@ function parseLimits(raw: Record<string, unknown>): CsiLimits {
 
 const DATA = 'csi';
 
+/** Service 'csi-flush': send what CSI holds for a session on (past CSI) now. */
+export type CsiFlush = (session: Session) => void;
+export const CSI_FLUSH_SERVICE = 'csi-flush';
+
 export const csiModule: VeronaModule = {
   name: 'csi',
   load(api) {
@@ -197,6 +201,8 @@ export const csiModule: VeronaModule = {
       // Past our own filter only: SM (and anything after CSI) still sees and counts each one.
       for (const el of items) s.sendFrom(CSI_FILTER_ORDER, el);
     };
+    // Stream management writes a session down at a graceful stop: what CSI holds goes into its queue first.
+    api.provide(CSI_FLUSH_SERVICE, ((s) => flush(s, 'hibernate')) satisfies CsiFlush);
 
     const filter: OutboundFilter = {
       name: 'csi',

@@ -206,7 +206,10 @@ async function importUser(storage: Storage, domain: string, user: Element, repor
       // (Prosody writes it in the pie namespace, ejabberd in jabber:client.)
       // A subscription request waiting for this user's answer (ejabberd keeps them beside the roster).
       const from = parseJID(part.attrs.from ?? '').bareString();
-      await storage.roster.addPending(username, from, serialize(x('presence', 'jabber:client', { from, to: owner, type: 'subscribe' }), 'jabber:client'));
+      // Serialised with its xmlns (as the roster module stores requests): without it the stored
+      // text parses back in no namespace and went out as <presence xmlns=""/>, which clients count
+      // as a stanza and Stream Management did not (h mismatch: the stream ended in an error).
+      await storage.roster.addPending(username, from, serialize(x('presence', 'jabber:client', { from, to: owner, type: 'subscribe' }), ''));
     } else if (part.name === 'pubsub' && part.xmlns === NS_PUBSUB_OWNER) {
       // Read before this loop (importPepConfig).
     } else if (part.name !== 'scram-credentials') {

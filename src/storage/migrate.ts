@@ -35,6 +35,7 @@ export const COPY_TABLES: ReadonlyArray<{ table: string; key: readonly string[] 
   { table: 'roster_versions', key: ['username'] },
   { table: 'roster_pending', key: ['username', 'jid'] },
   { table: 'sm_state', key: ['username', 'id'] },
+  { table: 'sm_sessions', key: ['username', 'id'] },
   // (username, seq): an index on both backends (in SQLite the username index ends with the rowid).
   { table: 'archive', key: ['username', 'seq'] },
   { table: 'archive_prefs', key: ['username'] },

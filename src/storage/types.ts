@@ -6,6 +6,7 @@
  */
 import type { RosterStore } from './roster.js';
 import type { SmStateStore } from './sm-state.js';
+import type { SmSessionStore } from './sm-sessions.js';
 import type { ArchiveStore } from './archive.js';
 import type { OfflineStore } from './offline.js';
 import type { BlocklistStore } from './blocklist.js';
@@ -66,6 +67,8 @@ export interface Storage {
   readonly roster?: RosterStore;
   /** Final `h` of ended resumable stream-management sessions (XEP-0198); optional per backend. */
   readonly smState?: SmStateStore;
+  /** Hibernated resumable SM sessions, kept across a restart and taken over by any cluster node; optional per backend. */
+  readonly smSessions?: SmSessionStore;
   /** Message archive (XEP-0313) with group commit; optional per backend. */
   readonly archive?: ArchiveStore;
   /** Offline messages (XEP-0160); optional per backend. */

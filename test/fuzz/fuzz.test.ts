@@ -7,7 +7,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { allTargets, type Target } from './targets.js';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { allTargets, bosh, fuzzServer, type Target } from './targets.js';
 
 const seed = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : Date.now() % 2 ** 31;
 // Server targets run a real C2SStream per input (milliseconds each); parsers take microseconds.
@@ -38,4 +40,22 @@ test('the c2s harness reaches what it fuzzes: the corpus conversation logs in, b
   assert.match(text, /<jid>user@localhost\/fuzz<\/jid>/);
   assert.match(text, /<iq type="result" id="r"/);
   assert.match(text, /<fin xmlns="urn:xmpp:mam:2"/);
+});
+
+test('a replaced fuzz server is garbage: nothing (a WebFront timer) keeps it alive after teardown', async () => {
+  // The long run replaces its server every 2,000 inputs; the WebSocket heartbeat interval of the
+  // never-started WebFront kept each replaced one (about 125 kB) reachable: the BOSH target's
+  // heap grew by 45-100 B per input (docs/benchmarks.md, "Security").
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  await bosh.setup?.();
+  const { corpus, turns } = await import('./mutate.js');
+  await bosh.run(turns(corpus('bosh')[0] as Buffer));
+  const ref = new WeakRef(fuzzServer() as object);
+  await bosh.teardown?.();
+  for (let i = 0; i < 20 && ref.deref() !== undefined; i++) {
+    await new Promise((r) => setImmediate(r));
+    gc();
+  }
+  assert.equal(ref.deref(), undefined, 'the fuzz server is still reachable after stopFuzzServer');
 });

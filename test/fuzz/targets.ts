@@ -259,9 +259,17 @@ async function startFuzzServer(): Promise<void> {
 async function stopFuzzServer(): Promise<void> {
   const s = server;
   server = undefined;
+  // The front was never started, so no listener's close stops its timers: stop both here.
+  // (Without ws.close() the WebSocket heartbeat interval kept every replaced server alive.)
+  front?.ws?.close();
   front?.bosh?.close();
   front = undefined;
   if (s) await s.close();
+}
+
+/** The fuzz server in use, if any (the leak test holds it weakly across a teardown). */
+export function fuzzServer(): Server | undefined {
+  return server;
 }
 
 /** A new server every so often: the archive of an in-memory database would otherwise grow with every run. */

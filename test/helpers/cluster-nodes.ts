@@ -18,10 +18,11 @@ export interface ClusterNodesOptions {
   users?: Array<[string, string]>;
   /** Extra config for every node (deep-merged). */
   config?: Record<string, unknown>;
+  /** Address of node i (default 127.0.70.(2+i)). */
+  host?: (i: number) => string;
 }
 
-export function nodeConfig(i: number, redisUrl: string, pgUrl: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  const host = nodeHost(i);
+export function nodeConfig(i: number, redisUrl: string, pgUrl: string, extra: Record<string, unknown> = {}, host = nodeHost(i)): Record<string, unknown> {
   return {
     c2s: { host, port: 0, tlsPort: -1 },
     web: { host, port: 0, tlsPort: -1 },
@@ -35,11 +36,11 @@ export function nodeConfig(i: number, redisUrl: string, pgUrl: string, extra: Re
 /** Start node `i` (users are created once, through the first node's CLI). */
 export async function startNode(i: number, o: ClusterNodesOptions, dataDir?: string): Promise<ClusterNodeHandle> {
   const v = await startVerona({
-    config: nodeConfig(i, o.redisUrl, o.pgUrl, o.config),
+    config: nodeConfig(i, o.redisUrl, o.pgUrl, o.config, o.host?.(i)),
     users: i === 0 ? o.users : undefined,
     ...(dataDir ? { dataDir } : {}),
   });
-  return { v, host: nodeHost(i), name: `node${i}` };
+  return { v, host: o.host?.(i) ?? nodeHost(i), name: `node${i}` };
 }
 
 export async function startNodes(o: ClusterNodesOptions): Promise<ClusterNodeHandle[]> {

@@ -57,15 +57,16 @@ async function waitReady(url: string, proc: ChildProcess, log: string[]): Promis
   }
 }
 
-export async function startRedis(): Promise<TestRedis> {
+/** `host`: another loopback address (tests that run beside the cluster tests use their own range). */
+export async function startRedis(host = REDIS_HOST): Promise<TestRedis> {
   const bin = redisBinary();
   const dir = mkdtempSync(path.join(tmpdir(), 'verona-redis-'));
-  const port = await freePort(REDIS_HOST);
-  const url = `redis://${REDIS_HOST}:${port}`;
+  const port = await freePort(host);
+  const url = `redis://${host}:${port}`;
   let proc: ChildProcess | undefined;
   const launch = async (): Promise<void> => {
     const log: string[] = [];
-    const p = spawn(bin, ['--bind', REDIS_HOST, '--port', String(port), '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'no', '--daemonize', 'no'], {
+    const p = spawn(bin, ['--bind', host, '--port', String(port), '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'no', '--daemonize', 'no'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     p.stdout?.on('data', (d: Buffer) => log.push(d.toString()));

@@ -16,6 +16,7 @@ import type { AccountStore, KeyValueStore, AccountRecord } from '../../src/stora
 import { AccountExistsError } from '../../src/storage/types.js';
 import type { RosterItemData, RosterStore } from '../../src/storage/roster.js';
 import type { SmStateStore } from '../../src/storage/sm-state.js';
+import type { SmSessionRecord, SmSessionStore } from '../../src/storage/sm-sessions.js';
 import type { ArchiveRecord, ArchiveStore } from '../../src/storage/archive.js';
 import type { OfflineStore } from '../../src/storage/offline.js';
 import type { BlocklistStore } from '../../src/storage/blocklist.js';
@@ -33,6 +34,7 @@ export interface BackendUnderTest {
   /** A roster store of the same backend that keeps only 2 tombstones per account. */
   rosterSmall: RosterStore;
   smState: SmStateStore;
+  smSessions: SmSessionStore;
   blocklist: BlocklistStore;
   pubsub: PubsubStore;
   muc: MucStore;
@@ -189,6 +191,33 @@ export function storageConformance(name: string, open: () => Promise<BackendUnde
         assert.equal(await s.prune(2500), 1);
         assert.equal(await s.get('romeo', 'r1'), undefined);
         assert.equal((await s.get('romeo', 'r2'))?.h, 4294967295);
+      });
+    });
+
+    describe('sm sessions (hibernated)', () => {
+      const rec = (username: string, id: string, node: string, deadline: number): SmSessionRecord => ({
+        username, id, resource: 'phone', node, deadline, savedAt: 10, state: JSON.stringify({ v: 1, q: ['<message xmlns="jabber:client">é</message>'] }),
+      });
+      test('put, replace, get; listed by node and by deadline; take hands a record out once', async () => {
+        const s = b.smSessions;
+        assert.equal(await s.get('romeo', 'a'), undefined);
+        await s.put(rec('romeo', 'a', 'n1', 5000));
+        await s.put(rec('romeo', 'b', 'n2', 1000));
+        await s.put(rec('juliet', 'a', 'n1', 3000));
+        await s.put({ ...rec('romeo', 'a', 'n1', 9000), resource: 'laptop' });
+        assert.deepEqual(await s.get('romeo', 'a'), { ...rec('romeo', 'a', 'n1', 9000), resource: 'laptop' });
+        assert.deepEqual((await s.byNode('n1')).map((r) => `${r.username}/${r.id}`).sort(), ['juliet/a', 'romeo/a']);
+        assert.deepEqual(await s.byNode('n3'), []);
+        assert.deepEqual((await s.expired(4000, 10)).map((r) => `${r.username}/${r.id}`), ['romeo/b', 'juliet/a'], 'oldest deadline first');
+        assert.deepEqual((await s.expired(4000, 1)).map((r) => r.id), ['b']);
+        const taken = await Promise.all([s.take('romeo', 'a'), s.take('romeo', 'a')]);
+        assert.equal(taken.filter((t) => t !== undefined).length, 1, 'exactly one taker');
+        assert.equal(taken.find((t) => t)?.state, rec('romeo', 'a', 'n1', 0).state, 'state round-trips (non-ASCII too)');
+        assert.equal(await s.get('romeo', 'a'), undefined);
+        assert.equal(await s.take('romeo', 'a'), undefined);
+        await b.deleteUser('juliet');
+        assert.equal(await s.get('juliet', 'a'), undefined, 'account deletion removes them');
+        assert.equal((await s.get('romeo', 'b'))?.deadline, 1000);
       });
     });
 

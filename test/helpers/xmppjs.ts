@@ -22,6 +22,15 @@ export function client(options: ClientOptions): XmppClient {
   raw._onData = (data: Buffer): void => {
     if (raw.parser) onData(data);
   };
+  // xmpp.js 0.14's stop() leaves its reconnect module running. If a second disconnect() overlaps
+  // the one in stop() (a stream error while closing makes xmpp.js call it itself), the status ends
+  // at 'disconnect' after 'offline', and the reconnect timer then retries every second for ever:
+  // a stopped client logged in again, and the test process never exited. Stopped means stopped.
+  const stop = c.stop.bind(c);
+  c.stop = async () => {
+    (c as unknown as { reconnect: { stop(): void } }).reconnect.stop();
+    return stop();
+  };
   const open = c.open.bind(c);
   c.open = (opts) =>
     new Promise<Element>((resolve, reject) => {

@@ -26,6 +26,8 @@ export interface SmConnectOptions {
   presence?: boolean;
   /** The server's XMPP domain (default localhost). */
   domain?: string;
+  /** Address to connect to (default 127.0.0.1). */
+  host?: string;
 }
 
 export interface Outbound {
@@ -79,7 +81,7 @@ export class SmClient {
   async start(o: SmConnectOptions): Promise<void> {
     if (o.domain) this.domain = o.domain;
     await new Promise<void>((resolve, reject) => {
-      this.socket = net.connect({ port: o.port, host: '127.0.0.1' }, () => resolve());
+      this.socket = net.connect({ port: o.port, host: o.host ?? '127.0.0.1' }, () => resolve());
       this.socket.once('error', reject);
     });
     this.socket.on('error', () => undefined);

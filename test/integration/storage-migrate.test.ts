@@ -58,6 +58,7 @@ async function fill(file: string, archiveRows: number): Promise<void> {
     await s.roster.remove('romeo', 'tybalt@localhost');
     await s.roster.addPending('juliet', 'paris@localhost', "<presence type='subscribe'/>");
     await s.smState.put({ username: 'romeo', id: 'sm1', h: 42, reason: 'shutdown', endedAt: 1_700_000_000_500 });
+    await s.smSessions.put({ username: 'romeo', id: 'sm2', resource: 'phone', node: '', deadline: 1_700_000_300_000, savedAt: 1_700_000_000_000, state: '{"v":1}' });
     const clock = new ArchiveClock(0, () => 1_700_000_000_000);
     const ps: Promise<void>[] = [];
     for (let i = 0; i < archiveRows; i++) {
@@ -85,7 +86,7 @@ test('SQLite -> PostgreSQL: interrupted, resumed by the CLI, verified; ids, seqs
   await fill(file, 5000);
   const url = await pgServer.createDatabase();
 
-  // An interrupted run: the 7 small tables and 2 chunks of the archive committed, then it stops.
+  // An interrupted run: the 8 small tables and 2 chunks of the archive committed, then it stops.
   const src = await openSide({ kind: 'sqlite', path: file });
   const dst = await openSide({ kind: 'postgres', url });
   await assert.rejects(migrateStorage(src, dst, { chunk: 700, maxChunks: 9 }), (e: unknown) => e instanceof MigrateError && /stopped after 9 chunks/.test(e.message));
@@ -94,7 +95,7 @@ test('SQLite -> PostgreSQL: interrupted, resumed by the CLI, verified; ids, seqs
 
   // The CLI picks it up where it stopped.
   const { stdout } = await runCli(['storage', 'migrate', `sqlite:${file}`, url]);
-  assert.match(stdout, /verified: 17 tables, \d+ rows, counts and checksums equal \(resumed an earlier run\)/);
+  assert.match(stdout, /verified: 18 tables, \d+ rows, counts and checksums equal \(resumed an earlier run\)/);
   assert.match(stdout, /archive: 5000 rows \(\d+ in this run\)/);
 
   const a = SqliteStorage.open(file, { synchronous: 'NORMAL' });
@@ -114,6 +115,7 @@ test('SQLite -> PostgreSQL: interrupted, resumed by the CLI, verified; ids, seqs
     assert.deepEqual(await b.roster.changesSince('romeo', 0), await a.roster.changesSince('romeo', 0));
     assert.deepEqual(await b.roster.pending('juliet'), await a.roster.pending('juliet'));
     assert.deepEqual(await b.smState.get('romeo', 'sm1'), await a.smState.get('romeo', 'sm1'));
+    assert.deepEqual(await b.smSessions.get('romeo', 'sm2'), await a.smSessions.get('romeo', 'sm2'));
     assert.deepEqual(await b.archive.getPrefs('juliet'), await a.archive.getPrefs('juliet'));
     assert.deepEqual(await b.blocklist.all(), await a.blocklist.all());
     assert.deepEqual(await b.pubsub.nodes('juliet'), await a.pubsub.nodes('juliet'));
@@ -138,13 +140,13 @@ test('SQLite -> PostgreSQL: interrupted, resumed by the CLI, verified; ids, seqs
   // And back: PostgreSQL -> a new SQLite file, the same rows.
   const back = path.join(dir, 'back.sqlite');
   const { stdout: out2 } = await runCli(['storage', 'migrate', url, `sqlite:${back}`]);
-  assert.match(out2, /verified: 17 tables/);
+  assert.match(out2, /verified: 18 tables/);
   const c = SqliteStorage.open(back, { synchronous: 'NORMAL' });
   const a2 = SqliteStorage.open(file, { synchronous: 'NORMAL' });
   try {
     for (const u of ['romeo', 'juliet']) assert.deepEqual(await c.archive.page({ username: u, order: 'desc', limit: 100 }), await a2.archive.page({ username: u, order: 'desc', limit: 100 }));
     assert.deepEqual(await c.roster.getAll('romeo'), await a2.roster.getAll('romeo'));
-    assert.equal(COPY_TABLES.length, 17);
+    assert.equal(COPY_TABLES.length, 18);
     assert.deepEqual(await c.muc.rooms(), [ROOM]);
     assert.deepEqual(await c.push.list('romeo'), await a2.push.list('romeo'));
     assert.deepEqual(await c.fastTokens.list('juliet'), await a2.fastTokens.list('juliet'));

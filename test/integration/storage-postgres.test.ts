@@ -37,6 +37,7 @@ storageConformance('PostgreSQL', async () => {
     roster: s.roster,
     rosterSmall: new PgRosterStore(s.pool, 2),
     smState: s.smState,
+    smSessions: s.smSessions,
     blocklist: s.blocklist,
     pubsub: s.pubsub,
     muc: s.muc,

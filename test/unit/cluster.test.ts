@@ -48,6 +48,10 @@ test('wire: events and inbox messages', () => {
     ['send without stanza', JSON.stringify({ t: 'send', u: 'romeo', r: 'x' }), undefined],
     ['no user', JSON.stringify({ t: 'close', r: 'x' }), undefined],
     ['garbage', 'nope', undefined],
+    ['sm handover request', JSON.stringify({ t: 'sm-give', u: 'romeo', r: '', id: 'abc', f: 'node1', k: 'k1' }), { t: 'sm-give', u: 'romeo', r: '', id: 'abc', f: 'node1', k: 'k1' }],
+    ['sm handover request without id', JSON.stringify({ t: 'sm-give', u: 'romeo', r: '', f: 'node1', k: 'k1' }), undefined],
+    ['sm handover answer', JSON.stringify({ t: 'sm-given', u: 'romeo', r: '', k: 'k1', f: 'node0', ok: true }), { t: 'sm-given', u: 'romeo', r: '', k: 'k1', f: 'node0', ok: true }],
+    ['sm handover answer with a non-boolean ok', JSON.stringify({ t: 'sm-given', u: 'romeo', r: '', k: 'k1', f: 'node0', ok: 'yes' }), undefined],
   ];
   for (const [why, text, want] of inbox) assert.deepEqual(decodeInbox(text), want, why);
 });

@@ -5,6 +5,7 @@
  */
 import { MemoryRosterStore } from '../../src/storage/roster.js';
 import { MemorySmStateStore } from '../../src/storage/sm-state.js';
+import { MemorySmSessionStore } from '../../src/storage/sm-sessions.js';
 import { MemoryBlocklistStore } from '../../src/storage/blocklist.js';
 import { MemoryPubsubStore } from '../../src/storage/pubsub.js';
 import { MemoryMucStore } from '../../src/storage/muc.js';
@@ -20,10 +21,12 @@ storageConformance(
     const pubsub = new MemoryPubsubStore();
     const push = new MemoryPushStore();
     const fastTokens = new MemoryFastTokenStore();
+    const smSessions = new MemorySmSessionStore();
     return {
       roster,
       rosterSmall: new MemoryRosterStore(2),
       smState: new MemorySmStateStore(),
+      smSessions,
       blocklist,
       pubsub,
       muc: new MemoryMucStore(),
@@ -31,6 +34,7 @@ storageConformance(
       fastTokens,
       deleteUser: async (u) => {
         roster.deleteUser(u);
+        smSessions.deleteUser(u);
         await blocklist.clear(u);
         pubsub.deleteUser(u);
         // The memory push and FAST stores have no account deletion of their own: the server's

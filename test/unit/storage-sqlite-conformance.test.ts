@@ -22,6 +22,7 @@ storageConformance('SQLite', async () => {
     roster: s.roster,
     rosterSmall: new SqliteRosterStore(s.db, 2),
     smState: s.smState,
+    smSessions: s.smSessions,
     blocklist: s.blocklist,
     pubsub: s.pubsub,
     muc: s.muc,

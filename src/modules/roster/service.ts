@@ -465,7 +465,11 @@ export class RosterService implements RosterApi, PresenceAuth {
       for (const p of await this.store.pending(user)) {
         if (session.closed || !session.available) break;
         try {
-          session.send(parseXml(p.stanza));
+          const el = parseXml(p.stanza);
+          // Requests imported before the import kept their namespace were stored without one and
+          // went out as <presence xmlns=""/> (SM does not count that, the client does).
+          if (el.xmlns === '') el.xmlns = NS.CLIENT;
+          session.send(el);
         } catch (err) {
           this.api.log.warn({ err, user, from: p.jid }, 'stored subscription request unreadable');
         }

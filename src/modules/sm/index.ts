@@ -29,6 +29,13 @@ import type { Metrics } from '../../metrics/metrics.js';
 import { SmCounters, parseH } from './state.js';
 import { parseSmOptions, type SmOptions } from './options.js';
 import { classifyUndelivered, DeliveryTracker } from './undelivered.js';
+import { decodeHibernation, DetachedStream, encodeHibernation, type Hibernation } from './persist.js';
+import { Session as SessionClass } from '../../core/session.js';
+import { serialize } from '../../xml/element.js';
+import { parseXml } from '../../xml/parser.js';
+import { applyData, snapshotOf } from '../../cluster/registry.js';
+import type { SmSessionRecord } from '../../storage/sm-sessions.js';
+import type { CsiFlush } from '../csi.js';
 
 /** Order of the SM outbound filter: after every other filter (CSI is 100), so it sees what is written. */
 export const SM_FILTER_ORDER = 1000;
@@ -61,6 +68,22 @@ export interface SmControl {
 }
 export const SM_CONTROL_SERVICE = 'sm-control';
 
+/**
+ * Service 'sm-handover': another cluster node asks for a session a client resumes there. The
+ * session (attached or hibernating here) is written to storage.smSessions, its stream (if any)
+ * gets <conflict/>, and it leaves this node without 'session/ended' (it lives on over there).
+ */
+export interface SmHandover {
+  /** True when the session was here and is now in storage for the asking node to take. */
+  give(username: string, id: string): Promise<boolean>;
+}
+export const SM_HANDOVER_SERVICE = 'sm-handover';
+/** Service 'cluster-sm-ask' (the cluster provides it): ask the other nodes to hand a session over. */
+export type ClusterSmAsk = (username: string, id: string) => Promise<boolean>;
+export const CLUSTER_SM_ASK_SERVICE = 'cluster-sm-ask';
+/** Seconds between looks for hibernated sessions in storage whose deadline passed (nobody took them). */
+const EXPIRY_SWEEP_SECONDS = 30;
+
 interface SmSession {
   enabled: boolean;
   c: SmCounters;
@@ -73,6 +96,8 @@ interface SmSession {
   noResume: boolean;
   hibernating: boolean;
   timer: NodeJS.Timeout | undefined;
+  /** When a hibernating session ends unless resumed (ms since epoch). */
+  deadline: number;
   awaitingAck: boolean;
   requestedAt: number;
   oldestUnackedAt: number;
@@ -115,6 +140,8 @@ function smMetrics(mt: Metrics) {
     resumptions: mt.counter('verona_sm_resumptions_total', 'Resumption attempts by outcome (resumed, unknown, expired, overflow, bad-h, malformed, unexpected)'),
     hibernated: mt.counter('verona_sm_hibernated_total', 'Sessions kept for resumption after their stream went away, by reason'),
     ended: mt.counter('verona_sm_sessions_ended_total', 'SM sessions that ended without resumption, by reason'),
+    persisted: mt.counter('verona_sm_persisted_total', 'Resumable sessions written to storage (graceful stop, handed to another node), by reason'),
+    restored: mt.counter('verona_sm_restored_total', 'Hibernated sessions read back from storage, by outcome (waiting, expired, unreadable)'),
     dropped: mt.counter('verona_sm_unacked_dropped_total', 'Unacked or held stanzas dropped when their session ended, by source and reason'),
     offline: mt.counter('verona_sm_unacked_offline_total', 'Unacked or held messages sent to offline storage when their session ended, by source and reason'),
     bounced: mt.counter('verona_sm_unacked_bounced_total', 'Unacked or held stanzas answered with an error when their session ended, by source and reason'),
@@ -140,11 +167,17 @@ class StreamManagement {
   private sweeper: NodeJS.Timeout | undefined;
   private control: SmControl | undefined;
   private readonly resumedListeners: Array<(session: Session) => void> = [];
+  /** Name hibernated sessions are written under (cluster.node; '' on a single node). */
+  private readonly nodeName: string;
+  /** Settles once the hibernated sessions of the previous run are back (resumes wait for it). */
+  private restoring: Promise<void> = Promise.resolve();
+  private sweeps = 0;
 
   private readonly m: ReturnType<typeof smMetrics>;
 
   constructor(private readonly api: ModuleApi) {
     this.opts = parseSmOptions(api.options);
+    this.nodeName = api.config.cluster.node;
     const server = api.service<ServerContext>('server');
     if (!server) throw new Error('sm: the server context service is missing');
     this.server = server;
@@ -206,6 +239,11 @@ class StreamManagement {
     api.provide(SM_CONTROL_SERVICE, control);
     api.provide(UNDELIVERED_SERVICE, ((session, stanzas, source) => this.dispose(session, stanzas, source)) satisfies UndeliveredSink);
 
+    api.provide(SM_HANDOVER_SERVICE, { give: (u, id) => this.give(u, id) } satisfies SmHandover);
+    api.hook('server/ready', () => {
+      this.restoring = this.restoreOwn().catch((err: unknown) => api.log.error({ err }, 'sm: restoring hibernated sessions failed'));
+    });
+
     this.sweeper = setInterval(() => this.sweep(), 1000);
     this.sweeper.unref();
     const store = api.storage.smState;
@@ -225,6 +263,7 @@ class StreamManagement {
       noResume: false,
       hibernating: false,
       timer: undefined,
+      deadline: 0,
       awaitingAck: false,
       requestedAt: 0,
       oldestUnackedAt: 0,
@@ -387,6 +426,7 @@ class StreamManagement {
 
   private sweep(): void {
     const now = Date.now();
+    if (++this.sweeps % EXPIRY_SWEEP_SECONDS === 0) void this.endOrphans(now);
     for (const session of this.enabled) {
       const st = this.st(session);
       if (!st || st.hibernating || session.closed) continue;
@@ -406,6 +446,8 @@ class StreamManagement {
 
   private detached(session: Session, reason: string): boolean {
     const st = this.st(session);
+    // A graceful stop: a resumable session is written down (close()) instead of ending.
+    if (reason === 'shutdown') return st !== undefined && this.canPersist(st) && this.keepAtStop(session, st);
     if (!st?.enabled || st.id === undefined || st.noResume || st.maxSeconds <= 0) return false;
     // A client that closes its stream cleanly ends the session (XEP-0198 §5); so do replacement and shutdown.
     if (reason === 'closed' || reason === 'replaced' || reason === 'shutdown') return false;
@@ -422,6 +464,7 @@ class StreamManagement {
 
   private hibernateFor(session: Session, st: SmSession, secs: number): void {
     if (st.timer) clearTimeout(st.timer);
+    st.deadline = Date.now() + secs * 1000;
     st.timer = setTimeout(() => {
       if (!session.closed) this.server.endSession(session, 'resume-expired');
     }, secs * 1000);
@@ -551,7 +594,12 @@ class StreamManagement {
     }
     stream.data.set(RESUMING, true);
     try {
-      const session = this.live.get(previd);
+      let session = this.live.get(previd);
+      // Not here: written down at a restart, or live on another cluster node.
+      if (!session) {
+        await this.restoring;
+        session = this.live.get(previd) ?? (await this.fetch(stream.username as string, previd));
+      }
       const st = session && this.st(session);
       if (!session || !st || session.username !== stream.username || session.closed) {
         await this.resumeFailed(stream, previd, reply);
@@ -637,16 +685,223 @@ class StreamManagement {
     return false;
   }
 
+  // ---- across restarts and nodes (docs/stream-management.md) ------------------
+
+  /** Can this session be written down for another process to resume? */
+  private canPersist(st: SmSession): boolean {
+    return this.api.storage.smSessions !== undefined && st.enabled && st.id !== undefined && !st.noResume && !st.overflowing && st.maxSeconds > 0;
+  }
+
+  /** Detach the session from its stream for writing it down; its deadline starts now unless it already waits. */
+  private keepAtStop(session: Session, st: SmSession): boolean {
+    if (!st.hibernating) {
+      st.hibernating = true;
+      st.waiters = [];
+      st.awaitingAck = false;
+      st.deadline = Date.now() + (this.control?.hibernationFor?.(session) ?? st.maxSeconds) * 1000;
+    }
+    if (st.timer) clearTimeout(st.timer);
+    st.timer = undefined;
+    // No stream: what still arrives is counted and queued; the stream's close no longer detaches it.
+    if (!(session.stream instanceof DetachedStream)) session.stream = new DetachedStream(session.stream.id);
+    return true;
+  }
+
+  private capture(session: Session, st: SmSession): Hibernation {
+    return {
+      jid: session.jid.toString(),
+      sid: session.streamId,
+      max: st.maxSeconds,
+      out: st.c.outCount,
+      acked: st.c.outAcked,
+      handled: st.c.inHandled,
+      queue: st.c.queue.map((el) => serialize(el, '')),
+      queriedMam: st.queriedMam,
+      session: snapshotOf(session),
+      directedTo: [...session.directedTo],
+    };
+  }
+
+  /**
+   * Write a detached session to storage.smSessions and let it go from this process without
+   * 'session/ended': contacts are told nothing, since it lives on (restart, another node).
+   */
+  private async writeDown(session: Session, st: SmSession, reason: string): Promise<void> {
+    const store = this.api.storage.smSessions;
+    const id = st.id;
+    if (!store || id === undefined) return;
+    // What CSI holds goes into the SM queue first (counted, sent again on resumption).
+    this.api.service<CsiFlush>('csi-flush')?.(session);
+    // h must cover every stanza received, including those still waiting for their commit.
+    let tail: Promise<void>;
+    do {
+      tail = session.inboundTail;
+      await tail;
+    } while (tail !== session.inboundTail);
+    if (session.closed) return;
+    const rec: SmSessionRecord = {
+      username: session.username,
+      id,
+      resource: session.resource,
+      node: this.nodeName,
+      deadline: st.deadline,
+      savedAt: Date.now(),
+      state: encodeHibernation(this.capture(session, st)),
+    };
+    // Nothing more is queued into a session already written down (a later message is in the archive).
+    session.closed = true;
+    this.server.sessions.remove(session);
+    this.enabled.delete(session);
+    this.live.delete(id);
+    try {
+      await store.put(rec);
+      this.m.persisted.inc({ reason });
+      this.api.log.info({ jid: session.jid.toString(), unacked: st.c.queue.length, reason }, 'sm: session written down for resumption');
+    } catch (err) {
+      this.api.log.error({ err, user: rec.username }, 'sm: writing a session down failed; it cannot be resumed');
+    }
+  }
+
+  /** Another node asks for a session a client resumes there (SmHandover). */
+  private async give(username: string, id: string): Promise<boolean> {
+    const session = this.live.get(id);
+    const st = session && this.st(session);
+    if (!session || !st || session.username !== username || session.closed || !this.canPersist(st)) return false;
+    const old = session.stream;
+    this.keepAtStop(session, st);
+    // XEP-0198 §5: the old stream, wherever it is, gets <conflict/>.
+    old.closeWith('conflict', 'Resumed on another node');
+    await this.writeDown(session, st, 'handover');
+    return true;
+  }
+
+  /** A resumption id this process does not hold: take it from storage, asking the other nodes first when needed. */
+  private async fetch(username: string, id: string): Promise<Session | undefined> {
+    const store = this.api.storage.smSessions;
+    if (!store) return undefined;
+    let rec = await store.take(username, id);
+    if (!rec) {
+      const ask = this.api.service<ClusterSmAsk>(CLUSTER_SM_ASK_SERVICE);
+      if (ask && (await ask(username, id))) rec = await store.take(username, id);
+    }
+    if (!rec) return undefined;
+    return this.live.get(id) ?? this.restore(rec);
+  }
+
+  /** At start: the sessions this node wrote down when it stopped wait for resumption again. */
+  private async restoreOwn(): Promise<void> {
+    const store = this.api.storage.smSessions;
+    if (!store) return;
+    let n = 0;
+    for (const r of await store.byNode(this.nodeName)) {
+      // Taken one by one: another node may be taking one of them for a client right now.
+      const rec = await store.take(r.username, r.id);
+      if (rec && this.restore(rec)) n++;
+    }
+    if (n > 0) this.api.log.info({ sessions: n }, 'sm: hibernated sessions restored');
+  }
+
+  /** Hibernated sessions nobody took before their deadline (their node never came back): they end here. */
+  private async endOrphans(now: number): Promise<void> {
+    const store = this.api.storage.smSessions;
+    if (!store) return;
+    try {
+      for (const r of await store.expired(now, 100)) {
+        const rec = await store.take(r.username, r.id);
+        if (rec) this.restore(rec);
+      }
+    } catch (err) {
+      this.api.log.warn({ err }, 'sm: looking for expired hibernated sessions failed');
+    }
+  }
+
+  /**
+   * A written-down session back as a local session waiting for resumption, exactly like one whose
+   * TCP connection dropped. Past its deadline it ends at once (contacts get unavailable presence,
+   * its unacked messages the undelivered rules). Undefined when it is not resumable here.
+   */
+  private restore(rec: SmSessionRecord): Session | undefined {
+    const h = decodeHibernation(rec.state);
+    const jid = h && tryParseJID(h.jid);
+    let queue: Element[] | undefined;
+    try {
+      queue = h?.queue.map((q) => parseXml(q));
+    } catch {
+      queue = undefined;
+    }
+    if (!h || !jid || jid.isBare() || !queue) {
+      this.m.restored.inc({ outcome: 'unreadable' });
+      this.api.log.warn({ user: rec.username, id: rec.id }, 'sm: unreadable hibernated session dropped');
+      return undefined;
+    }
+    const current = this.server.sessions.byFullJid(rec.username, jid.resource);
+    if (current && !current.closed) {
+      // The resource was bound again meanwhile: that login replaced this session.
+      this.m.restored.inc({ outcome: 'replaced' });
+      void this.api.storage.smState?.put({ username: rec.username, id: rec.id, h: h.handled % 2 ** 32, reason: 'replaced', endedAt: Date.now() }).catch(() => undefined);
+      return undefined;
+    }
+    const session = new SessionClass(jid, new DetachedStream(h.sid), rec.username);
+    const snap = h.session;
+    session.priority = snap.priority;
+    session.available = snap.available;
+    session.interested = snap.interested;
+    session.mr2 = snap.mr2;
+    session.carbons = snap.carbons;
+    session.csiInactive = snap.csiInactive;
+    if (snap.presence !== undefined) {
+      try {
+        session.presence = parseXml(snap.presence);
+      } catch {
+        session.presence = undefined;
+      }
+    }
+    applyData(session, snap.data);
+    for (const d of h.directedTo) session.directedTo.add(d);
+    this.server.sessions.add(session);
+    this.server.hooks.fire('session/bound', { session });
+    const st = this.st(session) as SmSession;
+    st.enabled = true;
+    st.id = rec.id;
+    st.maxSeconds = h.max;
+    st.queriedMam = h.queriedMam;
+    st.c.outCount = h.out;
+    st.c.outAcked = h.acked;
+    st.c.inReceived = h.handled;
+    st.c.inHandled = h.handled;
+    st.c.queue.push(...queue);
+    st.hibernating = true;
+    st.oldestUnackedAt = queue.length > 0 ? Date.now() : 0;
+    this.enabled.add(session);
+    session.addFilter(this.filter);
+    this.live.set(rec.id, session);
+    const left = (rec.deadline - Date.now()) / 1000;
+    if (left <= 0) {
+      this.m.restored.inc({ outcome: 'expired' });
+      this.server.endSession(session, 'resume-expired');
+      return undefined;
+    }
+    this.hibernateFor(session, st, left);
+    this.m.restored.inc({ outcome: 'waiting' });
+    return session;
+  }
+
   // ---- shutdown -----------------------------------------------------------
 
   private async close(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
-    // Sessions waiting for resumption have no stream, so the server's shutdown did not end them.
-    for (const s of [...this.enabled]) if (!s.closed) this.server.endSession(s, 'shutdown');
-    // Their final h is written once pending commits settle; do not wait forever for a stuck store.
-    const all = Promise.allSettled([...this.pendingWrites]);
+    // Resumable sessions are written down for the next run (or another node); the others end.
+    const writes: Array<Promise<void>> = [];
+    for (const s of [...this.enabled]) {
+      if (s.closed) continue;
+      const st = this.st(s);
+      if (st && this.canPersist(st) && this.keepAtStop(s, st)) writes.push(this.writeDown(s, st, 'shutdown'));
+      else this.server.endSession(s, 'shutdown');
+    }
+    // Final h values and hibernated sessions are written once pending commits settle; do not wait forever for a stuck store.
+    const all = Promise.allSettled([...this.pendingWrites, ...writes]);
     let t: NodeJS.Timeout | undefined;
-    await Promise.race([all, new Promise((r) => (t = setTimeout(r, 5000)))]);
+    await Promise.race([all, new Promise((r) => (t = setTimeout(r, 10000)))]);
     if (t) clearTimeout(t);
   }
 }

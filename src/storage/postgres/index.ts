@@ -15,6 +15,7 @@ import { PgAccountStore } from './accounts.js';
 import { PgKeyValueStore } from './kv.js';
 import { PgRosterStore } from './roster.js';
 import { PgSmStateStore } from './sm-state.js';
+import { PgSmSessionStore } from './sm-sessions.js';
 import { PgArchiveStore } from './archive.js';
 import { PgOfflineStore } from './offline.js';
 import { PgBlocklistStore } from './blocklist.js';
@@ -40,6 +41,7 @@ export class PostgresStorage implements Storage {
   readonly kv: KeyValueStore;
   readonly roster: PgRosterStore;
   readonly smState: PgSmStateStore;
+  readonly smSessions: PgSmSessionStore;
   readonly archive: PgArchiveStore;
   readonly offline: PgOfflineStore;
   readonly blocklist: PgBlocklistStore;
@@ -59,6 +61,7 @@ export class PostgresStorage implements Storage {
     this.kv = new PgKeyValueStore(pool);
     this.roster = new PgRosterStore(pool);
     this.smState = new PgSmStateStore(pool);
+    this.smSessions = new PgSmSessionStore(pool);
     this.archive = new PgArchiveStore(pool, { maxBatch: opts.archiveMaxBatch });
     this.offline = new PgOfflineStore(pool);
     this.blocklist = new PgBlocklistStore(pool);

@@ -14,6 +14,7 @@ import type pg from 'pg';
 import { PG_MUC_MIGRATION_SQL } from './muc.js';
 import { PG_PUSH_MIGRATION_SQL } from './push.js';
 import { PG_FAST_MIGRATION_SQL } from './fast.js';
+import { PG_SM_SESSIONS_MIGRATION_SQL } from './sm-sessions.js';
 
 export interface PgMigration {
   id: string;
@@ -189,6 +190,8 @@ export const pgMigrations: PgMigration[] = [
   // Phones (docs/phones.md): XEP-0357 push registrations and XEP-0484 FAST tokens.
   { id: '0100-push-registrations', sql: PG_PUSH_MIGRATION_SQL },
   { id: '0101-fast-tokens', sql: PG_FAST_MIGRATION_SQL },
+  // Hibernated resumable SM sessions, taken over by any node (postgres/sm-sessions.ts).
+  { id: '0110-sm-sessions', sql: PG_SM_SESSIONS_MIGRATION_SQL },
 ];
 
 export class PgMigrationError extends Error {

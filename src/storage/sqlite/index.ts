@@ -22,6 +22,7 @@ import { SqliteAccountStore } from './accounts.js';
 import { SqliteKeyValueStore } from './kv.js';
 import { SqliteRosterStore } from './roster.js';
 import { SqliteSmStateStore } from './sm-state.js';
+import { SqliteSmSessionStore } from './sm-sessions.js';
 import { SqliteArchiveStore } from './archive.js';
 import { SqliteOfflineStore } from './offline.js';
 import { SqliteBlocklistStore } from './blocklist.js';
@@ -54,6 +55,7 @@ export class SqliteStorage implements Storage {
   readonly kv: KeyValueStore;
   readonly roster: SqliteRosterStore;
   readonly smState: SqliteSmStateStore;
+  readonly smSessions: SqliteSmSessionStore;
   readonly archive: SqliteArchiveStore;
   readonly offline: SqliteOfflineStore;
   readonly blocklist: SqliteBlocklistStore;
@@ -74,6 +76,7 @@ export class SqliteStorage implements Storage {
     this.kv = new SqliteKeyValueStore(db);
     this.roster = new SqliteRosterStore(db);
     this.smState = new SqliteSmStateStore(db);
+    this.smSessions = new SqliteSmSessionStore(db);
     this.archive = new SqliteArchiveStore(db);
     this.offline = new SqliteOfflineStore(db);
     this.blocklist = new SqliteBlocklistStore(db);

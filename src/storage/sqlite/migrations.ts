@@ -16,6 +16,7 @@ import { PUBSUB_MIGRATION_SQL } from './pubsub.js';
 import { MUC_MIGRATION_SQL } from './muc.js';
 import { PUSH_MIGRATION_SQL } from './push.js';
 import { FAST_MIGRATION_SQL } from './fast.js';
+import { SM_SESSIONS_MIGRATION_SQL } from './sm-sessions.js';
 
 export interface Migration {
   /** Unique and sortable: 'NNNN-what'. */
@@ -122,6 +123,8 @@ export const migrations: Migration[] = [
   // Phones (docs/phones.md): ids in their own range so parallel work does not collide.
   { id: '0100-push-registrations', sql: PUSH_MIGRATION_SQL },
   { id: '0101-fast-tokens', sql: FAST_MIGRATION_SQL },
+  // Hibernated resumable SM sessions, kept across a restart (src/storage/sqlite/sm-sessions.ts).
+  { id: '0110-sm-sessions', sql: SM_SESSIONS_MIGRATION_SQL },
 ];
 
 export class MigrationError extends Error {
