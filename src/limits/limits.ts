@@ -67,28 +67,39 @@ export class ConnectionLimiter {
 }
 
 /**
- * A token bucket: `rate` bytes per second, at most `burst` saved up. `take`
- * spends bytes (the balance may go negative: data already read cannot be
- * refused) and says how long to stop reading until the balance is back at 0.
+ * `rate` tokens per second, at most `burst` saved up; the refill is shared by
+ * the two ways of spending below (TokenBucket here, RefusingBucket in
+ * stanza-rules.ts).
  */
-export class TokenBucket {
-  private tokens: number;
+export abstract class Bucket {
+  protected tokens: number;
   private last: number;
 
   constructor(
-    private readonly rate: number,
-    private readonly burst: number,
+    protected readonly rate: number,
+    protected readonly burst: number,
     now: number,
   ) {
     this.tokens = burst;
     this.last = now;
   }
 
-  /** Spend `bytes` at time `now` (ms); returns the milliseconds to pause reading (0 = go on). */
-  take(bytes: number, now: number): number {
+  protected refill(now: number): void {
     const elapsed = Math.max(0, now - this.last);
     this.last = now;
     this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.rate) / 1000);
+  }
+}
+
+/**
+ * A token bucket of bytes: `take` spends bytes (the balance may go negative:
+ * data already read cannot be refused) and says how long to stop reading
+ * until the balance is back at 0.
+ */
+export class TokenBucket extends Bucket {
+  /** Spend `bytes` at time `now` (ms); returns the milliseconds to pause reading (0 = go on). */
+  take(bytes: number, now: number): number {
+    this.refill(now);
     this.tokens -= bytes;
     return this.tokens >= 0 ? 0 : Math.ceil((-this.tokens * 1000) / this.rate);
   }

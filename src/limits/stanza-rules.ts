@@ -19,6 +19,7 @@
  */
 import type { Element } from '../xml/element.js';
 import { tryParseJID } from '../jid/jid.js';
+import { Bucket } from './limits.js';
 
 export const NS_MAM = 'urn:xmpp:mam:2';
 export const NS_RSM = 'http://jabber.org/protocol/rsm';
@@ -86,25 +87,7 @@ export function chargesFor(stanza: Element, ownBare: string, pages: PageSizes): 
  * TokenBucket in limits.ts may go negative: bytes already read cannot be
  * refused; a stanza can). `rate` tokens per second, at most `burst` saved.
  */
-export class RefusingBucket {
-  private tokens: number;
-  private last: number;
-
-  constructor(
-    private readonly rate: number,
-    private readonly burst: number,
-    now: number,
-  ) {
-    this.tokens = burst;
-    this.last = now;
-  }
-
-  private refill(now: number): void {
-    const elapsed = Math.max(0, now - this.last);
-    this.last = now;
-    this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.rate) / 1000);
-  }
-
+export class RefusingBucket extends Bucket {
   /**
    * Spend `cost` tokens at `now` (ms): 0 when spent, otherwise the
    * milliseconds until they would be there (nothing spent). A cost above the

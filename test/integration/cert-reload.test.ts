@@ -10,10 +10,11 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import path from 'node:path';
 import { startVerona, type Verona } from '../helpers/server.js';
-import { RawConnection, connectRaw, nextId } from '../helpers/client.js';
+import { connectRaw } from '../helpers/client.js';
+import { directTls, login, ping, waitForLine } from '../helpers/cert-client.js';
 import { planReload } from '../../src/config/reload.js';
 import { defaultConfig } from '../../src/config/defaults.js';
 
@@ -24,50 +25,12 @@ after(async () => {
   v?.cleanup();
 });
 
-function directTls(port: number): Promise<{ conn: RawConnection; fingerprint: string }> {
-  return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: HOST, port, servername: 'localhost', rejectUnauthorized: false, ALPNProtocols: ['xmpp-client'] }, () => {
-      resolve({ conn: new RawConnection(s), fingerprint: s.getPeerX509Certificate()?.fingerprint256 ?? '' });
-    });
-    s.once('error', reject);
-  });
-}
-
-async function login(c: RawConnection): Promise<void> {
-  await c.open();
-  c.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from('\0romeo\0r0meo').toString('base64')}</auth>`);
-  assert.equal((await c.next((el) => el.name === 'success' || el.name === 'failure', 30_000)).name, 'success');
-  await c.open();
-  const id = nextId();
-  c.send(`<iq type='set' id='${id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>`);
-  assert.equal((await c.next((el) => el.attrs.id === id, 30_000)).attrs.type, 'result');
-}
-
-async function ping(c: RawConnection): Promise<string> {
-  const id = nextId();
-  c.send(`<iq type='get' id='${id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`);
-  return (await c.next((el) => el.attrs.id === id, 30_000)).attrs.type ?? '';
-}
-
-function waitForLine(out: string[], re: RegExp, from: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const deadline = Date.now() + 60_000;
-    const check = (): void => {
-      const hit = out.slice(from).find((l) => re.test(l));
-      if (hit !== undefined) return resolve(hit);
-      if (Date.now() > deadline) return reject(new Error(`no log line ${re}:\n${out.slice(from).join('\n')}`));
-      setTimeout(check, 100);
-    };
-    check();
-  });
-}
-
 test('SIGHUP: new certificate for new connections, the old session stays; limits apply, the rest is named', { timeout: 180_000 }, async () => {
   v = await startVerona({ users: [['romeo', 'r0meo']], config: { log: { level: 'info' }, c2s: { host: HOST } } });
   const certFile = path.join(v.dataDir, 'tls', 'cert.pem');
   const before = new X509Certificate(readFileSync(certFile)).fingerprint256;
 
-  const old = await directTls(v.ports['c2s-tls']);
+  const old = await directTls(HOST, v.ports['c2s-tls'], ['xmpp-client']);
   assert.equal(old.fingerprint, before);
   await login(old.conn);
 
@@ -82,7 +45,7 @@ test('SIGHUP: new certificate for new connections, the old session stays; limits
 
   const mark = v.output.length;
   v.proc.kill('SIGHUP');
-  const line = await waitForLine(v.output, /reloaded configuration and certificates/, mark);
+  const line = await waitForLine(v.output, /reloaded configuration and certificates/, mark, 60_000);
   assert.match(line, /"applied":\["c2s.maxStanzaSize"\]/);
   assert.match(line, /"needRestart":\["c2s.port"\]/);
 
@@ -91,7 +54,7 @@ test('SIGHUP: new certificate for new connections, the old session stays; limits
   assert.equal(old.conn.closed, false);
 
   // New connections see the new certificate: direct TLS and STARTTLS.
-  const fresh = await directTls(v.ports['c2s-tls']);
+  const fresh = await directTls(HOST, v.ports['c2s-tls'], ['xmpp-client']);
   assert.equal(fresh.fingerprint, renewed);
   await login(fresh.conn);
   assert.equal(await ping(fresh.conn), 'result');

@@ -14,8 +14,7 @@ import { X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import tls from 'node:tls';
-import { RawConnection, nextId } from '../helpers/client.js';
+import { directTls, login, ping, waitForLine } from '../helpers/cert-client.js';
 import { runCli, startVerona, type Verona } from '../helpers/server.js';
 import { decideSwap } from '../../src/config/cert-watch.js';
 
@@ -43,44 +42,6 @@ function relink(link: string, target: string): void {
   renameSync(tmp, link);
 }
 
-function directTls(port: number): Promise<{ conn: RawConnection; fingerprint: string }> {
-  return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: HOST, port, servername: 'localhost', rejectUnauthorized: false }, () => {
-      resolve({ conn: new RawConnection(s), fingerprint: s.getPeerX509Certificate()?.fingerprint256 ?? '' });
-    });
-    s.once('error', reject);
-  });
-}
-
-async function login(c: RawConnection): Promise<void> {
-  await c.open();
-  c.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from('\0romeo\0r0meo').toString('base64')}</auth>`);
-  assert.equal((await c.next((el) => el.name === 'success' || el.name === 'failure', 30_000)).name, 'success');
-  await c.open();
-  const id = nextId();
-  c.send(`<iq type='set' id='${id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>`);
-  assert.equal((await c.next((el) => el.attrs.id === id, 30_000)).attrs.type, 'result');
-}
-
-async function ping(c: RawConnection): Promise<string> {
-  const id = nextId();
-  c.send(`<iq type='get' id='${id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`);
-  return (await c.next((el) => el.attrs.id === id, 30_000)).attrs.type ?? '';
-}
-
-function waitForLine(out: string[], re: RegExp, from: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const deadline = Date.now() + 90_000;
-    const check = (): void => {
-      const hit = out.slice(from).find((l) => re.test(l));
-      if (hit !== undefined) return resolve(hit);
-      if (Date.now() > deadline) return reject(new Error(`no log line ${re}:\n${out.slice(from).join('\n')}`));
-      setTimeout(check, 100);
-    };
-    check();
-  });
-}
-
 test('certWatch: a certbot-style renewal is picked up without a signal; a half-done one is refused; sessions stay', { timeout: 300_000 }, async () => {
   const [a, b, c] = [await pair('a'), await pair('b'), await pair('c')];
   const archive = path.join(scratch, 'archive');
@@ -102,7 +63,7 @@ test('certWatch: a certbot-style renewal is picked up without a signal; a half-d
     },
   });
   const port = v.ports['c2s-tls'];
-  const old = await directTls(port);
+  const old = await directTls(HOST, port);
   assert.equal(old.fingerprint, a.fp);
   await login(old.conn);
 
@@ -111,18 +72,18 @@ test('certWatch: a certbot-style renewal is picked up without a signal; a half-d
   copyFileSync(b.cert, path.join(archive, 'cert2.pem'));
   let mark = v.output.length;
   relink(path.join(live, 'key.pem'), '../archive/privkey2.pem');
-  await waitForLine(v.output, /not a valid pair \(yet\); keeping the current certificate/, mark);
-  const during = await directTls(port);
+  await waitForLine(v.output, /not a valid pair \(yet\); keeping the current certificate/, mark, 90_000);
+  const during = await directTls(HOST, port);
   assert.equal(during.fingerprint, a.fp, 'the old certificate is kept while the pair does not match');
   during.conn.destroy();
 
   // The certificate follows: swapped for new connections, the old session stays.
   mark = v.output.length;
   relink(path.join(live, 'cert.pem'), '../archive/cert2.pem');
-  await waitForLine(v.output, /new certificate in use for new connections/, mark);
+  await waitForLine(v.output, /new certificate in use for new connections/, mark, 90_000);
   assert.equal(await ping(old.conn), 'result');
   assert.equal(old.conn.closed, false);
-  const fresh = await directTls(port);
+  const fresh = await directTls(HOST, port);
   assert.equal(fresh.fingerprint, b.fp);
   await login(fresh.conn);
 
@@ -133,8 +94,8 @@ test('certWatch: a certbot-style renewal is picked up without a signal; a half-d
   rmSync(path.join(live, 'key.pem'));
   writeFileSync(path.join(live, 'key.pem'), readFileSync(c.key), { mode: 0o600 });
   writeFileSync(path.join(live, 'cert.pem'), readFileSync(c.cert));
-  await waitForLine(v.output, /new certificate in use for new connections/, mark);
-  const third = await directTls(port);
+  await waitForLine(v.output, /new certificate in use for new connections/, mark, 90_000);
+  const third = await directTls(HOST, port);
   assert.equal(third.fingerprint, c.fp);
   assert.equal(await ping(old.conn), 'result');
   assert.equal(await ping(fresh.conn), 'result');
