@@ -160,6 +160,11 @@ export interface VeronaOptions {
  */
 const BENCH_EXEMPT = "  exemptAddresses: ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4', '::1']";
 
+/** The caller's extra YAML with the driver's addresses exempted: into its own `limits:` block if it has one (YAML allows one). */
+function withBenchExempt(extra: string): string {
+  return /^limits:\n/m.test(extra) ? extra.replace(/^limits:\n/m, `limits:\n${BENCH_EXEMPT}\n`) : `limits:\n${BENCH_EXEMPT}\n${extra}`;
+}
+
 /** Write the benchmark config: plaintext c2s on loopback, PLAIN allowed, no web listeners. */
 export function writeVeronaConfig(o: VeronaOptions): string {
   mkdirSync(o.dataDir, { recursive: true });
@@ -187,9 +192,8 @@ export function writeVeronaConfig(o: VeronaOptions): string {
       '  port: -1',
       '  tlsPort: -1',
       ...(o.tls ? ['tls:', `  cert: ${o.tls.cert}`, `  key: ${o.tls.key}`, '  generate: false'] : []),
-      ...(/^limits:/m.test(o.extraYaml ?? '') ? [] : ['limits:']),
-      (o.extraYaml ?? '').replace(/^limits:\n/m, 'limits:\n' + BENCH_EXEMPT + '\n'),
-    ].join('\n').replace(/^limits:\n(?! {2}exemptAddresses)/m, 'limits:\n' + BENCH_EXEMPT + '\n') + '\n',
+      withBenchExempt(o.extraYaml ?? ''),
+    ].join('\n') + '\n',
   );
   return file;
 }
