@@ -28,7 +28,7 @@ const { values } = parseArgs({
 });
 
 /** Share of the time per target: the stream targets are slower per input, so they get more time. */
-const SHARE: Record<string, number> = { 'xml-stream': 1.5, 'xml-document': 1, jid: 1, 'sasl-plain': 0.75, 'sasl-scram': 0.75, c2s: 2, websocket: 1.5, bosh: 1.5 };
+const SHARE: Record<string, number> = { 'xml-stream': 1.5, 'xml-document': 1, jid: 1, 'sasl-plain': 0.75, 'sasl-scram': 0.75, c2s: 2, websocket: 1.5, bosh: 1.5, s2s: 2 };
 
 interface Row {
   target: string;
@@ -41,7 +41,7 @@ interface Row {
   failure?: string;
 }
 
-const SERVER_TARGETS = new Set(['c2s', 'websocket', 'bosh']);
+const SERVER_TARGETS = new Set(['c2s', 'websocket', 'bosh', 's2s']);
 
 const gc = (globalThis as { gc?: () => void }).gc;
 function heapMiB(): number {

@@ -31,7 +31,16 @@ const STANZAS = new Set(['message', 'presence', 'iq']);
 
 export class IncomingStream implements ConnSink {
   id = '';
-  private state: 'wait-header' | 'open' | 'closed' = 'wait-header';
+  /** starting-tls: <proceed/> sent, handshake running; nothing the peer sent in plaintext after <starttls/> is read. */
+  private state: 'wait-header' | 'open' | 'starting-tls' | 'closed' = 'wait-header';
+  /**
+   * Bumped when what the peer said before no longer counts: TLS starts, SASL restarts the stream
+   * (RFC 6120 §5.4.3.3, §6.4.6: knowledge from before is discarded), the stream closes. A dialback
+   * verdict that arrives in a later epoch is dropped: applied, it authenticated a closed stream
+   * (the manager then kept it as the domain's stream, and it replaced the live one) or wrote a
+   * <db:result/> into the TLS layer before its stream header (both found by the s2s fuzz target).
+   */
+  private epoch = 0;
   /** Domains this stream authenticated (several with dialback multiplexing). */
   readonly authenticated = new Set<string>();
   /** Our domain this stream was opened to: the server's, or one hosted here (a component). */
@@ -126,6 +135,11 @@ export class IncomingStream implements ConnSink {
   private async starttls(): Promise<void> {
     if (this.conn.secure) return this.fail('policy-violation', 'TLS is already on');
     this.conn.send(x('proceed', NS.TLS));
+    // Still inside the parser's callback: the reset discards the rest of the chunk, so plaintext
+    // pipelined after <starttls/> is never acted on (RFC 6120 §5.4.3.3; c2s does the same).
+    this.state = 'starting-tls';
+    this.epoch++;
+    this.conn.restart();
     try {
       await this.conn.startTlsServer(this.m.serverTlsContext, this.m.sniCallback);
     } catch (err) {
@@ -133,6 +147,8 @@ export class IncomingStream implements ConnSink {
       this.conn.socket.destroy();
       return;
     }
+    // Closed during the handshake (the peer went away, a timeout): stay closed.
+    if (this.state !== 'starting-tls') return;
     this.state = 'wait-header';
     this.conn.restart();
   }
@@ -179,6 +195,7 @@ export class IncomingStream implements ConnSink {
     }
     this.conn.send(x('success', NS.SASL));
     this.saslDone = true;
+    this.epoch++;
     // The stream restarts first: nothing of ours (bidi stanzas) may go out before the peer's new header.
     this.state = 'wait-header';
     this.conn.restart();
@@ -218,7 +235,9 @@ export class IncomingStream implements ConnSink {
       this.authOk(from, 'dialback-cert');
       return reply('valid');
     }
+    const epoch = this.epoch;
     const verdict = await this.m.verifyDialback(from, this.id, key, to);
+    if (this.epoch !== epoch) return;
     if (verdict === 'valid') {
       this.authOk(from, 'dialback');
       reply('valid');
@@ -271,6 +290,7 @@ export class IncomingStream implements ConnSink {
   onClosed(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    this.epoch++;
     clearTimeout(this.authTimer);
     this.m.incomingClosed(this);
   }

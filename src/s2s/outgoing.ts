@@ -278,6 +278,11 @@ export class OutgoingStream implements ConnSink {
 
   // ---- dialback verification (we are the receiving server asking the authoritative one) ----
 
+  /** Dialback verifications waiting for the authoritative server's answer (read only; the fuzzer waits for them). */
+  get verifying(): number {
+    return this.pendingVerify.size;
+  }
+
   /** Ask `this.domain` whether it made `key` for (`this.local`, the receiving domain here; it; streamId). */
   verify(streamId: string, key: string): Promise<VerifyVerdict> {
     return new Promise((resolve) => {

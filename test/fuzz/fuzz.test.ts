@@ -13,7 +13,7 @@ import { allTargets, bosh, fuzzServer, type Target } from './targets.js';
 
 const seed = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : Date.now() % 2 ** 31;
 // Server targets run a real C2SStream per input (milliseconds each); parsers take microseconds.
-const RUNS: Record<string, number> = { 'xml-stream': 400, 'xml-document': 400, jid: 1000, 'sasl-plain': 300, 'sasl-scram': 300, c2s: 40, websocket: 40, bosh: 30 };
+const RUNS: Record<string, number> = { 'xml-stream': 400, 'xml-document': 400, jid: 1000, 'sasl-plain': 300, 'sasl-scram': 300, c2s: 40, websocket: 40, bosh: 30, s2s: 30 };
 
 for (const t of allTargets as ReadonlyArray<Target<unknown>>) {
   test(`fuzz ${t.name} (seed ${seed})`, async () => {

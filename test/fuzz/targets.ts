@@ -16,10 +16,13 @@
  *   websocket      the same through RFC 7395 framing (WebSocketTransport)
  *   bosh           the same through XEP-0124/0206 bodies (BoshManager), one
  *                  response per request at most
+ *   s2s            an inbound server-to-server conversation over a real loopback
+ *                  socket into S2SManager.accept (s2s-target.ts): well-formed
+ *                  output, no internal-server-error, no authentication without
+ *                  proof, nothing left in the manager after close
  */
 import fc from 'fast-check';
 import { EventEmitter } from 'node:events';
-import { Writable } from 'node:stream';
 import { createStreamParser, parseXml, XmlError } from '../../src/xml/parser.js';
 import { serialize, type Element } from '../../src/xml/element.js';
 import type { ParserLimits } from '../../src/xml/stream-parser.contract.js';
@@ -39,6 +42,8 @@ import { WebSocketTransport } from '../../src/net/web/websocket.js';
 import { WebFront } from '../../src/net/web/http.js';
 import type { BoshReply } from '../../src/net/web/bosh.js';
 import { bytesFrom, corpus, mutated, split, turns } from './mutate.js';
+import { ErrorLog } from './error-log.js';
+import { s2s } from './s2s-target.js';
 import type { WebSocket } from 'ws';
 
 export interface Target<T> {
@@ -217,16 +222,6 @@ export const saslScram: Target<{ hash: 'SCRAM-SHA-1' | 'SCRAM-SHA-256'; first: B
 };
 
 // ---- streams on a real server ---------------------------------------------------
-
-/** Collects what the server logs at error level: each one is a bug the fuzzer found. */
-class ErrorLog extends Writable {
-  readonly errors: string[] = [];
-  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
-    const line = chunk.toString();
-    if (/"level":(50|60)/.test(line)) this.errors.push(line);
-    cb();
-  }
-}
 
 let server: Server | undefined;
 let front: WebFront | undefined;
@@ -510,4 +505,4 @@ export const bosh: Target<Buffer[]> = {
   },
 };
 
-export const allTargets: ReadonlyArray<Target<never>> = [xmlStream, xmlDocument, jid, saslPlain, saslScram, c2s, websocket, bosh] as unknown as ReadonlyArray<Target<never>>;
+export const allTargets: ReadonlyArray<Target<never>> = [xmlStream, xmlDocument, jid, saslPlain, saslScram, c2s, websocket, bosh, s2s] as unknown as ReadonlyArray<Target<never>>;
