@@ -22,7 +22,7 @@ interface ScriptCoverage {
   functions: Array<{ ranges: Range[] }>;
 }
 
-const FILES = ['src/xml/parser.js', 'src/jid/jid.js', 'src/sasl/scram.js', 'src/sasl/plain.js', 'src/c2s/stream.js', 'src/net/web/websocket.js', 'src/net/web/bosh.js'];
+const FILES = ['src/xml/parser.js', 'src/jid/jid.js', 'src/sasl/scram.js', 'src/sasl/plain.js', 'src/c2s/stream.js', 'src/net/web/websocket.js', 'src/net/web/bosh.js', 'src/s2s/incoming.js', 'src/s2s/conn.js', 'src/s2s/policy.js'];
 
 const dir = process.argv[2];
 if (dir === undefined) throw new Error('usage: fuzz-coverage.js NODE_V8_COVERAGE-DIR');

@@ -246,9 +246,10 @@ export class S2SConn {
     return s instanceof tls.TLSSocket && chainTrusted(s, this.cas);
   }
 
-  close(): void {
+  /** `opened` false: no stream header went out, so no closing tag either (it would be all the peer got, unbalanced). */
+  close(opened = true): void {
     if (this.closed) return;
-    this.out('</stream:stream>');
+    if (opened) this.out('</stream:stream>');
     this.closed = true;
     const sock = this.socket;
     this.cork.flush(sock);

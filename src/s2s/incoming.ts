@@ -41,6 +41,12 @@ export class IncomingStream implements ConnSink {
    * <db:result/> into the TLS layer before its stream header (both found by the s2s fuzz target).
    */
   private epoch = 0;
+  /**
+   * Our header of the current stream went out (false again after STARTTLS and SASL, until the
+   * peer's new header): a stream error or closing tag without it is not well-formed XMPP, which
+   * the s2s fuzz target found for a peer ending or erring before (or instead of) its header.
+   */
+  private headerSent = false;
   /** Domains this stream authenticated (several with dialback multiplexing). */
   readonly authenticated = new Set<string>();
   /** Our domain this stream was opened to: the server's, or one hosted here (a component). */
@@ -81,6 +87,7 @@ export class IncomingStream implements ConnSink {
     // A peer may open the stream to a domain hosted here (a component): answer as that domain.
     if (asked !== undefined && this.m.serves(asked)) this.localDomain = asked;
     this.conn.sendHeader({ id: this.id, from: this.localDomain, ...(from ? { to: from } : {}), version: '1.0' });
+    this.headerSent = true;
     this.state = 'open';
     if (ns !== NS.STREAM || name !== 'stream' || attrs.xmlns !== NS_SERVER) return this.fail('invalid-namespace', 'Expected a jabber:server stream');
     if (attrs.version === undefined || !/^1\.\d+$/.test(attrs.version)) return this.fail('unsupported-version', 'Only XMPP version 1.0 is supported');
@@ -150,6 +157,7 @@ export class IncomingStream implements ConnSink {
     // Closed during the handshake (the peer went away, a timeout): stay closed.
     if (this.state !== 'starting-tls') return;
     this.state = 'wait-header';
+    this.headerSent = false;
     this.conn.restart();
   }
 
@@ -198,6 +206,7 @@ export class IncomingStream implements ConnSink {
     this.epoch++;
     // The stream restarts first: nothing of ours (bidi stanzas) may go out before the peer's new header.
     this.state = 'wait-header';
+    this.headerSent = false;
     this.conn.restart();
     this.authOk(authzid, 'external');
   }
@@ -297,9 +306,10 @@ export class IncomingStream implements ConnSink {
 
   fail(condition: StreamErrorCondition, text?: string, metric?: string): void {
     if (this.state === 'closed') return;
-    if (this.state === 'wait-header' && this.id === '') {
+    if (!this.headerSent) {
       this.id = newStreamId();
-      this.conn.sendHeader({ id: this.id, from: this.m.domain, version: '1.0' });
+      this.conn.sendHeader({ id: this.id, from: this.localDomain, version: '1.0' });
+      this.headerSent = true;
     }
     this.m.streamErrors.inc({ condition, direction: 'in', ...(metric ? { reason: metric } : {}) });
     this.m.log.info({ stream: this.id, addr: this.conn.remoteAddress, peer: this.peerDomain, condition, text }, 's2s: incoming stream error');
@@ -309,7 +319,7 @@ export class IncomingStream implements ConnSink {
 
   close(): void {
     if (this.state === 'closed') return;
-    this.conn.close();
+    this.conn.close(this.headerSent);
     this.onClosed();
   }
 }

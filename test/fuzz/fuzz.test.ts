@@ -59,3 +59,35 @@ test('a replaced fuzz server is garbage: nothing (a WebFront timer) keeps it ali
   }
   assert.equal(ref.deref(), undefined, 'the fuzz server is still reachable after stopFuzzServer');
 });
+
+test('the s2s harness reaches what it fuzzes: dialback, db:verify, STARTTLS with SASL EXTERNAL, stanzas routed; every seed passes as it is', async () => {
+  const { s2sConversation, startS2SPair, LOCAL, PEER, VERIFY_ID } = await import('./s2s-target.js');
+  const { corpus, turns, CORPUS_DIR } = await import('./mutate.js');
+  const { readdirSync } = await import('node:fs');
+  const names = readdirSync(`${CORPUS_DIR}/s2s`).sort();
+  const p = await startS2SPair();
+  const seeds = corpus('s2s');
+  const out = new Map<string, string>();
+  // Each seed as committed (the regression inputs among them: 12, 17) holds every invariant of the target.
+  for (const [i, seed] of seeds.entries()) {
+    const c = await s2sConversation({ turns: turns(seed), cuts: [] });
+    out.set(names[i] as string, c.transcript());
+  }
+  const dialback = out.get('01-dialback-chat.txt') ?? '';
+  assert.match(dialback, new RegExp(`<result xmlns="jabber:server:dialback" from="${LOCAL}" to="${PEER}" type="valid"/>`));
+  assert.match(out.get('02-verify.txt') ?? '', new RegExp(`<verify xmlns="jabber:server:dialback" from="${LOCAL}" to="${PEER}" id="${VERIFY_ID}" type="valid"/>`));
+  assert.match(out.get('02-verify.txt') ?? '', /id="another-id" type="invalid"/);
+  const tls = out.get('03-starttls-external.txt') ?? '';
+  assert.match(tls, /\[plain\][^\n]*<proceed xmlns="urn:ietf:params:xml:ns:xmpp-tls"\/>/);
+  assert.match(tls, /\[tls\][^\n]*<success xmlns="urn:ietf:params:xml:ns:xmpp-sasl"\/>/);
+  // EXTERNAL on the plain socket is refused, never a success.
+  assert.match(out.get('04-external-without-tls.txt') ?? '', /<failure xmlns="urn:ietf:params:xml:ns:xmpp-sasl"><not-authorized\/><\/failure>/);
+  assert.doesNotMatch(out.get('04-external-without-tls.txt') ?? '', /<success/);
+  // Stanzas after dialback (01, 05) and after EXTERNAL (03) reached the router; the ping of 05 was answered.
+  assert.ok(p.m.received.get({ kind: 'message' }) >= 3, 'messages accepted on incoming s2s streams');
+  assert.ok(p.m.authIn.get({ method: 'dialback' }) >= 2 && p.m.authIn.get({ method: 'external' }) >= 1);
+  assert.ok(p.m.bidiNegotiated.get({ direction: 'in' }) >= 1, 'the bidi request of 05 was accepted');
+  // 17: nothing pipelined after <starttls/> was acted on (no dialback answer at all), and TLS began with a header.
+  assert.doesNotMatch(out.get('17-starttls-pipelined.txt') ?? '', /<result /);
+  assert.match(out.get('17-starttls-pipelined.txt') ?? '', /\[tls\] <\?xml version='1.0'\?><stream:stream /);
+});
