@@ -110,7 +110,7 @@ async function fedServer(domain: string, secret: string, hosts: Record<string, s
 export async function startS2SPair(): Promise<S2SPair> {
   if (pair) return pair;
   ca ??= makeCA();
-  if (crashes.length === 0 && !process.listeners('uncaughtException').includes(onCrash)) {
+  if (!process.listeners('uncaughtException').includes(onCrash)) {
     process.on('uncaughtException', onCrash);
     process.on('unhandledRejection', onCrash);
   }
