@@ -26,6 +26,7 @@
  *     made for this stream, a <db:verify type='valid'/> only for the key
  *     localhost made;
  *   - the stream ends: after the client's half-close localhost closes the socket;
+ *   - localhost still serves: every 100 inputs a well-formed <db:verify/> gets type='valid';
  *   - nothing is left behind: the manager's incoming streams, their domains,
  *     the per-address counts, the queues and the pending dialback verifications
  *     return to empty (S2SManager.holdings).
@@ -399,6 +400,19 @@ export async function s2sConversation(input: { turns: Buffer[]; cuts: number[] }
   return c;
 }
 
+const PROBE = [
+  `<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='${PEER}' to='${LOCAL}' version='1.0'>`,
+  `<db:verify from='${PEER}' to='${LOCAL}' id='${VERIFY_ID}'>VKEY</db:verify>`,
+].map((t) => Buffer.from(t));
+let runs = 0;
+
+/** Still serving sanely: a well-formed request after the fuzzed ones gets its right answer. */
+async function probe(): Promise<void> {
+  const c = await s2sConversation({ turns: PROBE, cuts: [] });
+  const ok = c.segments[0]?.elements.some((e) => e.name === 'verify' && e.attrs.type === 'valid');
+  if (!ok) throw new Error(`localhost no longer answers a valid <db:verify/>:\n${c.transcript()}`);
+}
+
 export const s2s: Target<{ turns: Buffer[]; cuts: number[] }> = {
   name: 's2s',
   arbitrary: fc.record({ turns: mutated(corpus('s2s'), 6).map(turns), cuts: fc.array(fc.nat(), { maxLength: 4 }) }),
@@ -408,5 +422,6 @@ export const s2s: Target<{ turns: Buffer[]; cuts: number[] }> = {
   teardown: stopS2SPair,
   async run(input) {
     await s2sConversation(input);
+    if (++runs % 100 === 0) await probe();
   },
 };
