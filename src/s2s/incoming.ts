@@ -95,8 +95,9 @@ export class IncomingStream implements ConnSink {
     if (to !== undefined && !this.m.serves(to)) return this.fail('host-unknown', `This server does not serve ${to}`);
     if (from !== undefined) this.peerDomain = from;
     this.sendFeatures();
-    // After SASL the restarted stream is usable both ways now (XEP-0288): stanzas held meanwhile go out.
-    if (this.saslDone && this.bidi) this.m.incomingReopened(this);
+    // After SASL (or STARTTLS on a stream that authenticated before it) the restarted stream is usable
+    // both ways now (XEP-0288): stanzas held meanwhile go out.
+    if (this.bidi) this.m.incomingReopened(this);
   }
 
   private sendFeatures(): void {
