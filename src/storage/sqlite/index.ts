@@ -24,6 +24,7 @@ import { SqliteRosterStore } from './roster.js';
 import { SqliteSmStateStore } from './sm-state.js';
 import { SqliteSmSessionStore } from './sm-sessions.js';
 import { SqliteArchiveStore } from './archive.js';
+import { WalSync } from './wal-sync.js';
 import { SqliteOfflineStore } from './offline.js';
 import { SqliteBlocklistStore } from './blocklist.js';
 import { SqlitePubsubStore } from './pubsub.js';
@@ -77,7 +78,9 @@ export class SqliteStorage implements Storage {
     this.roster = new SqliteRosterStore(db);
     this.smState = new SqliteSmStateStore(db);
     this.smSessions = new SqliteSmSessionStore(db);
-    this.archive = new SqliteArchiveStore(db);
+    // FULL: archive batches are synced on the thread pool (wal-sync.ts), everything else in its commit.
+    const full = path !== ':memory:' && (db.pragma('synchronous', { simple: true }) as number) === 2;
+    this.archive = new SqliteArchiveStore(db, { walSync: full ? new WalSync(`${path}-wal`) : undefined });
     this.offline = new SqliteOfflineStore(db);
     this.blocklist = new SqliteBlocklistStore(db);
     this.pubsub = new SqlitePubsubStore(db);
