@@ -124,10 +124,13 @@ test('WalSync: a WAL unlinked and recreated is noticed, the new file is synced; 
   await assert.rejects(s.sync(), /closed/);
 });
 
-test('SQLite FULL: archive rows are synced by the syncer, other writes keep FULL; close syncs what waits', async () => {
+test('SQLite FULL + archiveSync threadpool: archive rows are synced by the syncer, other writes keep FULL; close syncs what waits', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'verona-walsync-'));
   const file = path.join(dir, 'a.sqlite');
-  const storage = SqliteStorage.open(file, { synchronous: 'FULL' });
+  const plain = SqliteStorage.open(path.join(dir, 'b.sqlite'), { synchronous: 'FULL' });
+  assert.equal(plain.archive.walSyncs, undefined, "the default ('commit') syncs inside the commit");
+  await plain.close();
+  const storage = SqliteStorage.open(file, { synchronous: 'FULL', archiveSync: 'threadpool' });
   try {
     const rec = (seq: number) => ({ username: 'romeo', seq, id: `id${seq}`, with: 'juliet@localhost', withResource: '', outgoing: true, stanza: '<message/>' });
     await Promise.all([1, 2, 3].map((i) => storage.archive.append(rec(i))));

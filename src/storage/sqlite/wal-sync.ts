@@ -1,5 +1,6 @@
 /**
- * The archive's fsync on the thread pool instead of the event loop.
+ * The archive's fsync on the thread pool instead of the event loop (opt-in:
+ * `storage.sqlite.archiveSync: threadpool`; the default syncs inside the commit).
  *
  * With `synchronous = FULL` SQLite fsyncs the WAL inside every commit, on the
  * calling thread: for better-sqlite3 that is the event loop. A CPU profile of a
@@ -7,13 +8,18 @@
  * the archive's group commit, waiting for that fsync, while every TLS handshake
  * and every delivery waited behind it.
  *
- * So an archive batch commits with `synchronous = NORMAL` (in WAL mode: the
+ * With this syncer an archive batch commits with `synchronous = NORMAL` (in WAL mode: the
  * frames are written to the WAL file with write(2), nothing is synced) and then
  * asks this syncer for an `fdatasync` of the WAL file, which libuv runs on its
  * thread pool. The batch's promises (and with them the SM acks and the routing
  * of its messages) settle only after a sync that *started after* the commit
  * returned has completed, so an ack still means "on disk": the same guarantee
  * as FULL, without blocking the loop. Other writes keep FULL (they are rare).
+ *
+ * Why it is not the default (A/B in docs/benchmarks.md): saturated chat gained about 10%, but
+ * every message now waits for one more turn of the event loop (the sync's completion is an I/O
+ * event like any other), and when the loop is busy, e.g. with a login storm's handshakes, a turn
+ * is long: the concurrent stream's p99 got worse, not better.
  *
  * Syncs coalesce: while one runs, every commit that finishes waits for the
  * next one, which starts as soon as the running one completes; at load this is
