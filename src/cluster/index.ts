@@ -8,9 +8,45 @@ import type { Server } from '../core/server.js';
 import type { ArchiveClock } from '../modules/mam/ids.js';
 import { ClusterNode } from './node.js';
 import { ClusterRegistry } from './registry.js';
+import { MarkMaker, OrderGate } from './order-gate.js';
 import { CLUSTER_SM_ASK_SERVICE, SM_HANDOVER_SERVICE, type ClusterSmAsk, type SmHandover } from '../modules/sm/index.js';
 
 export { ClusterRegistry } from './registry.js';
+
+/**
+ * Archive-id order of deliveries per recipient across nodes (src/cluster/order.ts): every local
+ * session gets the order filter; this node's mark is made from its archive clock and its router's
+ * delivery queue, and goes to every node (and to its own gate).
+ */
+function wireOrder(server: Server, registry: ClusterRegistry, node: ClusterNode): void {
+  const clock = (): ArchiveClock | undefined => server.services.get('archive-clock') as ArchiveClock | undefined;
+  const make = (atLeast: number): Promise<number> => {
+    const c = clock();
+    // No archive (MAM disabled): this node hands out no ids, nothing of it is ever waited for.
+    if (!c) return Promise.resolve(Number.MAX_SAFE_INTEGER);
+    // Later ids above what the asker holds (clocks of other hosts may lag: Lamport's rule).
+    c.atLeast(atLeast);
+    const w = c.floor();
+    return server.router.routedSoFar().then(() => w);
+  };
+  const maker = new MarkMaker(make, (w) => {
+    gate.mark(node.id, w);
+    node.publishMark(w);
+  });
+  const gate: OrderGate = new OrderGate(node.id, {
+    metrics: server.metrics,
+    ask: (n, seq) => (n === node.id ? maker.want(seq) : node.sendTo(n, { t: 'wm-ask', u: '', r: '', f: node.id, w: seq })),
+  });
+  node.order = {
+    members: (nodes) => gate.setMembers(nodes),
+    up: (n) => gate.up(n),
+    gone: (n) => gate.gone(n),
+    mark: (n, w) => gate.mark(n, w),
+    asked: (seq) => maker.want(seq),
+  };
+  registry.onLocal = (s) => s.addFilter(gate.filter);
+  server.onClose(() => gate.close());
+}
 
 export async function startCluster(server: Server, registry: ClusterRegistry): Promise<ClusterNode> {
   const c = server.config.cluster;
@@ -38,6 +74,7 @@ export async function startCluster(server: Server, registry: ClusterRegistry): P
     return node.askHandover([...nodes], u, id, Math.min(c.nodeTimeout * 1000, 5000));
   };
   server.services.set(CLUSTER_SM_ASK_SERVICE, ask);
+  wireOrder(server, registry, node);
   await node.start();
   server.onClose(() => node.stop());
   return node;

@@ -191,6 +191,15 @@ export class Router {
     }
   }
 
+  /**
+   * Settles once every archived message queued for delivery so far has been delivered (archived
+   * messages are delivered in archive-id order, deliveryTail). A cluster node's order mark waits
+   * for it (src/cluster/order.ts).
+   */
+  routedSoFar(): Promise<void> {
+    return this.deliveryTail.then(() => undefined, () => undefined);
+  }
+
   /** Deliver a stanza to one local session without any hooks (pushes, direct replies). */
   sendToSession(session: Session, stanza: Element): void {
     if (!session.closed) session.send(stanza);

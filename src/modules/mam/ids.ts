@@ -46,6 +46,17 @@ export class ArchiveClock {
     this.laneCount = count;
   }
 
+  /**
+   * A bound on every seq handed out so far, at least now: every later seq is above it (cluster
+   * order marks, src/cluster/order.ts). Raises the clock to now so that the bound holds even when
+   * the system clock later steps back.
+   */
+  floor(): number {
+    const t = this.now() * 1000;
+    if (t > this.last) this.last = t;
+    return this.last;
+  }
+
   /** Never hand out a seq at or below `seq` (after loading the stored high-water mark). */
   atLeast(seq: number): void {
     if (seq > this.last) this.last = seq;
@@ -78,6 +89,16 @@ function randomChars(k: number): string {
 /** A server-made archive id for this seq: time-ordered, unique in the archive. */
 export function archiveIdFor(seq: number): string {
   return base32(seq, 11) + randomChars(5);
+}
+
+const SERVER_ID = /^[0-9A-HJKMNP-TV-Z]{16}$/;
+
+/** The seq of a server-made archive id (archiveIdFor); undefined for anything else (MR2's computable ids). */
+export function seqOfArchiveId(id: string): number | undefined {
+  if (!SERVER_ID.test(id)) return undefined;
+  let v = 0;
+  for (let i = 0; i < 11; i++) v = v * 32 + CROCKFORD.indexOf(id[i] as string);
+  return Number.isSafeInteger(v) ? v : undefined;
 }
 
 /** The sender's computable archive id for a message sent on an MR2 stream. */
