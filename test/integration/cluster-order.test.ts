@@ -70,6 +70,13 @@ async function waitFor(c: Dev, into: Element[], n: number, what: string): Promis
   }
 }
 
+/** One metric of a node (0 when it has no sample yet). */
+async function metric(n: ClusterNodeHandle, name: string): Promise<number> {
+  const text = await (await fetch(`http://${n.host}:${n.v.ports.http}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
+
 /** Every id of the account's archive, in archive order (paged). */
 async function archiveIds(c: Dev, after?: string): Promise<string[]> {
   const out: string[] = [];
@@ -112,6 +119,13 @@ test('two senders on two nodes, bursts at once: every session of the recipient s
     bob.send(b);
     for (const [c, list] of streams) await waitFor(c, list, 2 * BURST * (r + 1), `round ${r}, ${c.jid}`);
   }
+  // The order gate did hold copies, and never had to leave a silent node out (all three answered).
+  let held = 0;
+  for (const n of nodes) {
+    held += await metric(n, 'verona_cluster_order_held_total');
+    assert.equal(await metric(n, 'verona_cluster_order_released_total{reason="silent"}'), 0, `${n.name}: no node was left out`);
+  }
+  assert.ok(held > 0, 'copies were held for order');
   const archive = await archiveIds(near);
   assert.equal(archive.length, 2 * BURST * ROUNDS, 'every message is archived once');
   const rank = new Map(archive.map((id, i) => [id, i]));
