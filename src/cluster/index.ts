@@ -8,7 +8,9 @@ import type { Server } from '../core/server.js';
 import type { ArchiveClock } from '../modules/mam/ids.js';
 import { ClusterNode } from './node.js';
 import { ClusterRegistry } from './registry.js';
-import { MarkMaker, OrderGate } from './order-gate.js';
+import { MarkSource, OrderGate } from './order-gate.js';
+import { seqOfArchiveId } from '../modules/mam/ids.js';
+import { NS } from '../core/namespaces.js';
 import { CLUSTER_SM_ASK_SERVICE, SM_HANDOVER_SERVICE, type ClusterSmAsk, type SmHandover } from '../modules/sm/index.js';
 
 export { ClusterRegistry } from './registry.js';
@@ -19,30 +21,34 @@ export { ClusterRegistry } from './registry.js';
  * delivery queue, and goes to every node (and to its own gate).
  */
 function wireOrder(server: Server, registry: ClusterRegistry, node: ClusterNode): void {
-  const clock = (): ArchiveClock | undefined => server.services.get('archive-clock') as ArchiveClock | undefined;
-  const make = (atLeast: number): Promise<number> => {
-    const c = clock();
-    // No archive (MAM disabled): this node hands out no ids, nothing of it is ever waited for.
-    if (!c) return Promise.resolve(Number.MAX_SAFE_INTEGER);
-    // Later ids above what the asker holds (clocks of other hosts may lag: Lamport's rule).
-    c.atLeast(atLeast);
-    const w = c.floor();
-    return server.router.routedSoFar().then(() => w);
-  };
-  const maker = new MarkMaker(make, (w) => {
-    gate.mark(node.id, w);
-    node.publishMark(w);
+  const router = server.router;
+  const source = new MarkSource({
+    clock: () => server.services.get('archive-clock') as ArchiveClock | undefined,
+    pending: () => router.archivedPending,
+    publish: (w) => {
+      gate.mark(node.id, w);
+      node.publishMark(w);
+    },
   });
   const gate: OrderGate = new OrderGate(node.id, {
     metrics: server.metrics,
-    ask: (n, seq) => (n === node.id ? maker.want(seq) : node.sendTo(n, { t: 'wm-ask', u: '', r: '', f: node.id, w: seq })),
+    selfMark: () => source.current(),
+    ask: (n, seq) => (n === node.id ? source.asked(seq) : node.sendTo(n, { t: 'wm-ask', u: '', r: '', f: node.id, w: seq })),
   });
+  router.onArchivedDelivered = (e) => {
+    source.delivered([e?.recipientArchiveId, e?.senderArchiveId].map((id) => (id === undefined ? undefined : seqOfArchiveId(id))));
+    // This node's own copies wait for its mark too (its later messages may carry smaller ids than a held copy of another node).
+    gate.mark(node.id, source.current());
+  };
   node.order = {
     members: (nodes) => gate.setMembers(nodes),
     up: (n) => gate.up(n),
     gone: (n) => gate.gone(n),
     mark: (n, w) => gate.mark(n, w),
-    asked: (seq) => maker.want(seq),
+    asked: (seq) => source.asked(seq),
+    sentCopy: (xml) => {
+      if (xml.includes(NS.SID)) source.sentAcross();
+    },
   };
   registry.onLocal = (s) => s.addFilter(gate.filter);
   server.onClose(() => gate.close());

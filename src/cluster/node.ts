@@ -63,6 +63,8 @@ export interface OrderLink {
   mark(node: string, w: number): void;
   /** Another node asks for this node's mark (at least `seq`). */
   asked(seq: number): void;
+  /** A stanza (serialised) goes to another node's session. */
+  sentCopy(xml: string): void;
 }
 
 export class ClusterNode implements ClusterLink {
@@ -156,6 +158,7 @@ export class ClusterNode implements ClusterLink {
 
   sendTo(node: string, msg: InboxMsg): void {
     this.sent.inc({ kind: msg.t });
+    if (msg.t === 'send') this.order?.sentCopy(msg.x);
     this.cmd.publish(KEYS.inbox(node), JSON.stringify(msg)).catch((err: unknown) => this.failed('publish', err));
   }
 

@@ -11,7 +11,7 @@ import type { Session } from '../core/session.js';
 import { NS } from '../core/namespaces.js';
 import type { Element } from '../xml/element.js';
 import type { Counter, Metrics } from '../metrics/metrics.js';
-import { seqOfArchiveId } from '../modules/mam/ids.js';
+import { seqOfArchiveId, type ArchiveClock } from '../modules/mam/ids.js';
 import { decide, insertAt, isSilent, type NodeMark, type ReleaseReason } from './order.js';
 
 /** Outbound filter order: before CSI (100) and SM (1000). */
@@ -26,6 +26,8 @@ const RECHECK_MS = 50;
 export interface OrderHost {
   /** Ask `node` (maybe this one) for its mark, at least `seq` once its deliveries up to `seq` are out; the answer comes to mark(). */
   ask(node: string, seq: number): void;
+  /** This node's mark right now (MarkSource.current); without it this node is asked like any other. */
+  selfMark?: () => number;
   metrics: Metrics;
 }
 
@@ -113,11 +115,19 @@ export class OrderGate {
 
   // ---- holding ------------------------------------------------------------------------------
 
+  private refreshSelf(): void {
+    if (!this.host.selfMark) return;
+    const m = this.marks.get(this.self) as NodeMark;
+    const w = this.host.selfMark();
+    if (w > m.w) m.w = w;
+  }
+
   private outbound(el: Element, s: Session): Element | null {
     const q = this.held.get(s);
     const seq = archiveSeqOf(el, s);
     if (!q) {
       if (seq === undefined) return el;
+      this.refreshSelf();
       const d = decide([{ seq }], this.marks, Date.now(), this.holdMaxMs);
       if (d.blockedAt === undefined) {
         if (d.reasons[0] === 'silent') this.released.inc({ reason: 'silent' });
@@ -145,6 +155,7 @@ export class OrderGate {
   /** Release what the marks allow, ask for the marks still missing. */
   private pump(): void {
     const now = Date.now();
+    this.refreshSelf();
     let need = 0;
     for (const [s, q] of this.held) {
       let reasons: ReleaseReason[];
@@ -170,7 +181,7 @@ export class OrderGate {
     // One ask at a time per node, for the highest held seq: every node below it, silent ones too
     // (an answer makes a silent node count again).
     for (const [n, m] of this.marks) {
-      if (m.w >= need) continue;
+      if (m.w >= need || (n === this.self && this.host.selfMark)) continue;
       const at = this.asked.get(n);
       if (at !== undefined && now - at < REASK_MS) continue;
       this.asked.set(n, now);
@@ -202,38 +213,68 @@ export class OrderGate {
   }
 }
 
+/** What a MarkSource reads of the node around it. */
+export interface MarkInputs {
+  /** The archive clock (undefined without MAM: the node hands out no ids). */
+  clock(): ArchiveClock | undefined;
+  /** Archived messages queued for delivery and not yet delivered (Router.archivedPending). */
+  pending(): number;
+  /** Publish this node's mark (to every node and to its own gate). */
+  publish(w: number): void;
+}
+
 /**
- * Makes this node's mark: raise the archive clock to at least the seq asked for and to now, wait
- * until the router has delivered everything queued until then, publish. Asks that arrive while one
- * is being made are answered together by the next one (one in flight, one waiting).
+ * This node's order mark, kept as the router delivers. The router delivers archived messages in
+ * the order their ids were taken, so once a message's copies are out, every seq up to its highest
+ * is out and every seq still queued is higher ("through"); with nothing queued the mark is the
+ * clock's floor (now). An ask is answered at once when the mark covers it, else as soon as a
+ * delivery makes it do so. After a delivery that sent archived copies to other nodes the mark is
+ * published unasked, right behind those copies, so their nodes need not ask this one.
  */
-export class MarkMaker {
-  private running = false;
+export class MarkSource {
+  private through = 0;
   private wanted: number | undefined;
+  private publishQueued = false;
+  private crossSent = false;
 
-  constructor(
-    /** Raise the clock to `atLeast`, take its floor, resolve with it once delivered up to it. */
-    private readonly make: (atLeast: number) => Promise<number>,
-    private readonly publish: (w: number) => void,
-  ) {}
+  constructor(private readonly inputs: MarkInputs) {}
 
-  want(seq: number): void {
-    if (this.running) {
-      this.wanted = Math.max(this.wanted ?? 0, seq);
-      return;
-    }
-    this.running = true;
-    this.make(seq).then(
-      (w) => this.done(w),
-      () => this.done(undefined),
-    );
+  /** The mark now: every archived copy of this node with seq <= it is out, none follows. */
+  current(): number {
+    const c = this.inputs.clock();
+    if (!c) return Number.MAX_SAFE_INTEGER;
+    return this.inputs.pending() === 0 ? c.floor() : this.through;
   }
 
-  private done(w: number | undefined): void {
-    this.running = false;
-    if (w !== undefined) this.publish(w);
-    const next = this.wanted;
-    this.wanted = undefined;
-    if (next !== undefined) this.want(next);
+  /** A node (maybe this one) holds a copy with this seq. */
+  asked(seq: number): void {
+    // Later ids above what the asker holds: clocks of other hosts may lag (Lamport's rule).
+    this.inputs.clock()?.atLeast(seq);
+    if (this.current() >= seq) this.schedulePublish();
+    else this.wanted = Math.max(this.wanted ?? 0, seq);
+  }
+
+  /** An archived copy went to another node (published on this node's Redis connection). */
+  sentAcross(): void {
+    this.crossSent = true;
+  }
+
+  /** The router delivered an archived message whose server-made ids have these seqs. */
+  delivered(seqs: Array<number | undefined>): void {
+    for (const q of seqs) if (q !== undefined && q > this.through) this.through = q;
+    if (this.crossSent || (this.wanted !== undefined && this.current() >= this.wanted)) this.schedulePublish();
+  }
+
+  /** One publication per turn, of the mark at that moment (covers every ask and delivery before it). */
+  private schedulePublish(): void {
+    if (this.publishQueued) return;
+    this.publishQueued = true;
+    queueMicrotask(() => {
+      this.publishQueued = false;
+      this.crossSent = false;
+      const w = this.current();
+      if (this.wanted !== undefined && w >= this.wanted) this.wanted = undefined;
+      this.inputs.publish(w);
+    });
   }
 }

@@ -1,13 +1,13 @@
 /**
  * Archive-id order across cluster nodes: the pure decision (src/cluster/order.ts, table-tested),
  * the order filter on real sessions (src/cluster/order-gate.ts: holds, releases, asks, a node that
- * leaves, a silent node, FIFO of what is not archived), the mark maker, the archive clock's floor
+ * leaves, a silent node, FIFO of what is not archived), the mark source, the archive clock's floor
  * and the wire messages.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decide, insertAt, type HeldItem, type NodeMark, type ReleaseReason } from '../../src/cluster/order.js';
-import { MarkMaker, OrderGate, archiveSeqOf } from '../../src/cluster/order-gate.js';
+import { MarkSource, OrderGate, archiveSeqOf } from '../../src/cluster/order-gate.js';
 import { decodeEvent, decodeInbox } from '../../src/cluster/wire.js';
 import { ArchiveClock, archiveIdFor, computableId, seqOfArchiveId } from '../../src/modules/mam/ids.js';
 import { Session, type SessionStream } from '../../src/core/session.js';
@@ -217,27 +217,62 @@ test('gate: a closed session gets everything held at once', async () => {
   g.close();
 });
 
-test('mark maker: one mark in flight, asks meanwhile answered by one more', async () => {
-  const calls: number[] = [];
+test('mark source: the clock\'s floor when nothing is queued, else the highest id delivered; asks answered once covered; a mark right after copies sent across', async () => {
+  let t = 1000;
+  const clock = new ArchiveClock(0, () => t);
+  let pending = 0;
   const published: number[] = [];
-  const pending: Array<(w: number) => void> = [];
-  const m = new MarkMaker(
-    (atLeast) => {
-      calls.push(atLeast);
-      return new Promise((r) => pending.push(r));
-    },
-    (w) => published.push(w),
-  );
-  m.want(5);
-  m.want(9);
-  m.want(7);
-  assert.deepEqual(calls, [5]);
-  pending.shift()?.(100);
+  const src = new MarkSource({ clock: () => clock, pending: () => pending, publish: (w) => published.push(w) });
+  assert.equal(src.current(), 1_000_000, 'idle: now');
+  // Two messages queued (ids taken), not yet delivered.
+  const a = clock.next();
+  const b = clock.next();
+  pending = 2;
+  assert.equal(src.current(), 0, 'nothing delivered yet');
+  src.asked(a);
   await turn();
-  assert.deepEqual(published, [100]);
-  assert.deepEqual(calls, [5, 9], 'one more for the highest ask that came meanwhile');
-  pending.shift()?.(120);
+  assert.deepEqual(published, [], 'not covered yet: no answer');
+  pending = 1;
+  src.delivered([a]);
   await turn();
-  assert.deepEqual(published, [100, 120]);
-  assert.deepEqual(calls, [5, 9]);
+  assert.deepEqual(published, [a], 'answered as soon as the delivery covers the ask');
+  pending = 0;
+  src.delivered([b, undefined]);
+  await turn();
+  assert.deepEqual(published, [a], 'nobody waits, nothing went across: quiet');
+  // A copy went to another node: the mark follows it unasked.
+  t = 2000;
+  const c = clock.next();
+  pending = 1;
+  src.sentAcross();
+  pending = 0;
+  src.delivered([c]);
+  await turn();
+  assert.equal(published.length, 2);
+  assert.ok((published[1] as number) >= c);
+  // An ask from a node whose clock is ahead raises this node's clock (later ids above it).
+  src.asked(5_000_000);
+  await turn();
+  assert.ok((published[2] as number) >= 5_000_000 && clock.next() > 5_000_000);
+  // Without an archive (MAM disabled) a node hands out no ids: its mark is never in the way.
+  assert.equal(new MarkSource({ clock: () => undefined, pending: () => 3, publish: () => undefined }).current(), Number.MAX_SAFE_INTEGER);
+});
+
+test('gate: with its own mark at hand the node never asks itself', async () => {
+  const asks: Array<[string, number]> = [];
+  let self = 0;
+  const g = new OrderGate('self', { metrics: new Metrics(), ask: (n, seq) => asks.push([n, seq]), selfMark: () => self }, HOLD);
+  g.setMembers(['a']);
+  g.mark('a', 100);
+  const { s, wire } = session();
+  s.addFilter(g.filter);
+  s.send(copy(50));
+  await turn();
+  assert.deepEqual(asks, []);
+  assert.deepEqual(labels(wire), []);
+  self = 60;
+  g.mark('self', self);
+  await turn();
+  assert.deepEqual(labels(wire), ['50']);
+  g.close();
 });
