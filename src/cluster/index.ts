@@ -22,8 +22,9 @@ export { ClusterRegistry } from './registry.js';
  */
 function wireOrder(server: Server, registry: ClusterRegistry, node: ClusterNode): void {
   const router = server.router;
+  const clock = server.services.get('archive-clock') as ArchiveClock | undefined;
   const source = new MarkSource({
-    clock: () => server.services.get('archive-clock') as ArchiveClock | undefined,
+    clock: () => clock,
     pending: () => router.archivedPending,
     publish: (w) => {
       gate.mark(node.id, w);
@@ -35,6 +36,7 @@ function wireOrder(server: Server, registry: ClusterRegistry, node: ClusterNode)
     selfMark: () => source.current(),
     ask: (n, seq) => (n === node.id ? source.asked(seq) : node.sendTo(n, { t: 'wm-ask', u: '', r: '', f: node.id, w: seq })),
   });
+  if (clock) clock.onNext = (seq) => source.assigned(seq);
   router.onArchivedDelivered = (e) => {
     source.delivered([e?.recipientArchiveId, e?.senderArchiveId].map((id) => (id === undefined ? undefined : seqOfArchiveId(id))));
     // This node's own copies wait for its mark too (its later messages may carry smaller ids than a held copy of another node).

@@ -226,24 +226,46 @@ export interface MarkInputs {
 /**
  * This node's order mark, kept as the router delivers. The router delivers archived messages in
  * the order their ids were taken, so once a message's copies are out, every seq up to its highest
- * is out and every seq still queued is higher ("through"); with nothing queued the mark is the
- * clock's floor (now). An ask is answered at once when the mark covers it, else as soon as a
- * delivery makes it do so. After a delivery that sent archived copies to other nodes the mark is
- * published unasked, right behind those copies, so their nodes need not ask this one.
+ * is out ("through"), and every seq handed out since is still queued or belongs to nothing that
+ * is delivered (a MUC room's row, a message a later hook consumed). The seqs handed out and not yet
+ * covered by a delivery wait in `open`, in order: the mark is just below the oldest of them
+ * (so an id another node took in between is covered as soon as this node's smaller ones are out);
+ * with nothing queued it is the clock's floor (now). An ask is answered at once when the mark
+ * covers it, else as soon as a delivery makes it do so. After a delivery that sent archived copies
+ * to other nodes the mark is published unasked, right behind those copies, so their nodes need
+ * not ask this one.
  */
 export class MarkSource {
   private through = 0;
+  /** Seqs handed out and not yet covered by a delivery, ascending (from `head`). */
+  private open: number[] = [];
+  private head = 0;
   private wanted: number | undefined;
   private publishQueued = false;
   private crossSent = false;
 
   constructor(private readonly inputs: MarkInputs) {}
 
+  /** The archive clock handed out `seq` (ArchiveClock.onNext). */
+  assigned(seq: number): void {
+    this.open.push(seq);
+  }
+
   /** The mark now: every archived copy of this node with seq <= it is out, none follows. */
   current(): number {
     const c = this.inputs.clock();
     if (!c) return Number.MAX_SAFE_INTEGER;
-    return this.inputs.pending() === 0 ? c.floor() : this.through;
+    if (this.inputs.pending() === 0 || this.head >= this.open.length) {
+      // Nothing queued (or nothing queued carries an id): whatever was handed out is delivered or never will be.
+      if (this.inputs.pending() === 0) this.clearOpen();
+      return c.floor();
+    }
+    return Math.max(this.through, (this.open[this.head] as number) - 1);
+  }
+
+  private clearOpen(): void {
+    this.open = [];
+    this.head = 0;
   }
 
   /** A node (maybe this one) holds a copy with this seq. */
@@ -262,6 +284,11 @@ export class MarkSource {
   /** The router delivered an archived message whose server-made ids have these seqs. */
   delivered(seqs: Array<number | undefined>): void {
     for (const q of seqs) if (q !== undefined && q > this.through) this.through = q;
+    while (this.head < this.open.length && (this.open[this.head] as number) <= this.through) this.head++;
+    if (this.head > 1024 && this.head * 2 > this.open.length) {
+      this.open = this.open.slice(this.head);
+      this.head = 0;
+    }
     if (this.crossSent || (this.wanted !== undefined && this.current() >= this.wanted)) this.schedulePublish();
   }
 

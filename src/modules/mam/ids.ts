@@ -28,11 +28,15 @@ export class ArchiveClock {
   private laneIndex = 0;
   private laneCount = 1;
 
+  /** Told every seq handed out (a cluster node's order marks, src/cluster/order-gate.ts). */
+  onNext: ((seq: number) => void) | undefined;
+
   next(): number {
     const t = this.now() * 1000;
     let v = t > this.last ? t : this.last + 1;
     if (this.laneCount > 1) v += (this.laneIndex - (v % this.laneCount) + this.laneCount) % this.laneCount;
     this.last = v;
+    this.onNext?.(v);
     return v;
   }
 
