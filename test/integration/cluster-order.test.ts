@@ -147,3 +147,21 @@ test('two senders on two nodes, bursts at once: every session of the recipient s
     }
   }
 });
+
+test('a node killed with SIGKILL does not hold deliveries for long: copies wait until it is left out or reaped, still in order', async () => {
+  const alice = clients.find((c) => c.jid === 'alice@localhost/a') as Dev;
+  const far = clients.find((c) => c.jid === 'carol@localhost/far') as Dev;
+  const near = clients.find((c) => c.jid === 'carol@localhost/near') as Dev;
+  await (nodes[1] as ClusterNodeHandle).v.stop('SIGKILL');
+  // Node 1 can no longer answer asks for its mark: the copies are held until it is silent
+  // (2 s without an answer) or reaped (cluster.nodeTimeout 3 s), then delivered.
+  const N = 10;
+  let burst = '';
+  for (let i = 0; i < N; i++) burst += `<message to='carol@localhost' type='chat' id='k${i}'><body>a99-${i}</body></message>`;
+  alice.send(burst);
+  for (const c of [far, near]) {
+    const got: Element[] = [];
+    await waitFor(c, got, N, `after the kill, ${c.jid}`);
+    assert.deepEqual(got.map((el) => bodyOf(el)), Array.from({ length: N }, (_, i) => `a99-${i}`), `${c.jid}: every copy, in order`);
+  }
+});
