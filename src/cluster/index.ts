@@ -8,9 +8,53 @@ import type { Server } from '../core/server.js';
 import type { ArchiveClock } from '../modules/mam/ids.js';
 import { ClusterNode } from './node.js';
 import { ClusterRegistry } from './registry.js';
+import { MarkSource, OrderGate } from './order-gate.js';
+import { seqOfArchiveId } from '../modules/mam/ids.js';
+import { NS } from '../core/namespaces.js';
 import { CLUSTER_SM_ASK_SERVICE, SM_HANDOVER_SERVICE, type ClusterSmAsk, type SmHandover } from '../modules/sm/index.js';
 
 export { ClusterRegistry } from './registry.js';
+
+/**
+ * Archive-id order of deliveries per recipient across nodes (src/cluster/order.ts): every local
+ * session gets the order filter; this node's mark is made from its archive clock and its router's
+ * delivery queue, and goes to every node (and to its own gate).
+ */
+function wireOrder(server: Server, registry: ClusterRegistry, node: ClusterNode): void {
+  const router = server.router;
+  const clock = server.services.get('archive-clock') as ArchiveClock | undefined;
+  const source = new MarkSource({
+    clock: () => clock,
+    pending: () => router.archivedPending,
+    publish: (w) => {
+      gate.mark(node.id, w);
+      node.publishMark(w);
+    },
+  });
+  const gate: OrderGate = new OrderGate(node.id, {
+    metrics: server.metrics,
+    selfMark: () => source.current(),
+    ask: (n, seq) => (n === node.id ? source.asked(seq) : node.sendTo(n, { t: 'wm-ask', u: '', r: '', f: node.id, w: seq })),
+  });
+  if (clock) clock.onNext = (seq) => source.assigned(seq);
+  router.onArchivedDelivered = (e) => {
+    source.delivered([e?.recipientArchiveId, e?.senderArchiveId].map((id) => (id === undefined ? undefined : seqOfArchiveId(id))));
+    // This node's own copies wait for its mark too (its later messages may carry smaller ids than a held copy of another node).
+    gate.mark(node.id, source.current());
+  };
+  node.order = {
+    members: (nodes) => gate.setMembers(nodes),
+    up: (n) => gate.up(n),
+    gone: (n) => gate.gone(n),
+    mark: (n, w) => gate.mark(n, w),
+    asked: (seq) => source.asked(seq),
+    sentCopy: (xml) => {
+      if (xml.includes(NS.SID)) source.sentAcross();
+    },
+  };
+  registry.onLocal = (s) => s.addFilter(gate.filter);
+  server.onClose(() => gate.close());
+}
 
 export async function startCluster(server: Server, registry: ClusterRegistry): Promise<ClusterNode> {
   const c = server.config.cluster;
@@ -38,6 +82,7 @@ export async function startCluster(server: Server, registry: ClusterRegistry): P
     return node.askHandover([...nodes], u, id, Math.min(c.nodeTimeout * 1000, 5000));
   };
   server.services.set(CLUSTER_SM_ASK_SERVICE, ask);
+  wireOrder(server, registry, node);
   await node.start();
   server.onClose(() => node.stop());
   return node;

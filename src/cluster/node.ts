@@ -55,6 +55,18 @@ const SEQ_FIELD = '#q';
 
 type Seq = { q: number };
 
+/** Archive-id order across nodes (src/cluster/order-gate.ts): what the node tells it. */
+export interface OrderLink {
+  members(nodes: string[]): void;
+  up(node: string): void;
+  gone(node: string): void;
+  mark(node: string, w: number): void;
+  /** Another node asks for this node's mark (at least `seq`). */
+  asked(seq: number): void;
+  /** A stanza (serialised) goes to another node's session. */
+  sentCopy(xml: string): void;
+}
+
 export class ClusterNode implements ClusterLink {
   readonly id: string;
   private readonly cmd: Redis;
@@ -72,6 +84,8 @@ export class ClusterNode implements ClusterLink {
   private resyncing: Promise<void> | undefined;
   /** Handover requests waiting for answers: key -> nodes still to answer and the resolver. */
   private readonly asks = new Map<string, { waiting: Set<string>; done: (ok: boolean) => void }>();
+  /** Archive-id order across nodes; set before start(). */
+  order: OrderLink | undefined;
 
   constructor(private readonly opts: ClusterOptions, private readonly registry: ClusterRegistry, private readonly host: ClusterHost) {
     this.id = opts.node !== '' ? opts.node : `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -144,7 +158,14 @@ export class ClusterNode implements ClusterLink {
 
   sendTo(node: string, msg: InboxMsg): void {
     this.sent.inc({ kind: msg.t });
+    if (msg.t === 'send') this.order?.sentCopy(msg.x);
     this.cmd.publish(KEYS.inbox(node), JSON.stringify(msg)).catch((err: unknown) => this.failed('publish', err));
+  }
+
+  /** Publish this node's order mark to every node (on the connection that carries its deliveries). */
+  publishMark(w: number): void {
+    this.sent.inc({ kind: 'wm' });
+    this.cmd.publish(KEYS.events, JSON.stringify({ t: 'wm', n: this.id, w })).catch((err: unknown) => this.failed('publish', err));
   }
 
   sessionUp(user: string, resource: string, snap: SessionSnapshot): void {
@@ -261,6 +282,7 @@ export class ClusterNode implements ClusterLink {
       if (known.has(n) || (await this.cmd.exists(KEYS.heartbeat(n))) === 1) continue;
       this.host.log.warn({ node: n }, 'cluster: dropping sessions of a node that is gone');
       this.registry.dropNode(n);
+      this.order?.gone(n);
     }
   }
 
@@ -268,6 +290,7 @@ export class ClusterNode implements ClusterLink {
   private async reap(node: string): Promise<void> {
     await this.reloadNode(node);
     const gone = this.registry.dropNode(node);
+    this.order?.gone(node);
     this.host.log.warn({ node, sessions: gone.length }, 'cluster: node is dead, ending its sessions');
     for (const s of gone) {
       try {
@@ -287,6 +310,7 @@ export class ClusterNode implements ClusterLink {
   private async loadAll(): Promise<void> {
     const members = new Set(await this.cmd.hkeys(KEYS.nodes));
     members.delete(this.id);
+    this.order?.members([...members]);
     for (const n of members) await this.reloadNode(n);
   }
 
@@ -328,6 +352,8 @@ export class ClusterNode implements ClusterLink {
     const ev = decodeEvent(text);
     if (!ev || ev.n === this.id) return;
     this.received.inc({ kind: ev.t });
+    if (ev.t === 'wm') return void this.order?.mark(ev.n, ev.w);
+    if (ev.t === 'hello') this.order?.up(ev.n);
     if (ev.t === 'hello') return void this.reloadNode(ev.n).catch((err: unknown) => this.failed('reload', err));
     const q = (JSON.parse(text) as { q?: unknown }).q;
     const withSeq: EventMsg & Partial<Seq> = typeof q === 'number' ? { ...ev, q } : ev;
@@ -346,8 +372,10 @@ export class ClusterNode implements ClusterLink {
         break;
       case 'dead':
         this.registry.dropNode(ev.n);
+        this.order?.gone(ev.n);
         break;
       case 'hello':
+      case 'wm':
         break;
     }
   }
@@ -393,6 +421,7 @@ export class ClusterNode implements ClusterLink {
     if (!msg) return;
     this.received.inc({ kind: msg.t });
     if (msg.t === 'sm-give' || msg.t === 'sm-given') return this.onSmInbox(msg);
+    if (msg.t === 'wm-ask') return void this.order?.asked(msg.w);
     const s = this.registry.local.byFullJid(msg.u, msg.r);
     if (!s || s.closed) return; // gone meanwhile: a message is in the archive, a presence is stale
     if (msg.t === 'send') {

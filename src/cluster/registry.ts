@@ -144,6 +144,8 @@ export class ClusterRegistry implements SessionRegistry {
   private readonly dirty = new Set<Session>();
   private flushQueued = false;
   link: ClusterLink | undefined;
+  /** Called for each local session added (the archive-id order filter, src/cluster/order-gate.ts). */
+  onLocal: ((s: Session) => void) | undefined;
 
   constructor(private readonly domain: string) {}
 
@@ -167,6 +169,7 @@ export class ClusterRegistry implements SessionRegistry {
   add(session: Session): void {
     if (session instanceof RemoteSession) return this.putRemote(session);
     this.local.add(session);
+    this.onLocal?.(session);
     this.merged.delete(session.username);
     this.watch(session);
     this.publish(session);

@@ -58,7 +58,9 @@ export type EventMsg =
   | { t: 'up'; n: string; u: string; r: string; s: SessionSnapshot }
   | { t: 'down'; n: string; u: string; r: string }
   | { t: 'hello'; n: string }
-  | { t: 'dead'; n: string };
+  | { t: 'dead'; n: string }
+  /** Order mark of node n (src/cluster/order.ts): its archived deliveries with seq <= w are all out, none follows. */
+  | { t: 'wm'; n: string; w: number };
 
 export type InboxMsg =
   | { t: 'send'; u: string; r: string; x: string }
@@ -66,7 +68,9 @@ export type InboxMsg =
   /** Stream management: hand the session with resumption id `id` over (write it to storage); answer to node `f` under key `k`. */
   | { t: 'sm-give'; u: string; r: ''; id: string; f: string; k: string }
   /** The answer of node `f`: `ok` when the session was there and is now in storage. */
-  | { t: 'sm-given'; u: string; r: ''; k: string; f: string; ok: boolean };
+  | { t: 'sm-given'; u: string; r: ''; k: string; f: string; ok: boolean }
+  /** Node `f` holds a delivery with seq `w`: publish this node's order mark (at least `w` once delivered up to it). */
+  | { t: 'wm-ask'; u: ''; r: ''; f: string; w: number };
 
 type Obj = Record<string, unknown>;
 
@@ -75,6 +79,8 @@ function isObj(v: unknown): v is Obj {
 }
 const str = (v: unknown): v is string => typeof v === 'string';
 const bool = (v: unknown): v is boolean => typeof v === 'boolean';
+/** An archive seq (microseconds): a non-negative safe integer. */
+const seqNumber = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 function decodeData(v: unknown): DataSnapshot | undefined {
   if (!isObj(v)) return undefined;
@@ -125,6 +131,8 @@ export function decodeEvent(text: string): EventMsg | undefined {
     case 'hello':
     case 'dead':
       return { t: v.t, n: v.n };
+    case 'wm':
+      return seqNumber(v.w) ? { t: 'wm', n: v.n, w: v.w } : undefined;
     default:
       return undefined;
   }
@@ -135,6 +143,7 @@ export function decodeInbox(text: string): InboxMsg | undefined {
   if (!isObj(v) || !str(v.u) || !str(v.r)) return undefined;
   if (v.t === 'send') return str(v.x) ? { t: 'send', u: v.u, r: v.r, x: v.x } : undefined;
   if (v.t === 'sm-give') return str(v.id) && str(v.f) && str(v.k) ? { t: 'sm-give', u: v.u, r: '', id: v.id, f: v.f, k: v.k } : undefined;
+  if (v.t === 'wm-ask') return str(v.f) && seqNumber(v.w) ? { t: 'wm-ask', u: '', r: '', f: v.f, w: v.w } : undefined;
   if (v.t === 'sm-given') return str(v.k) && str(v.f) && bool(v.ok) ? { t: 'sm-given', u: v.u, r: '', k: v.k, f: v.f, ok: v.ok } : undefined;
   if (v.t === 'close') {
     const m: InboxMsg = { t: 'close', u: v.u, r: v.r };

@@ -63,6 +63,10 @@ export class Router {
   private iqCounter = 0;
   /** Delivery of the last archived message (see chain()). */
   private deliveryTail: Promise<void> = Promise.resolve();
+  /** Archived messages queued on deliveryTail and not yet handed to the sessions (cluster order marks, src/cluster/order.ts). */
+  archivedPending = 0;
+  /** Called once an archived message's copies were handed to the sessions, in archive-id order (cluster order marks). */
+  onArchivedDelivered: ((e: StanzaEvent | undefined) => void) | undefined;
   readonly domainJid: JID;
   private readonly routed: Counter;
   userExists: UserExists = async () => false;
@@ -181,7 +185,8 @@ export class Router {
       if (e.waits.length === 0) this.deliverMessage(e);
       else {
         // Archived (e.g. from a remote server): delivered in archive order like a local message (chain()).
-        const next = Promise.all([this.settle(e.waits, e), this.deliveryTail]).then(() => this.safe(() => this.deliverMessage(e)));
+        this.archivedPending++;
+        const next = Promise.all([this.settle(e.waits, e), this.deliveryTail]).then(() => this.archivedDone(e, this.safe(() => this.deliverMessage(e))));
         this.deliveryTail = next;
       }
     } else if (stanza.name === 'presence') {
@@ -491,9 +496,10 @@ export class Router {
       // sessions (deliveryTail): ids are assigned in hook order, so a client
       // that sees id N live has already seen every earlier id, and a catch-up
       // "after N" neither repeats nor skips a message.
+      this.archivedPending++;
       next = Promise.all([prev, Promise.allSettled(waits), this.deliveryTail]).then(([, results]) => {
         if (e) for (const r of results) if (r.status === 'rejected') e.archiveFailed = true;
-        return this.safe(deliver);
+        return this.archivedDone(e, this.safe(deliver));
       });
       this.deliveryTail = next;
     }
@@ -501,6 +507,16 @@ export class Router {
     return next;
   }
 
+
+  private archivedDone(e: StanzaEvent | undefined, r: Promise<void> | undefined): Promise<void> | undefined {
+    this.archivedPending--;
+    try {
+      this.onArchivedDelivered?.(e);
+    } catch (err) {
+      this.log.error({ err }, 'archived delivery observer failed');
+    }
+    return r;
+  }
 
   /** Run a delivery; when it returns a promise (an external route's commit), wait for it without ever rejecting. */
   private safe(fn: (() => unknown) | undefined): Promise<void> | undefined {

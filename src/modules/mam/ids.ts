@@ -28,11 +28,15 @@ export class ArchiveClock {
   private laneIndex = 0;
   private laneCount = 1;
 
+  /** Told every seq handed out (a cluster node's order marks, src/cluster/order-gate.ts). */
+  onNext: ((seq: number) => void) | undefined;
+
   next(): number {
     const t = this.now() * 1000;
     let v = t > this.last ? t : this.last + 1;
     if (this.laneCount > 1) v += (this.laneIndex - (v % this.laneCount) + this.laneCount) % this.laneCount;
     this.last = v;
+    this.onNext?.(v);
     return v;
   }
 
@@ -44,6 +48,17 @@ export class ArchiveClock {
     if (!Number.isInteger(count) || count < 1 || !Number.isInteger(index) || index < 0 || index >= count) throw new Error(`bad archive clock lane ${index}/${count}`);
     this.laneIndex = index;
     this.laneCount = count;
+  }
+
+  /**
+   * A bound on every seq handed out so far, at least now: every later seq is above it (cluster
+   * order marks, src/cluster/order.ts). Raises the clock to now so that the bound holds even when
+   * the system clock later steps back.
+   */
+  floor(): number {
+    const t = this.now() * 1000;
+    if (t > this.last) this.last = t;
+    return this.last;
   }
 
   /** Never hand out a seq at or below `seq` (after loading the stored high-water mark). */
@@ -78,6 +93,16 @@ function randomChars(k: number): string {
 /** A server-made archive id for this seq: time-ordered, unique in the archive. */
 export function archiveIdFor(seq: number): string {
   return base32(seq, 11) + randomChars(5);
+}
+
+const SERVER_ID = /^[0-9A-HJKMNP-TV-Z]{16}$/;
+
+/** The seq of a server-made archive id (archiveIdFor); undefined for anything else (MR2's computable ids). */
+export function seqOfArchiveId(id: string): number | undefined {
+  if (!SERVER_ID.test(id)) return undefined;
+  let v = 0;
+  for (let i = 0; i < 11; i++) v = v * 32 + CROCKFORD.indexOf(id[i] as string);
+  return Number.isSafeInteger(v) ? v : undefined;
 }
 
 /** The sender's computable archive id for a message sent on an MR2 stream. */
