@@ -26,7 +26,7 @@ import type { C2SStreamApi } from '../../core/stream-api.js';
 import type { ServerContext } from '../../core/context.js';
 import type { StanzaEvent } from '../../core/events.js';
 import type { Metrics } from '../../metrics/metrics.js';
-import { SmCounters, parseH } from './state.js';
+import { SmCounters, parseH, wireH } from './state.js';
 import { parseSmOptions, type SmOptions } from './options.js';
 import { classifyUndelivered, DeliveryTracker } from './undelivered.js';
 import { decodeHibernation, DetachedStream, encodeHibernation, type Hibernation } from './persist.js';
@@ -135,6 +135,8 @@ interface SmSession {
   rebuildSavedAt: number;
   /** After a crash resumption: messages the client sends again that the archive already holds. */
   dedupe: { keys: Set<string>; left: number } | undefined;
+  /** Answers to <r/> waiting for the checkpoint that holds their h. */
+  acks: Array<{ count: number; stream: SessionStream }>;
 }
 
 interface EndedRecord {
@@ -327,6 +329,7 @@ class StreamManagement {
       rebuild: undefined,
       rebuildSavedAt: 0,
       dedupe: undefined,
+      acks: [],
     };
     session.data.set(DATA, st);
     session.onInbound = (el, handled) => this.inbound(session, st, el, handled);
@@ -389,10 +392,24 @@ class StreamManagement {
     const st = session && this.st(session);
     if (!session || !st?.enabled) return; // XEP-0198: not counted before enable; nothing to answer
     if (st.c.inHandled >= st.c.inReceived) {
-      stream.write(smEl('a', { h: String(st.c.h) }));
+      this.answer(session, st, session.stream);
       return;
     }
     st.waiters.push({ target: st.c.inReceived, stream: session.stream });
+  }
+
+  /**
+   * Answer an <r/> with the current h. With live checkpoints the answer waits for the commit of a
+   * checkpoint holding at least that h: a <resumed h/> after a crash is then never below an h the
+   * client was told (it drops what an ack covers and could not send it again).
+   */
+  private answer(session: Session, st: SmSession, stream: SessionStream): void {
+    if (this.writer && this.checkpointing(st)) {
+      st.acks.push({ count: st.c.inHandled, stream });
+      this.writer.mark(session, true);
+      return;
+    }
+    stream.write(smEl('a', { h: String(st.c.h) }));
   }
 
   /** <a h/> from the client. */
@@ -461,7 +478,7 @@ class StreamManagement {
       stream = (st.waiters.shift() as { stream: SessionStream }).stream;
     }
     // One <a/> for every request it satisfies; only on the stream that asked.
-    if (stream && !st.hibernating) stream.write(smEl('a', { h: String(st.c.h) }));
+    if (stream && !st.hibernating) this.answer(session, st, stream);
   }
 
   // ---- outbound counting ----------------------------------------------
@@ -502,7 +519,13 @@ class StreamManagement {
   /** The live checkpoint row of a session as it is now (CheckpointWriter.capture). */
   private checkpointOf(session: Session): CheckpointEntry<SmSessionRecord> | undefined {
     const st = this.st(session);
-    if (!st || session.closed || !this.checkpointing(st) || st.id === undefined) return undefined;
+    if (!st || session.closed) return undefined;
+    if (!this.checkpointing(st) || st.id === undefined) {
+      // No longer kept across a crash (overflow, bad ack): what waited for a checkpoint goes now.
+      for (const a of st.acks.splice(0)) if (!st.hibernating && a.stream === session.stream) a.stream.write(smEl('a', { h: String(wireH(a.count)) }));
+      for (const el of st.held.splice(0)) if (!st.hibernating) session.stream.writeWire(el);
+      return undefined;
+    }
     const account = session.jid.bare.toString();
     let crash: CrashInfo;
     if (st.rebuild) {
@@ -528,9 +551,15 @@ class StreamManagement {
     };
     const held = st.held;
     const n = held.length;
+    const handled = st.c.inHandled;
     return {
       rec,
       after: () => {
+        // Acks up to the recorded h may go out now, on the stream that asked.
+        while (st.acks.length > 0 && (st.acks[0] as { count: number }).count <= handled) {
+          const a = st.acks.shift() as { count: number; stream: SessionStream };
+          if (!st.hibernating && a.stream === session.stream) a.stream.write(smEl('a', { h: String(wireH(a.count)) }));
+        }
         // Recorded: these may go to the wire now (unless the stream went away meanwhile: they are queued).
         if (n === 0 || st.held !== held || session.closed) return;
         for (const el of held.splice(0, n)) session.stream.writeWire(el);
@@ -591,6 +620,7 @@ class StreamManagement {
     st.awaitingAck = false;
     // Held stanzas never reached the client; they are in the queue and go out again on resumption.
     st.held = [];
+    st.acks = [];
     const secs = this.control?.hibernationFor?.(session) ?? st.maxSeconds;
     this.hibernateFor(session, st, secs);
     this.writer?.mark(session, false);
@@ -794,6 +824,7 @@ class StreamManagement {
     // Already counted when first sent: replayed past the filters, not counted again (but through
     // the checkpoint hold: the client may get them now).
     st.held = [];
+    st.acks = [];
     for (const q of st.c.queue) this.toWire(session, st, q);
     this.m.resent.inc(undefined, st.c.queue.length);
     // After a crash: what the client missed, from the archive, counted as new stanzas.
@@ -933,6 +964,7 @@ class StreamManagement {
   /** Detach the session from its stream for writing it down; its deadline starts now unless it already waits. */
   private keepAtStop(session: Session, st: SmSession): boolean {
     st.held = [];
+    st.acks = [];
     if (!st.hibernating) {
       st.hibernating = true;
       st.waiters = [];
