@@ -103,7 +103,6 @@ export async function resumeTalker(t: Talker, o: { port: number; host?: string }
   t.c = client;
   const again = old.settle(Number(result.attrs.h));
   for (const u of again) client.sendStanza(u.xml, u.tag);
-  console.log(`DEBUG ${t.user} sent ${t.sent} acked ${old.acked.length} h ${result.attrs.h} resent ${again.map((u) => u.tag).join(',')}`);
   return result;
 }
 
@@ -171,7 +170,7 @@ export async function checkExactlyOnce(a: Talker, b: Talker, accountA: string, a
     const theirs = views.get(other) as ArchiveView;
     const missing: string[] = [];
     for (let i = 1; i <= t.sent; i++) if (mine.sent.get(`${t.prefix}${i}`) !== 1 || theirs.incomingBodies.get(`${t.prefix}${i}`) !== 1) missing.push(`${t.prefix}${i}:${mine.sent.get(`${t.prefix}${i}`) ?? 0}/${theirs.incomingBodies.get(`${t.prefix}${i}`) ?? 0}`);
-    if (missing.length > 0) console.log(`DEBUG ${t.user} sent ${t.sent}, not once in both archives: ${missing.join(' ')}`);
+    if (missing.length > 0) console.log(`${t.user} sent ${t.sent}; not exactly once in both archives (own/peer): ${missing.join(' ')}`);
     for (let i = 1; i <= t.sent; i++) {
       const id = `${t.prefix}${i}`;
       assert.equal(mine.sent.get(id), 1, `${t.user}'s archive has its message ${id} exactly once`);
