@@ -1191,9 +1191,10 @@ class StreamManagement {
       // queue that died with the process is rebuilt from the archive when the client resumes.
       st.rebuild = h.crash;
       st.rebuildSavedAt = h.crash.at > 0 ? h.crash.at : rec.savedAt;
-      // A live row's session had its connection (its time starts at the crash: the checkpoint's
-      // time is the best known bound) or was already waiting (its own deadline).
-      if (h.crash.live) deadline = h.crash.deadline > 0 ? h.crash.deadline : rec.savedAt + h.max * 1000;
+      // A live row's session was waiting already (its own deadline) or had its connection: then
+      // its time starts now (the moment of the crash is unknown, and the client could not resume
+      // while nobody held the session; an idle session's last checkpoint may be old).
+      if (h.crash.live) deadline = h.crash.deadline > 0 ? h.crash.deadline : Date.now() + h.max * 1000;
     }
     this.enabled.add(session);
     session.addFilter(this.filter);
