@@ -51,7 +51,7 @@ export function defaultConfig(): Config {
     },
     storage: {
       driver: 'sqlite',
-      sqlite: { path: 'verona.sqlite', synchronous: 'FULL' },
+      sqlite: { path: 'verona.sqlite', synchronous: 'FULL', archiveSync: 'commit' },
       postgres: { url: '', poolSize: 10 },
     },
     modules: { disabled: [] },

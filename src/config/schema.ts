@@ -87,7 +87,7 @@ const storage: Fields<Config['storage']> = {
   driver: { kind: 'enum', values: ['sqlite', 'postgres'] },
   sqlite: {
     kind: 'section',
-    fields: { path, synchronous: { kind: 'enum', values: SYNCHRONOUS } } satisfies Fields<Config['storage']['sqlite']>,
+    fields: { path, synchronous: { kind: 'enum', values: SYNCHRONOUS }, archiveSync: { kind: 'enum', values: ['commit', 'threadpool'] } } satisfies Fields<Config['storage']['sqlite']>,
   },
   postgres: {
     kind: 'section',

@@ -46,7 +46,12 @@ export interface Config {
   };
   storage: {
     driver: 'sqlite' | 'postgres';
-    sqlite: { path: string; synchronous: 'OFF' | 'NORMAL' | 'FULL' };
+    sqlite: {
+      path: string;
+      synchronous: 'OFF' | 'NORMAL' | 'FULL';
+      /** FULL only: where the archive's WAL sync runs (docs/configuration.md, src/storage/sqlite/wal-sync.ts). */
+      archiveSync: 'commit' | 'threadpool';
+    };
     /** PostgreSQL (docs/storage.md): connection URL and pool size. */
     postgres: { url: string; poolSize: number };
   };

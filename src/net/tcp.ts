@@ -108,6 +108,7 @@ export class TcpTransport implements Transport {
     socket.on('close', () => this.gone('closed'));
     socket.on('end', () => {
       // Half-close from the peer: finish our side too. Without a footer this is not a clean close.
+      this.peerEnded = true;
       if (!this.closed) this.sink?.onStreamEnd(false);
     });
   }
@@ -161,6 +162,8 @@ export class TcpTransport implements Transport {
    * an idle session should not pay for an object).
    */
   private cbExporter?: Buffer | null;
+  /** The peer half-closed (FIN) before we closed: close() then just lets go. */
+  private peerEnded = false;
   private cbEndPoint?: Buffer | null;
 
   channelBinding(type: 'tls-exporter' | 'tls-server-end-point'): Buffer | undefined {
@@ -233,6 +236,15 @@ export class TcpTransport implements Transport {
 
   close(): void {
     if (this.closed) return;
+    if (this.peerEnded) {
+      // The peer sent FIN without a stream footer (a client that dropped, or a whole network's
+      // worth of them at once): no footer, no TLS close_notify, no 3 s timer. Writing them cost
+      // a TLS encryption and a write error per socket, a quarter of the event-loop stall when
+      // thousands of clients drop together (docs/benchmarks.md, login storm).
+      this.closed = true;
+      this.socket.destroy();
+      return;
+    }
     this.out('</stream:stream>');
     this.closed = true;
     const sock = this.socket;

@@ -28,6 +28,13 @@ export interface GroupCommitOptions<T> {
   maxBatch?: number;
   /** Window in milliseconds; 0 (default) = the next turn of the event loop (setImmediate). */
   windowMs?: number;
+  /**
+   * Make a committed batch durable (the SQLite archive: an fdatasync of the WAL on the thread
+   * pool, see sqlite/wal-sync.ts). When given, `write` commits without syncing and the items'
+   * promises settle only after this resolves; batches settle in commit order all the same.
+   * A rejection fails every item of the batch.
+   */
+  sync?(): Promise<void>;
   /** Called after every batch, for metrics. */
   onBatch?(info: { size: number; failed: number; ms: number; error?: unknown }): void;
 }
@@ -46,6 +53,8 @@ export class GroupCommit<T> {
   private closed = false;
   private paused = false;
   private resumed: Array<() => void> = [];
+  /** The last batch still waiting for its sync (settlements are chained in commit order). */
+  private tail: Promise<void> | undefined;
 
   constructor(private readonly opts: GroupCommitOptions<T>) {
     this.maxBatch = Math.max(1, opts.maxBatch ?? 500);
@@ -104,7 +113,7 @@ export class GroupCommit<T> {
   drain(): Promise<void> {
     if (!this.paused) {
       this.flush();
-      return Promise.resolve();
+      return this.tail ?? Promise.resolve();
     }
     return new Promise((resolve) => this.resumed.push(resolve));
   }
@@ -122,25 +131,48 @@ export class GroupCommit<T> {
 
   private commit(batch: Pending<T>[]): void {
     const t0 = performance.now();
-    let results: Array<Error | undefined>;
+    let results: Array<Error | undefined> | undefined;
+    let failure: Error | undefined;
     try {
       results = this.opts.write(batch.map((p) => p.item));
     } catch (err) {
-      const e = err instanceof Error ? err : new Error(String(err));
-      this.opts.onBatch?.({ size: batch.length, failed: batch.length, ms: performance.now() - t0, error: e });
-      for (const p of batch) p.reject(e);
+      failure = err instanceof Error ? err : new Error(String(err));
+    }
+    const settle = (err: Error | undefined): void => {
+      if (err !== undefined) {
+        this.opts.onBatch?.({ size: batch.length, failed: batch.length, ms: performance.now() - t0, error: err });
+        for (const p of batch) p.reject(err);
+        return;
+      }
+      let failed = 0;
+      for (let i = 0; i < batch.length; i++) {
+        const r = results?.[i];
+        const p = batch[i] as Pending<T>;
+        if (r) {
+          failed++;
+          p.reject(r);
+        } else p.resolve();
+      }
+      this.opts.onBatch?.({ size: batch.length, failed, ms: performance.now() - t0 });
+    };
+    if (this.opts.sync === undefined || (this.tail === undefined && failure !== undefined)) {
+      settle(failure);
       return;
     }
-    let failed = 0;
-    for (let i = 0; i < batch.length; i++) {
-      const r = results[i];
-      const p = batch[i] as Pending<T>;
-      if (r) {
-        failed++;
-        p.reject(r);
-      } else p.resolve();
-    }
-    this.opts.onBatch?.({ size: batch.length, failed, ms: performance.now() - t0 });
+    // Ask for the sync now: it must start after this commit returned (it did).
+    const synced: Promise<Error | undefined> =
+      failure !== undefined
+        ? Promise.resolve(failure)
+        : this.opts.sync().then(
+            () => undefined,
+            (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+          );
+    const prev = this.tail;
+    const p: Promise<void> = (prev === undefined ? synced : prev.then(() => synced)).then(settle);
+    this.tail = p;
+    void p.then(() => {
+      if (this.tail === p) this.tail = undefined;
+    });
   }
 
   /** Commit what is queued and refuse new items (shutdown). */

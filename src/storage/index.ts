@@ -22,7 +22,7 @@ export async function openStorage(config: Config, hooks: OpenStorageHooks = {}):
   switch (s.driver) {
     case 'sqlite': {
       const path = s.sqlite.path === ':memory:' ? s.sqlite.path : resolve(config.dataDir, s.sqlite.path);
-      return SqliteStorage.open(path, { synchronous: s.sqlite.synchronous });
+      return SqliteStorage.open(path, { synchronous: s.sqlite.synchronous, archiveSync: s.sqlite.archiveSync });
     }
     case 'postgres':
       return PostgresStorage.open({ url: s.postgres.url, poolSize: s.postgres.poolSize, onPoolError: hooks.onPoolError });

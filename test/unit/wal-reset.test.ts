@@ -33,10 +33,13 @@ test('group commit: paused, items wait and drain() waits; resume commits them in
   assert.equal(drained, true);
 });
 
-test('sustained archive writes: the WAL is reset by the worker and stays small; no row is lost', async () => {
+// FULL with archiveSync 'threadpool': archive batches are synced by the thread-pool syncer
+// (wal-sync.ts) on a WAL the worker keeps restarting from its beginning.
+for (const synchronous of ['NORMAL', 'FULL'] as const)
+test(`sustained archive writes (${synchronous}): the WAL is reset by the worker and stays small; no row is lost`, async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'verona-wal-'));
   const file = path.join(dir, 'w.sqlite');
-  const storage = SqliteStorage.open(file, { synchronous: 'NORMAL' });
+  const storage = SqliteStorage.open(file, { synchronous, archiveSync: 'threadpool' });
   try {
     // Tiny thresholds so that a test-sized load crosses them many times.
     const walResets: Array<{ ms: number; frames: number; ok: boolean }> = [];
@@ -78,6 +81,9 @@ test('sustained archive writes: the WAL is reset by the worker and stays small; 
     assert.ok(maxWal < 16 * 1024 * 1024, `WAL stayed small (largest ${maxWal} bytes after ${written} rows)`);
     const n = storage.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM archive').get()?.n;
     assert.equal(n, written, 'every appended row is in the archive');
+    if (synchronous === 'FULL') assert.ok((storage.archive.walSyncs ?? 0) > 0, 'batches were synced by the WAL syncer');
+    else assert.equal(storage.archive.walSyncs, undefined, 'NORMAL: nothing to sync');
+    assert.equal(storage.db.pragma('synchronous', { simple: true }), synchronous === 'FULL' ? 2 : 1, 'the connection keeps its mode');
   } finally {
     await storage.close();
     rmSync(dir, { recursive: true, force: true });

@@ -18,6 +18,7 @@
  */
 import type { Database, Statement } from 'better-sqlite3';
 import { GroupCommit } from '../group-commit.js';
+import type { WalSync } from './wal-sync.js';
 import type { ArchivePage, ArchivePrefs, ArchiveRange, ArchiveRecord, ArchiveStore } from '../archive.js';
 
 interface Row {
@@ -42,6 +43,11 @@ export interface SqliteArchiveOptions {
   maxBatch?: number;
   /** Commit window in ms; 0 = next event-loop turn (default). */
   windowMs?: number;
+  /**
+   * Sync the WAL on the thread pool after each batch instead of inside the commit (see
+   * wal-sync.ts); given by SqliteStorage when the connection is `synchronous = FULL`.
+   */
+  walSync?: WalSync;
 }
 
 export interface BatchStats {
@@ -92,7 +98,10 @@ export class SqliteArchiveStore implements ArchiveStore {
   private readonly group: GroupCommit<ArchiveRecord>;
   readonly stats: BatchStats = { batches: 0, rows: 0, failedRows: 0, failedBatches: 0, largestBatch: 0 };
 
+  private readonly walSync: WalSync | undefined;
+
   constructor(private readonly db: Database, opts: SqliteArchiveOptions = {}) {
+    this.walSync = opts.walSync;
     this.insert = db.prepare(`INSERT INTO archive (${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)`);
     this.seqStmt = db.prepare('SELECT seq FROM archive WHERE username = ? AND id = ?');
     this.firstStmt = db.prepare(`SELECT ${COLS} FROM archive WHERE username = ? ORDER BY seq ASC LIMIT 1`);
@@ -109,6 +118,7 @@ export class SqliteArchiveStore implements ArchiveStore {
       maxBatch: opts.maxBatch,
       windowMs: opts.windowMs,
       write: (rows) => this.writeBatch(rows),
+      sync: this.walSync === undefined ? undefined : () => (this.walSync as WalSync).sync(),
       onBatch: (b) => {
         this.stats.batches++;
         this.stats.rows += b.size;
@@ -134,8 +144,24 @@ export class SqliteArchiveStore implements ArchiveStore {
         }
       }
     });
-    tx();
+    if (this.walSync === undefined) {
+      tx();
+      return results;
+    }
+    // This commit writes its WAL frames without syncing them; the group commit holds the
+    // batch's promises until the syncer's fdatasync (thread pool) has them on disk.
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      tx();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
     return results;
+  }
+
+  /** fdatasyncs of the WAL done for archive batches (undefined: commits sync themselves). */
+  get walSyncs(): number | undefined {
+    return this.walSync?.syncs;
   }
 
   append(rec: ArchiveRecord): Promise<void> {
@@ -158,6 +184,7 @@ export class SqliteArchiveStore implements ArchiveStore {
   /** Commit what is queued and refuse further rows (storage shutdown). */
   close(): void {
     this.group.close();
+    this.walSync?.close();
   }
 
   async seqOf(username: string, id: string): Promise<number | undefined> {

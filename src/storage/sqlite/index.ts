@@ -24,6 +24,7 @@ import { SqliteRosterStore } from './roster.js';
 import { SqliteSmStateStore } from './sm-state.js';
 import { SqliteSmSessionStore } from './sm-sessions.js';
 import { SqliteArchiveStore } from './archive.js';
+import { WalSync } from './wal-sync.js';
 import { SqliteOfflineStore } from './offline.js';
 import { SqliteBlocklistStore } from './blocklist.js';
 import { SqlitePubsubStore } from './pubsub.js';
@@ -45,6 +46,13 @@ export interface SqliteOpenOptions {
   synchronous: Synchronous;
   /** Milliseconds a statement waits for another connection's lock (default 5000). */
   busyTimeout?: number;
+  /**
+   * With FULL: 'commit' (default) syncs archive batches inside their commit, on the event loop;
+   * 'threadpool' commits them unsynced and waits for an fdatasync on the thread pool before
+   * their promises settle (wal-sync.ts). Same durability; measured trade-off in
+   * docs/benchmarks.md ("Archive sync on the thread pool").
+   */
+  archiveSync?: 'commit' | 'threadpool';
 }
 
 export class SqliteStorage implements Storage {
@@ -68,7 +76,7 @@ export class SqliteStorage implements Storage {
   private closed = false;
   private checkpointer: Worker | undefined;
 
-  private constructor(db: Database.Database, path: string, applied: string[]) {
+  private constructor(db: Database.Database, path: string, applied: string[], archiveSync: 'commit' | 'threadpool') {
     this.db = db;
     this.path = path;
     this.appliedMigrations = applied;
@@ -77,7 +85,9 @@ export class SqliteStorage implements Storage {
     this.roster = new SqliteRosterStore(db);
     this.smState = new SqliteSmStateStore(db);
     this.smSessions = new SqliteSmSessionStore(db);
-    this.archive = new SqliteArchiveStore(db);
+    // FULL + 'threadpool': archive batches are synced on the thread pool (wal-sync.ts), everything else in its commit.
+    const offLoop = archiveSync === 'threadpool' && path !== ':memory:' && (db.pragma('synchronous', { simple: true }) as number) === 2;
+    this.archive = new SqliteArchiveStore(db, { walSync: offLoop ? new WalSync(`${path}-wal`) : undefined });
     this.offline = new SqliteOfflineStore(db);
     this.blocklist = new SqliteBlocklistStore(db);
     this.pubsub = new SqlitePubsubStore(db);
@@ -109,7 +119,7 @@ export class SqliteStorage implements Storage {
       db.pragma('wal_autocheckpoint = 1000'); // the server moves checkpoints to a worker (startMaintenance)
       db.pragma('cache_size = -65536'); // 64 MiB page cache: MAM pages stay in memory
       const applied = runMigrations(db);
-      return new SqliteStorage(db, path, applied);
+      return new SqliteStorage(db, path, applied, opts.archiveSync ?? 'commit');
     } catch (err) {
       db.close();
       throw err;
