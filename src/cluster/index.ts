@@ -72,6 +72,7 @@ export async function startCluster(server: Server, registry: ClusterRegistry): P
       // No MAM module (disabled): no archive, nothing to keep apart.
       onLane: (index, count) => (server.services.get('archive-clock') as ArchiveClock | undefined)?.setLane(index, count),
       smGive: (u, id) => (server.services.get(SM_HANDOVER_SERVICE) as SmHandover | undefined)?.give(u, id) ?? Promise.resolve(false),
+      smAdopt: (n) => (server.services.get(SM_HANDOVER_SERVICE) as SmHandover | undefined)?.adopt(n) ?? Promise.resolve(new Set<string>()),
     },
   );
   // A client resumes here a session of another node: ask the nodes that have sessions of the account.

@@ -48,6 +48,8 @@ export interface ClusterHost {
   onLane(index: number, count: number): void;
   /** Another node asks for a stream-management session (sm module's SmHandover); true when handed over. */
   smGive(user: string, id: string): Promise<boolean>;
+  /** A dead node's resumable sessions (live checkpoints) kept here: `user\0resource` keys, which do not end. */
+  smAdopt(node: string): Promise<Set<string>>;
 }
 
 /** Sequence field in a node's session hash (cannot be a `user/resource`). */
@@ -291,8 +293,16 @@ export class ClusterNode implements ClusterLink {
     await this.reloadNode(node);
     const gone = this.registry.dropNode(node);
     this.order?.gone(node);
-    this.host.log.warn({ node, sessions: gone.length }, 'cluster: node is dead, ending its sessions');
+    // Resumable sessions with a live checkpoint wait for their clients here instead of ending.
+    let kept = new Set<string>();
+    try {
+      kept = await this.host.smAdopt(node);
+    } catch (err) {
+      this.host.log.error({ err, node }, 'cluster: keeping a dead node\'s resumable sessions failed; they end');
+    }
+    this.host.log.warn({ node, sessions: gone.length, kept: kept.size }, 'cluster: node is dead, ending its sessions');
     for (const s of gone) {
+      if (kept.has(`${s.username}\0${s.resource}`)) continue;
       try {
         this.host.endedRemote(s);
       } catch (err) {

@@ -102,6 +102,8 @@ export interface HookEvents {
    * Any stanza from a bound client session, `from` stamped, before routing. Fired with rethrow: a
    * StanzaError bounces the stanza. Return true when the handler took it (it routes it later itself).
    * Used by the per-session/per-account limits (src/limits/stanza-limits.ts, priority VALIDATE).
+   * Stream management (priority VALIDATE + 10, first: a duplicate is never limited) takes a message a
+   * client sends again after a crash resumption that the archive already holds (src/modules/sm/rebuild.ts).
    */
   'stanza/client': ClientStanzaEvent;
 }

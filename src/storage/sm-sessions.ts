@@ -33,6 +33,13 @@ export interface SmSessionRecord {
 export interface SmSessionStore {
   /** Write (or replace) a hibernated session. */
   put(rec: SmSessionRecord): Promise<void>;
+  /**
+   * Write (or replace) several rows in one transaction: the live checkpoints of running sessions
+   * (src/modules/sm/checkpoint.ts), one commit per batch whatever its size.
+   */
+  putMany(recs: readonly SmSessionRecord[]): Promise<void>;
+  /** Forget a row (the session ended for good); no error when there is none. */
+  remove(username: string, id: string): Promise<void>;
   /** Read without taking (for tests and diagnostics). */
   get(username: string, id: string): Promise<SmSessionRecord | undefined>;
   /** Remove and return it: of several callers at once, exactly one gets the record. */
@@ -48,6 +55,14 @@ export class MemorySmSessionStore implements SmSessionStore {
 
   async put(rec: SmSessionRecord): Promise<void> {
     this.rows.set(`${rec.username}\0${rec.id}`, { ...rec });
+  }
+
+  async putMany(recs: readonly SmSessionRecord[]): Promise<void> {
+    for (const r of recs) this.rows.set(`${r.username}\0${r.id}`, { ...r });
+  }
+
+  async remove(username: string, id: string): Promise<void> {
+    this.rows.delete(`${username}\0${id}`);
   }
 
   async get(username: string, id: string): Promise<SmSessionRecord | undefined> {

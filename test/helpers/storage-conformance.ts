@@ -219,6 +219,21 @@ export function storageConformance(name: string, open: () => Promise<BackendUnde
         assert.equal(await s.get('juliet', 'a'), undefined, 'account deletion removes them');
         assert.equal((await s.get('romeo', 'b'))?.deadline, 1000);
       });
+      test('putMany writes a batch (a key twice: the last wins), replaces rows; remove forgets one row, twice is fine', async () => {
+        const s = b.smSessions;
+        await s.putMany([]);
+        await s.putMany([rec('mercutio', 'x', 'n1', 100), rec('mercutio', 'y', 'n1', 200), { ...rec('mercutio', 'x', 'n1', 300), resource: 'pad' }]);
+        assert.equal((await s.get('mercutio', 'x'))?.deadline, 300);
+        assert.equal((await s.get('mercutio', 'x'))?.resource, 'pad');
+        await s.putMany([{ ...rec('mercutio', 'y', 'n2', Number.MAX_SAFE_INTEGER), savedAt: 20 }]);
+        assert.deepEqual(await s.get('mercutio', 'y'), { ...rec('mercutio', 'y', 'n2', Number.MAX_SAFE_INTEGER), savedAt: 20 }, 'a live row: the largest deadline round-trips');
+        assert.deepEqual((await s.expired(10 ** 15, 100)).filter((r) => r.username === 'mercutio').map((r) => r.id), ['x']);
+        await s.remove('mercutio', 'x');
+        await s.remove('mercutio', 'x');
+        assert.equal(await s.get('mercutio', 'x'), undefined);
+        assert.equal((await s.byNode('n2')).some((r) => r.username === 'mercutio' && r.id === 'y'), true);
+        await b.deleteUser('mercutio');
+      });
     });
 
     describe('blocklist', () => {

@@ -103,6 +103,8 @@ export class SmClient {
       this.lastResult = res;
       if (res.name !== 'resumed') throw Object.assign(new Error(`resume failed: ${res.toString()}`), { result: res });
       this.smId = o.resume.previd;
+      // The server's count of our stanzas goes on from its <resumed h/>.
+      this.outAcked = Number(res.attrs.h);
       return;
     }
     if (o.mr2) {
@@ -195,6 +197,8 @@ export class SmClient {
   /** The server acked `h` of our stanzas. */
   private onAck(h: number): void {
     const n = (h - (this.outAcked % 2 ** 32) + 2 ** 32) % 2 ** 32;
+    // An h behind what was acked already (a server that lost its count) acks nothing new.
+    if (n > this.unacked.length) return;
     for (let i = 0; i < n && this.unacked.length > 0; i++) {
       this.acked.push(this.unacked.shift() as Outbound);
       this.outAcked++;

@@ -39,3 +39,21 @@ test('anything else restores nothing', () => {
   ];
   for (const [why, text] of cases) assert.equal(decodeHibernation(text), undefined, why);
 });
+
+test('a live checkpoint (crash info) round-trips; damaged crash info restores nothing', () => {
+  const live: Hibernation = { ...good, out: 5, acked: 5, queue: [], crash: { live: true, ackedId: 'A1', pending: [[6, 'A2'], [8, 'A3']], since: 1000, deadline: 0, at: 0 } };
+  assert.deepEqual(decodeHibernation(encodeHibernation(live)), live);
+  const none = { ...live, crash: { ...live.crash, ackedId: undefined } } as Hibernation;
+  assert.deepEqual(decodeHibernation(encodeHibernation(none))?.crash?.ackedId, undefined);
+  const enc = (c: Record<string, unknown>) => JSON.stringify({ v: 1, ...live, crash: { ...live.crash, ...c } });
+  const cases: Array<[string, string]> = [
+    ['live not boolean', enc({ live: 'yes' })],
+    ['pending entry not a pair', enc({ pending: [[6]] })],
+    ['pending id not a string', enc({ pending: [[6, 7]] })],
+    ['negative since', enc({ since: -1 })],
+    ['ackedId not a string', enc({ ackedId: 5 })],
+    ['no at', enc({ at: undefined })],
+    ['crash not an object', JSON.stringify({ v: 1, ...live, crash: 'x' })],
+  ];
+  for (const [why, text] of cases) assert.equal(decodeHibernation(text), undefined, why);
+});

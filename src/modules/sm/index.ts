@@ -26,7 +26,7 @@ import type { C2SStreamApi } from '../../core/stream-api.js';
 import type { ServerContext } from '../../core/context.js';
 import type { StanzaEvent } from '../../core/events.js';
 import type { Metrics } from '../../metrics/metrics.js';
-import { SmCounters, parseH } from './state.js';
+import { SmCounters, parseH, wireH } from './state.js';
 import { parseSmOptions, type SmOptions } from './options.js';
 import { classifyUndelivered, DeliveryTracker } from './undelivered.js';
 import { decodeHibernation, DetachedStream, encodeHibernation, type Hibernation } from './persist.js';
@@ -36,6 +36,11 @@ import { parseXml } from '../../xml/parser.js';
 import { applyData, snapshotOf } from '../../cluster/registry.js';
 import type { SmSessionRecord } from '../../storage/sm-sessions.js';
 import type { CsiFlush } from '../csi.js';
+import type { CrashInfo } from './persist.js';
+import { CheckpointWriter, type CheckpointEntry } from './checkpoint.js';
+import { archiveIdIn, clientCount, copyShapeFor, deliveredIds, resendKey, sentKeys, type ArchivedRow } from './rebuild.js';
+import { buildCopy } from '../../core/router.js';
+import type { ArchiveRange } from '../../storage/archive.js';
 
 /** Order of the SM outbound filter: after every other filter (CSI is 100), so it sees what is written. */
 export const SM_FILTER_ORDER = 1000;
@@ -76,6 +81,11 @@ export const SM_CONTROL_SERVICE = 'sm-control';
 export interface SmHandover {
   /** True when the session was here and is now in storage for the asking node to take. */
   give(username: string, id: string): Promise<boolean>;
+  /**
+   * `node` died (the cluster reaps it): take its live checkpoints and keep those sessions here,
+   * waiting for resumption. Returns the `username\0resource` keys kept (they do not end).
+   */
+  adopt(node: string): Promise<Set<string>>;
 }
 export const SM_HANDOVER_SERVICE = 'sm-handover';
 /** Service 'cluster-sm-ask' (the cluster provides it): ask the other nodes to hand a session over. */
@@ -83,6 +93,13 @@ export type ClusterSmAsk = (username: string, id: string) => Promise<boolean>;
 export const CLUSTER_SM_ASK_SERVICE = 'cluster-sm-ask';
 /** Seconds between looks for hibernated sessions in storage whose deadline passed (nobody took them). */
 const EXPIRY_SWEEP_SECONDS = 30;
+/**
+ * `deadline` column of a live checkpoint: never "expired" for the orphan sweep (its session runs,
+ * or its node is dead and the reaper or the restarted node takes it). The real deadline is in the state.
+ */
+const LIVE_ROW_DEADLINE = Number.MAX_SAFE_INTEGER;
+/** Archive rows read at most to rebuild a crashed session's queue or find what it sends again. */
+const REBUILD_PAGE = 500;
 
 interface SmSession {
   enabled: boolean;
@@ -106,6 +123,20 @@ interface SmSession {
   waiters: Array<{ target: number; stream: SessionStream }>;
   /** Serialises concurrent <resume/> attempts for this session. */
   resumeLock: Promise<void>;
+  /** Counted and queued, not yet on the wire: archived stanzas wait for the checkpoint that records them. */
+  held: Element[];
+  /** Archive id of the newest archived stanza the client acked. */
+  ackedId: string | undefined;
+  /** When resumable SM was enabled (ms). */
+  since: number;
+  /** Came back from a crash and not resumed since: the queue is rebuilt from the archive at resumption. */
+  rebuild: CrashInfo | undefined;
+  /** savedAt of the checkpoint it came back from (ms): start of the window of stanzas it may send again. */
+  rebuildSavedAt: number;
+  /** After a crash resumption: messages the client sends again that the archive already holds. */
+  dedupe: { keys: Set<string>; left: number } | undefined;
+  /** Answers to <r/> waiting for the checkpoint that holds their h. */
+  acks: Array<{ count: number; stream: SessionStream }>;
 }
 
 interface EndedRecord {
@@ -149,6 +180,10 @@ function smMetrics(mt: Metrics) {
     badAck: mt.counter('verona_sm_bad_acks_total', 'Acks that acknowledged more than was sent (stream error undefined-condition)'),
     ackedUnarchived: mt.counter('verona_sm_acked_unarchived_total', 'Messages handled (routed, and acked under SM) although their archive write failed; MR2 senders got <archive-failed/>'),
     ackTimeouts: mt.counter('verona_sm_ack_timeouts_total', 'Streams closed because an <r/> went unanswered'),
+    checkpoints: mt.counter('verona_sm_checkpoint_rows_total', 'Live checkpoint rows written (one transaction per batch)'),
+    checkpointBatches: mt.counter('verona_sm_checkpoint_batches_total', 'Live checkpoint transactions, by result'),
+    rebuilt: mt.counter('verona_sm_rebuilt_total', 'Stanzas sent again from the archive after a crash resumption'),
+    deduped: mt.counter('verona_sm_resent_deduped_total', 'Messages a client sent again after a crash resumption that were already handled (counted, not routed again)'),
   };
 }
 
@@ -172,6 +207,8 @@ class StreamManagement {
   /** Settles once the hibernated sessions of the previous run are back (resumes wait for it). */
   private restoring: Promise<void> = Promise.resolve();
   private sweeps = 0;
+  /** Live checkpoints (undefined: no smSessions store, or checkpointLag 0). */
+  private readonly writer: CheckpointWriter<Session> | undefined;
 
   private readonly m: ReturnType<typeof smMetrics>;
 
@@ -194,6 +231,19 @@ class StreamManagement {
       return n;
     });
     this.filter = { name: 'sm', order: SM_FILTER_ORDER, filter: (el, s) => this.outbound(el, s) };
+    const store = api.storage.smSessions;
+    if (store && this.opts.checkpointLag > 0) {
+      this.writer = new CheckpointWriter<Session>({
+        capture: (s) => this.checkpointOf(s),
+        write: (recs) => store.putMany(recs as SmSessionRecord[]),
+        lagMs: this.opts.checkpointLag,
+        onBatch: ({ size, error }) => {
+          this.m.checkpointBatches.inc({ result: error === undefined ? 'ok' : 'failed' });
+          if (error === undefined) this.m.checkpoints.inc(undefined, size);
+          else this.api.log.error({ err: error, size }, 'sm: writing live checkpoints failed; these sessions cannot be resumed after a crash until the next one');
+        },
+      });
+    }
   }
 
   private st(session: Session): SmSession | undefined {
@@ -239,7 +289,10 @@ class StreamManagement {
     api.provide(SM_CONTROL_SERVICE, control);
     api.provide(UNDELIVERED_SERVICE, ((session, stanzas, source) => this.dispose(session, stanzas, source)) satisfies UndeliveredSink);
 
-    api.provide(SM_HANDOVER_SERVICE, { give: (u, id) => this.give(u, id) } satisfies SmHandover);
+    api.provide(SM_HANDOVER_SERVICE, { give: (u, id) => this.give(u, id), adopt: (node) => this.adopt(node) } satisfies SmHandover);
+    // After a crash resumption: a message sent again that the archive already holds was handled
+    // before the crash; counted (true: handled here), not routed twice.
+    api.hook('stanza/client', (e) => this.resentDuplicate(e.session, e.stanza), PRIORITY.VALIDATE + 10);
     api.hook('server/ready', () => {
       this.restoring = this.restoreOwn().catch((err: unknown) => api.log.error({ err }, 'sm: restoring hibernated sessions failed'));
     });
@@ -270,6 +323,13 @@ class StreamManagement {
       overflowing: false,
       waiters: [],
       resumeLock: Promise.resolve(),
+      held: [],
+      ackedId: undefined,
+      since: 0,
+      rebuild: undefined,
+      rebuildSavedAt: 0,
+      dedupe: undefined,
+      acks: [],
     };
     session.data.set(DATA, st);
     session.onInbound = (el, handled) => this.inbound(session, st, el, handled);
@@ -315,7 +375,9 @@ class StreamManagement {
       const asked = Number(el.attrs.max);
       st.maxSeconds = Math.round(Number.isFinite(asked) && asked > 0 ? Math.min(asked, this.opts.maxResumeTimeout) : this.opts.resumeTimeout);
       st.id = randomBytes(18).toString('base64url');
+      st.since = Date.now();
       this.live.set(st.id, session);
+      this.writer?.mark(session, true);
       reply = smEl('enabled', { id: st.id, resume: 'true', max: String(st.maxSeconds) });
     } else {
       reply = smEl('enabled');
@@ -330,10 +392,24 @@ class StreamManagement {
     const st = session && this.st(session);
     if (!session || !st?.enabled) return; // XEP-0198: not counted before enable; nothing to answer
     if (st.c.inHandled >= st.c.inReceived) {
-      stream.write(smEl('a', { h: String(st.c.h) }));
+      this.answer(session, st, session.stream);
       return;
     }
     st.waiters.push({ target: st.c.inReceived, stream: session.stream });
+  }
+
+  /**
+   * Answer an <r/> with the current h. With live checkpoints the answer waits for the commit of a
+   * checkpoint holding at least that h: a <resumed h/> after a crash is then never below an h the
+   * client was told (it drops what an ack covers and could not send it again).
+   */
+  private answer(session: Session, st: SmSession, stream: SessionStream): void {
+    if (this.writer && this.checkpointing(st)) {
+      st.acks.push({ count: st.c.inHandled, stream });
+      this.writer.mark(session, true);
+      return;
+    }
+    stream.write(smEl('a', { h: String(st.c.h) }));
   }
 
   /** <a h/> from the client. */
@@ -352,8 +428,24 @@ class StreamManagement {
       return;
     }
     for (const a of r.acked) this.tracker.acked(a, session);
+    if (this.noteAcked(session, st, r.acked)) this.writer?.mark(session, false);
     st.awaitingAck = false;
     st.oldestUnackedAt = st.c.queue.length > 0 ? Date.now() : 0;
+  }
+
+  /** Remember the newest acked archived stanza (the crash rebuild starts after it); true when it moved. */
+  private noteAcked(session: Session, st: SmSession, acked: readonly Element[]): boolean {
+    if (this.writer === undefined || st.id === undefined) return false;
+    const account = session.jid.bare.toString();
+    let moved = false;
+    for (const a of acked) {
+      const id = archiveIdIn(a, account);
+      if (id !== undefined) {
+        st.ackedId = id;
+        moved = true;
+      }
+    }
+    return moved;
   }
 
   /** XEP-0198 §4: an h larger than what was sent is a stream error undefined-condition. */
@@ -372,20 +464,21 @@ class StreamManagement {
     }
     if (!st.enabled) return;
     st.c.received();
-    const done = (): void => this.handledOne(st);
+    const done = (): void => this.handledOne(session, st);
     // The router never rejects this promise; a rejection still counts so h cannot stall forever.
     handled.then(done, done);
   }
 
-  private handledOne(st: SmSession): void {
+  private handledOne(session: Session, st: SmSession): void {
     st.c.handled();
+    if (st.id !== undefined) this.writer?.mark(session, false);
     if (st.waiters.length === 0 || (st.waiters[0] as { target: number }).target > st.c.inHandled) return;
     let stream: SessionStream | undefined;
     while (st.waiters.length > 0 && (st.waiters[0] as { target: number }).target <= st.c.inHandled) {
       stream = (st.waiters.shift() as { stream: SessionStream }).stream;
     }
     // One <a/> for every request it satisfies; only on the stream that asked.
-    if (stream && !st.hibernating) stream.write(smEl('a', { h: String(st.c.h) }));
+    if (stream && !st.hibernating) this.answer(session, st, stream);
   }
 
   // ---- outbound counting ----------------------------------------------
@@ -395,13 +488,83 @@ class StreamManagement {
     if (!st?.enabled || !isStanza(el)) return el;
     const n = st.c.sent(el);
     if (n === 1) st.oldestUnackedAt = Date.now();
-    session.stream.writeWire(el);
+    this.toWire(session, st, el);
     if (n > this.opts.maxQueue) {
       this.overflow(session, st);
     } else if (!st.hibernating && !st.awaitingAck && n >= this.opts.requestEvery) {
       this.requestAck(session, st);
     }
     return null;
+  }
+
+  /**
+   * Write a counted stanza to the client. While live checkpoints are on, an archived stanza (and
+   * whatever follows it, to keep order) waits for the commit of the checkpoint that records its
+   * number and archive id: after a crash the server then knows from the client's h exactly which
+   * archived stanzas it had (rebuild.ts).
+   */
+  private toWire(session: Session, st: SmSession, el: Element): void {
+    if (this.writer && !st.hibernating && this.checkpointing(st) && (st.held.length > 0 || archiveIdIn(el, session.jid.bare.toString()) !== undefined)) {
+      st.held.push(el);
+      this.writer.mark(session, true);
+      return;
+    }
+    session.stream.writeWire(el);
+  }
+
+  private checkpointing(st: SmSession): boolean {
+    return this.writer !== undefined && st.enabled && st.id !== undefined && !st.noResume && !st.overflowing && st.maxSeconds > 0;
+  }
+
+  /** The live checkpoint row of a session as it is now (CheckpointWriter.capture). */
+  private checkpointOf(session: Session): CheckpointEntry<SmSessionRecord> | undefined {
+    const st = this.st(session);
+    if (!st || session.closed) return undefined;
+    if (!this.checkpointing(st) || st.id === undefined) {
+      // No longer kept across a crash (overflow, bad ack): what waited for a checkpoint goes now.
+      for (const a of st.acks.splice(0)) if (!st.hibernating && a.stream === session.stream) a.stream.write(smEl('a', { h: String(wireH(a.count)) }));
+      for (const el of st.held.splice(0)) if (!st.hibernating) session.stream.writeWire(el);
+      return undefined;
+    }
+    const account = session.jid.bare.toString();
+    let crash: CrashInfo;
+    if (st.rebuild) {
+      // Not resumed since the crash: what it had then still decides the rebuild.
+      crash = { ...st.rebuild, live: true, deadline: st.hibernating ? st.deadline : 0, at: st.rebuildSavedAt };
+    } else {
+      const pending: Array<[number, string]> = [];
+      st.c.queue.forEach((q, i) => {
+        const id = archiveIdIn(q, account);
+        if (id !== undefined) pending.push([st.c.outAcked + i + 1, id]);
+      });
+      crash = { live: true, ackedId: st.ackedId, pending, since: st.since, deadline: st.hibernating ? st.deadline : 0, at: 0 };
+    }
+    const hib = { ...this.capture(session, st), out: st.c.outAcked, acked: st.c.outAcked, queue: [], crash };
+    const rec: SmSessionRecord = {
+      username: session.username,
+      id: st.id,
+      resource: session.resource,
+      node: this.nodeName,
+      deadline: LIVE_ROW_DEADLINE,
+      savedAt: Date.now(),
+      state: encodeHibernation(hib),
+    };
+    const held = st.held;
+    const n = held.length;
+    const handled = st.c.inHandled;
+    return {
+      rec,
+      after: () => {
+        // Acks up to the recorded h may go out now, on the stream that asked.
+        while (st.acks.length > 0 && (st.acks[0] as { count: number }).count <= handled) {
+          const a = st.acks.shift() as { count: number; stream: SessionStream };
+          if (!st.hibernating && a.stream === session.stream) a.stream.write(smEl('a', { h: String(wireH(a.count)) }));
+        }
+        // Recorded: these may go to the wire now (unless the stream went away meanwhile: they are queued).
+        if (n === 0 || st.held !== held || session.closed) return;
+        for (const el of held.splice(0, n)) session.stream.writeWire(el);
+      },
+    };
   }
 
   private requestAck(session: Session, st: SmSession): void {
@@ -455,8 +618,12 @@ class StreamManagement {
     st.hibernating = true;
     st.waiters = [];
     st.awaitingAck = false;
+    // Held stanzas never reached the client; they are in the queue and go out again on resumption.
+    st.held = [];
+    st.acks = [];
     const secs = this.control?.hibernationFor?.(session) ?? st.maxSeconds;
     this.hibernateFor(session, st, secs);
+    this.writer?.mark(session, false);
     this.m.hibernated.inc({ reason });
     this.api.log.info({ jid: session.jid.toString(), reason, unacked: st.c.queue.length, max: secs }, 'sm: waiting for resumption');
     return true;
@@ -484,6 +651,8 @@ class StreamManagement {
     st.waiters = [];
     if (!st.enabled) return;
     this.enabled.delete(session);
+    this.writer?.forget(session);
+    st.held = [];
     this.m.ended.inc({ reason });
     if (st.id !== undefined) {
       this.live.delete(st.id);
@@ -500,6 +669,11 @@ class StreamManagement {
       rec.h = st.c.h;
       const store = this.api.storage.smState;
       if (store) await store.put({ username: rec.username, id, h: rec.h, reason, endedAt: rec.at });
+      // Its live checkpoint goes (after any batch in flight, which could write it again).
+      if (this.writer) {
+        await this.writer.idle();
+        await this.api.storage.smSessions?.remove(rec.username, id);
+      }
     };
     // Stanzas still waiting for their commit will be handled: h is final only then.
     rec.ready = session.inboundTail.then(finish).catch((err: unknown) => {
@@ -627,6 +801,9 @@ class StreamManagement {
     } while (tail !== session.inboundTail);
     if (session.closed) return this.resumeFailed(stream, previd, reply);
     if (!stream.open) return false; // the new connection died meanwhile; the session stays hibernating
+    const rebuilt = st.rebuild ? await this.rebuildAfterCrash(session, st, h) : undefined;
+    if (session.closed) return this.resumeFailed(stream, previd, reply);
+    if (!stream.open) return false;
     const r = st.c.ack(h);
     if (!r.ok) {
       this.m.resumptions.inc({ outcome: 'bad-h' });
@@ -644,9 +821,18 @@ class StreamManagement {
     st.waiters = [];
     stream.adopt(session);
     reply(smEl('resumed', { previd, h: String(st.c.h) }));
-    // Already counted when first sent: replayed past the filters, not counted again.
-    for (const q of st.c.queue) stream.writeWire(q);
+    // Already counted when first sent: replayed past the filters, not counted again (but through
+    // the checkpoint hold: the client may get them now).
+    st.held = [];
+    st.acks = [];
+    for (const q of st.c.queue) this.toWire(session, st, q);
     this.m.resent.inc(undefined, st.c.queue.length);
+    // After a crash: what the client missed, from the archive, counted as new stanzas.
+    if (rebuilt) {
+      for (const el of rebuilt) session.send(el);
+      this.m.rebuilt.inc(undefined, rebuilt.length);
+    }
+    this.writer?.mark(session, true);
     this.m.resumptions.inc({ outcome: 'resumed' });
     st.oldestUnackedAt = st.c.queue.length > 0 ? Date.now() : 0;
     if (st.c.queue.length > 0) this.requestAck(session, st);
@@ -658,6 +844,89 @@ class StreamManagement {
         this.api.log.error({ err }, 'sm: resumed listener failed');
       }
     }
+    return true;
+  }
+
+  /**
+   * A session back from a crash is resumed with the client's `h`: decide from the checkpoint and
+   * the archive what it gets (rebuild.ts). Afterwards its outbound counters start at the client's
+   * `h`, its queue is empty, and the returned stanzas are to be sent as new ones.
+   */
+  private async rebuildAfterCrash(session: Session, st: SmSession, h: number): Promise<Element[]> {
+    const crash = st.rebuild as CrashInfo;
+    const archive = this.api.storage.archive;
+    const account = session.jid.bare.toString();
+    const count = clientCount(h, st.c.outAcked);
+    const had = deliveredIds(crash.pending, count);
+    const out: Element[] = [];
+    let dedupe = new Set<string>();
+    if (archive) {
+      let from: ArchiveRange = { username: session.username, minSeq: crash.since * 1000 };
+      if (crash.ackedId !== undefined) {
+        const seq = await archive.seqOf(session.username, crash.ackedId).catch(() => undefined);
+        if (seq !== undefined) from = { username: session.username, afterSeq: seq };
+      }
+      const rows = await this.archiveRows(from, this.opts.maxQueue);
+      const view = { resource: session.resource, priority: session.priority, available: session.available, mr2: session.mr2, carbons: session.carbons };
+      for (const row of rows) {
+        if (had.has(row.id)) continue;
+        const shape = copyShapeFor(row, view);
+        if (shape !== undefined) out.push(buildCopy(row.msg, shape, session, row.id, account));
+      }
+      // What the client sends again: its own messages archived since shortly before the checkpoint.
+      const sent = await this.archiveRows({ username: session.username, minSeq: Math.max(0, st.rebuildSavedAt - 10000) * 1000 }, 5000);
+      dedupe = sentKeys(sent, session.jid.toString());
+    }
+    // Stanzas queued since the session came back: archived ones are among the rebuilt (or the
+    // client had them); the others (presence, not archived) go out after them.
+    const rebuiltIds = new Set<string>();
+    for (const el of out) {
+      const id = archiveIdIn(el, account);
+      if (id !== undefined) rebuiltIds.add(id);
+    }
+    for (const q of st.c.queue.splice(0)) {
+      const id = archiveIdIn(q, account);
+      if (id === undefined || (!rebuiltIds.has(id) && !had.has(id))) out.push(q);
+    }
+    st.c.outAcked = count;
+    st.c.outCount = count;
+    st.rebuild = undefined;
+    st.dedupe = dedupe.size > 0 ? { keys: dedupe, left: this.opts.maxQueue + dedupe.size } : undefined;
+    this.api.log.info({ jid: session.jid.toString(), rebuilt: out.length, clientH: h, recorded: had.size, dedupe: dedupe.size }, 'sm: resuming a session back from a crash');
+    return out;
+  }
+
+  /** Archive rows of a range, oldest first, at most `max`, parsed. */
+  private async archiveRows(range: ArchiveRange, max: number): Promise<ArchivedRow[]> {
+    const archive = this.api.storage.archive;
+    const out: ArchivedRow[] = [];
+    if (!archive) return out;
+    let q = range;
+    while (out.length < max) {
+      const page = await archive.page({ ...q, order: 'asc', limit: Math.min(REBUILD_PAGE, max - out.length) });
+      for (const r of page) {
+        try {
+          out.push({ id: r.id, outgoing: r.outgoing, msg: parseXml(r.stanza) });
+        } catch {
+          this.api.log.warn({ user: r.username, id: r.id }, 'sm: unparsable archived message skipped in a crash rebuild');
+        }
+      }
+      const last = page[page.length - 1];
+      if (!last || page.length < REBUILD_PAGE) break;
+      q = { username: range.username, afterSeq: last.seq };
+    }
+    return out;
+  }
+
+  /** After a crash resumption: a message sent again that was handled before the crash (stanza/client hook). */
+  private resentDuplicate(session: Session, stanza: Element): boolean {
+    const st = this.st(session);
+    const d = st?.dedupe;
+    if (!st || !d) return false;
+    if (--d.left <= 0 || d.keys.size === 0) st.dedupe = undefined;
+    const k = resendKey(stanza);
+    if (k === undefined || !d.keys.delete(k)) return false;
+    this.m.deduped.inc();
     return true;
   }
 
@@ -694,6 +963,8 @@ class StreamManagement {
 
   /** Detach the session from its stream for writing it down; its deadline starts now unless it already waits. */
   private keepAtStop(session: Session, st: SmSession): boolean {
+    st.held = [];
+    st.acks = [];
     if (!st.hibernating) {
       st.hibernating = true;
       st.waiters = [];
@@ -719,6 +990,7 @@ class StreamManagement {
       queriedMam: st.queriedMam,
       session: snapshotOf(session),
       directedTo: [...session.directedTo],
+      ...(st.rebuild ? { crash: { ...st.rebuild, live: false, at: st.rebuildSavedAt } } : {}),
     };
   }
 
@@ -753,7 +1025,10 @@ class StreamManagement {
     this.server.sessions.remove(session);
     this.enabled.delete(session);
     this.live.delete(id);
+    this.writer?.forget(session);
     try {
+      // A live checkpoint in flight must not overwrite the write-down.
+      await this.writer?.idle();
       await store.put(rec);
       this.m.persisted.inc({ reason });
       this.api.log.info({ jid: session.jid.toString(), unacked: st.c.queue.length, reason }, 'sm: session written down for resumption');
@@ -779,13 +1054,50 @@ class StreamManagement {
   private async fetch(username: string, id: string): Promise<Session | undefined> {
     const store = this.api.storage.smSessions;
     if (!store) return undefined;
-    let rec = await store.take(username, id);
-    if (!rec) {
-      const ask = this.api.service<ClusterSmAsk>(CLUSTER_SM_ASK_SERVICE);
-      if (ask && (await ask(username, id))) rec = await store.take(username, id);
+    const ask = this.api.service<ClusterSmAsk>(CLUSTER_SM_ASK_SERVICE);
+    // A live checkpoint of another node is that node's running session: it must hand it over. When
+    // it does not answer it is dead; its reaper keeps the session (adopt), and is asked next. Past
+    // this wait nobody holds it any more and the row is taken here.
+    const c = this.api.config.cluster;
+    const giveUpAt = Date.now() + (ask ? (c.nodeTimeout + 2 * c.heartbeat) * 1000 + 10000 : 0);
+    for (;;) {
+      const here = this.live.get(id);
+      if (here) return here;
+      const cur = await store.get(username, id);
+      const liveElsewhere = cur !== undefined && cur.node !== this.nodeName && decodeHibernation(cur.state)?.crash?.live === true;
+      let rec: SmSessionRecord | undefined;
+      if (cur && !liveElsewhere) {
+        rec = await store.take(username, id);
+      } else if (ask && (await ask(username, id))) {
+        rec = await store.take(username, id);
+      } else if (!cur) {
+        return undefined;
+      } else if (Date.now() >= giveUpAt) {
+        this.api.log.warn({ user: username, node: cur.node }, 'sm: taking the live checkpoint of a node that does not answer');
+        rec = await store.take(username, id);
+      } else {
+        await new Promise((r) => setTimeout(r, 500));
+        continue;
+      }
+      if (!rec) return this.live.get(id);
+      return this.live.get(id) ?? this.restore(rec);
     }
-    if (!rec) return undefined;
-    return this.live.get(id) ?? this.restore(rec);
+  }
+
+  /** A dead node's live checkpoints (the cluster reaps it): its resumable sessions wait here. */
+  private async adopt(node: string): Promise<Set<string>> {
+    const kept = new Set<string>();
+    const store = this.api.storage.smSessions;
+    if (!store || node === '') return kept;
+    await this.restoring;
+    for (const r of await store.byNode(node)) {
+      if (decodeHibernation(r.state)?.crash?.live !== true) continue;
+      const rec = await store.take(r.username, r.id);
+      const s = rec && this.restore(rec);
+      if (s) kept.add(`${s.username}\0${s.resource}`);
+    }
+    if (kept.size > 0) this.api.log.info({ node, sessions: kept.size }, 'sm: sessions of a dead node kept for resumption here');
+    return kept;
   }
 
   /** At start: the sessions this node wrote down when it stopped wait for resumption again. */
@@ -872,17 +1184,31 @@ class StreamManagement {
     st.c.queue.push(...queue);
     st.hibernating = true;
     st.oldestUnackedAt = queue.length > 0 ? Date.now() : 0;
+    st.since = h.crash?.since ?? Date.now();
+    let deadline = rec.deadline;
+    if (h.crash) {
+      // Back from a crash (a live checkpoint), or written down since without being resumed: the
+      // queue that died with the process is rebuilt from the archive when the client resumes.
+      st.rebuild = h.crash;
+      st.rebuildSavedAt = h.crash.at > 0 ? h.crash.at : rec.savedAt;
+      // A live row's session was waiting already (its own deadline) or had its connection: then
+      // its time starts now (the moment of the crash is unknown, and the client could not resume
+      // while nobody held the session; an idle session's last checkpoint may be old).
+      if (h.crash.live) deadline = h.crash.deadline > 0 ? h.crash.deadline : Date.now() + h.max * 1000;
+    }
     this.enabled.add(session);
     session.addFilter(this.filter);
     this.live.set(rec.id, session);
-    const left = (rec.deadline - Date.now()) / 1000;
+    const left = (deadline - Date.now()) / 1000;
     if (left <= 0) {
       this.m.restored.inc({ outcome: 'expired' });
       this.server.endSession(session, 'resume-expired');
       return undefined;
     }
     this.hibernateFor(session, st, left);
-    this.m.restored.inc({ outcome: 'waiting' });
+    this.m.restored.inc({ outcome: h.crash?.live ? 'crashed' : 'waiting' });
+    // Its row was taken: a live checkpoint under this node's name at once, for the next crash.
+    this.writer?.mark(session, true);
     return session;
   }
 
@@ -903,6 +1229,7 @@ class StreamManagement {
     let t: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise((r) => (t = setTimeout(r, 10000)))]);
     if (t) clearTimeout(t);
+    this.writer?.close();
   }
 }
 

@@ -18,6 +18,12 @@ export interface SmOptions {
   ackTimeout: number;
   /** Seconds an ended session's final h is remembered for <failed h=…/>. */
   keepEnded: number;
+  /**
+   * Milliseconds a running resumable session's checkpoint (counters, acked archive id) may lag
+   * behind; 0 turns live checkpoints off (no resumption after kill -9). Archived stanzas never
+   * wait this long: they are recorded in the next commit before they reach the wire.
+   */
+  checkpointLag: number;
 }
 
 export const SM_DEFAULTS: SmOptions = {
@@ -28,6 +34,7 @@ export const SM_DEFAULTS: SmOptions = {
   requestAfter: 5,
   ackTimeout: 60,
   keepEnded: 7 * 24 * 3600,
+  checkpointLag: 200,
 };
 
 export function parseSmOptions(raw: Record<string, unknown>): SmOptions {

@@ -36,6 +36,28 @@ export interface Hibernation {
   session: SessionSnapshot;
   /** JIDs that got directed presence (RFC 6121 §4.6): told when the session finally ends. */
   directedTo: string[];
+  /**
+   * Present on a live checkpoint (the session runs in a process that may die without writing it
+   * down) and on a session taken back after such a death and not resumed since: what rebuilds its
+   * outbound queue from the archive at resumption (docs/stream-management.md, "After a crash").
+   */
+  crash?: CrashInfo;
+}
+
+/** What a checkpoint keeps so that a session survives the death of its process (kill -9). */
+export interface CrashInfo {
+  /** A running session's checkpoint (counters may lag), not a write-down at a stop or handover. */
+  live: boolean;
+  /** Archive id of the newest archived stanza the client acked (undefined: none yet). */
+  ackedId: string | undefined;
+  /** Archived stanzas sent and not yet acked: [outbound count, archive id], oldest first. */
+  pending: Array<[number, string]>;
+  /** When SM was enabled (ms): with no acked id, the rebuild starts at this archive time. */
+  since: number;
+  /** When a session waiting for resumption ends (ms); 0 while it has a connection. */
+  deadline: number;
+  /** When the checkpoint it came back from was written (ms; 0 on a live row: the row's savedAt). */
+  at: number;
 }
 
 const VERSION = 1;
@@ -64,7 +86,27 @@ export function decodeHibernation(text: string): Hibernation | undefined {
   if (o.acked > o.out || o.out - o.acked !== o.queue.length) return undefined;
   const session = decodeSnapshot(o.session);
   if (!session) return undefined;
-  return { jid: o.jid, sid: o.sid, max: o.max, out: o.out, acked: o.acked, handled: o.handled, queue: o.queue, queriedMam: o.queriedMam, session, directedTo: o.directedTo };
+  const h: Hibernation = { jid: o.jid, sid: o.sid, max: o.max, out: o.out, acked: o.acked, handled: o.handled, queue: o.queue, queriedMam: o.queriedMam, session, directedTo: o.directedTo };
+  if (o.crash !== undefined) {
+    const crash = decodeCrash(o.crash);
+    if (!crash) return undefined;
+    h.crash = crash;
+  }
+  return h;
+}
+
+function decodeCrash(v: unknown): CrashInfo | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const o = v as Record<string, unknown>;
+  if (typeof o.live !== 'boolean' || !count(o.since) || !count(o.deadline) || !count(o.at)) return undefined;
+  if (o.ackedId !== undefined && typeof o.ackedId !== 'string') return undefined;
+  if (!Array.isArray(o.pending)) return undefined;
+  const pending: Array<[number, string]> = [];
+  for (const p of o.pending as unknown[]) {
+    if (!Array.isArray(p) || p.length !== 2 || !count(p[0]) || typeof p[1] !== 'string') return undefined;
+    pending.push([p[0], p[1]]);
+  }
+  return { live: o.live, ackedId: o.ackedId, pending, since: o.since, deadline: o.deadline, at: o.at };
 }
 
 /**

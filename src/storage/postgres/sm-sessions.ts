@@ -48,6 +48,30 @@ export class PgSmSessionStore implements SmSessionStore {
     );
   }
 
+  /** One statement (one commit) for a whole checkpoint batch; the last row of a key wins. */
+  async putMany(recs: readonly SmSessionRecord[]): Promise<void> {
+    const last = new Map<string, SmSessionRecord>();
+    for (const r of recs) last.set(`${r.username}\0${r.id}`, r);
+    const rows = [...last.values()];
+    if (rows.length === 0) return;
+    const params: Array<string | number> = [];
+    const values = rows.map((r, i) => {
+      params.push(r.username, r.id, r.resource, r.node, r.deadline, r.savedAt, r.state);
+      const b = i * 7;
+      return `($${b + 1}, $${b + 2}, $${b + 3}, $${b + 4}, $${b + 5}, $${b + 6}, $${b + 7})`;
+    });
+    await this.pool.query(
+      `INSERT INTO sm_sessions (${COLS}) VALUES ${values.join(', ')}
+       ON CONFLICT (username, id) DO UPDATE SET resource = excluded.resource, node = excluded.node,
+         deadline = excluded.deadline, saved_at = excluded.saved_at, state = excluded.state`,
+      params,
+    );
+  }
+
+  async remove(username: string, id: string): Promise<void> {
+    await this.pool.query('DELETE FROM sm_sessions WHERE username = $1 AND id = $2', [username, id]);
+  }
+
   async get(username: string, id: string): Promise<SmSessionRecord | undefined> {
     const r = (await this.pool.query<Row>(`SELECT ${COLS} FROM sm_sessions WHERE username = $1 AND id = $2`, [username, id])).rows[0];
     return r && toRecord(r);

@@ -43,6 +43,8 @@ export class SqliteSmSessionStore implements SmSessionStore {
   private readonly takeStmt: Statement<[string, string], Row>;
   private readonly byNodeStmt: Statement<[string], Row>;
   private readonly expiredStmt: Statement<[number, number], Row>;
+  private readonly removeStmt: Statement<[string, string]>;
+  private readonly putAll: (recs: readonly SmSessionRecord[]) => void;
 
   constructor(db: Database) {
     this.putStmt = db.prepare(
@@ -55,6 +57,19 @@ export class SqliteSmSessionStore implements SmSessionStore {
     this.takeStmt = db.prepare(`DELETE FROM sm_sessions WHERE username = ? AND id = ? RETURNING ${COLS}`);
     this.byNodeStmt = db.prepare(`SELECT ${COLS} FROM sm_sessions WHERE node = ?`);
     this.expiredStmt = db.prepare(`SELECT ${COLS} FROM sm_sessions WHERE deadline < ? ORDER BY deadline LIMIT ?`);
+    this.removeStmt = db.prepare('DELETE FROM sm_sessions WHERE username = ? AND id = ?');
+    // One transaction (one commit, one fsync under synchronous=FULL) for a whole checkpoint batch.
+    this.putAll = db.transaction((recs: readonly SmSessionRecord[]) => {
+      for (const r of recs) this.putStmt.run(r.username, r.id, r.resource, r.node, r.deadline, r.savedAt, r.state);
+    });
+  }
+
+  async putMany(recs: readonly SmSessionRecord[]): Promise<void> {
+    if (recs.length > 0) this.putAll(recs);
+  }
+
+  async remove(username: string, id: string): Promise<void> {
+    this.removeStmt.run(username, id);
   }
 
   async put(r: SmSessionRecord): Promise<void> {
