@@ -24,7 +24,7 @@ modes:
             --warmup 3 --duration 20 --drain 15 --concurrency 50
   mamfill   --src mamsrc --dst mamdst --count 100000 --window 200 --size 100 --ids-file F
   mamquery  --src mamsrc --dst mamdst --iterations 30 --warmup-queries 10 --ids-file F
-  storm     --count 10000 --concurrency 10000 --pairs 10 --rate 100 --baseline 10 [--sm]
+  storm     --count 10000 --concurrency 10000 --pairs 10 --rate 100 --baseline 10 [--threads 1] [--sm]
             N clients online, all dropped at once and reconnecting at once, while --pairs other
             users exchange --rate msg/s; reports logins/s, time to ready, RSS peak, stream p99
 users are <prefix><i> with password <pwprefix><i>, or line i of --users-file ("name password").
@@ -48,6 +48,7 @@ const options = {
   count: { type: 'string' },
   users: { type: 'string' },
   concurrency: { type: 'string' },
+  threads: { type: 'string' },
   checkpoints: { type: 'string', default: '1000,5000' },
   settle: { type: 'string', default: '5' },
   hold: { type: 'string', default: '0' },
@@ -175,6 +176,7 @@ export async function main(argv: string[]): Promise<Result> {
       res = await storm(t, {
         ...login, start, count, concurrency: num(a.concurrency, count, 'concurrency'), pairs: num(a.pairs, 10, 'pairs'),
         rate: num(a.rate, 100, 'rate'), baseline: num(a.baseline, 10, 'baseline'), settle: num(a.settle, 5, 'settle'),
+        threads: num(a.threads, 1, 'threads'),
       });
       break;
     }

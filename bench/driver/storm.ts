@@ -13,7 +13,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { now, type LoginOptions, type XmppConn } from './conn.js';
+import { TlsSessionStore, now, tlsCounters, type LoginOptions, type XmppConn } from './conn.js';
 import { CpuMeter, readRssKb } from './proc.js';
 import { log, mkConn, pool, range, round, type Result, type Target } from './scenarios.js';
 import { DoubleList, latSummary } from './stats.js';
@@ -32,6 +32,12 @@ export interface StormOpts extends LoginOptions {
   baseline: number;
   /** seconds to wait after the storm before the final RSS reading */
   settle: number;
+  /**
+   * Worker threads the storm's clients are spread over (default 1). One thread driving 10,000
+   * TLS clients was the busier side of a storm (93% of a core on a quiet machine while the
+   * server used 70%): its own event loop then timed the server out.
+   */
+  threads?: number;
 }
 
 /** Latency of the concurrent stream, by the phase each message was sent in. */
@@ -172,7 +178,113 @@ async function streamWorker(d: StreamWorkerData): Promise<void> {
 
 if (!isMainThread && (workerData as StreamWorkerData | null)?.stormStream) void streamWorker(workerData as StreamWorkerData);
 
-function next(w: Worker): Promise<FromWorker> {
+
+/** A slice of the storm's clients, in a worker thread of its own. */
+interface ClientsWorkerData {
+  stormClients: true;
+  host: string;
+  port: number;
+  domain: string;
+  mech: Target['mech'];
+  tls: Target['tls'];
+  resume: boolean;
+  localAddrs: string[];
+  users: Array<[string, string]>;
+  login: LoginOptions;
+  /** logins in flight in this slice, for the storm and for the (unmeasured) first login */
+  concurrency: number;
+  primeConcurrency: number;
+}
+
+/** Milliseconds on a clock that every thread of the process shares. */
+const wallMs = (): number => performance.timeOrigin + performance.now();
+
+interface SliceResult {
+  ready: number[];
+  loginLat: number[];
+  fails: number;
+  resumed: number;
+  full: number;
+  errors: Record<string, number>;
+  tls: typeof tlsCounters;
+}
+type ToClients = { go: 'prime' } | { go: 'blip'; t0: number } | { go: 'close' };
+type FromClients = { primed: number } | { stormed: SliceResult } | { closed: true } | { error: string };
+
+async function clientsWorker(d: ClientsWorkerData): Promise<void> {
+  const port = parentPort;
+  if (port === null) return;
+  const t: Target = {
+    host: d.host, port: d.port, domain: d.domain, mech: d.mech, pid: 0, user: (i) => d.users[i] as [string, string], localAddrs: d.localAddrs,
+    ...(d.tls ? { tls: d.tls } : {}), ...(d.resume ? { tlsSessions: new TlsSessionStore() } : {}),
+  };
+  const conns: Array<XmppConn | null> = new Array(d.users.length).fill(null);
+  const post = (m: FromClients): void => port.postMessage(m);
+  port.on('message', (m: ToClients) => {
+    void (async () => {
+      if (m.go === 'prime') {
+        let fails = 0;
+        await pool(range(0, d.users.length), d.primeConcurrency, async (k) => {
+          const [u, p] = t.user(k);
+          const c = mkConn(t, u, p, 'storm');
+          try {
+            await c.login(d.login);
+            conns[k] = c;
+          } catch (e) {
+            if (++fails < 5) log(`prime login ${u}: ${(e as Error).message}`);
+            c.destroy();
+          }
+        });
+        post({ primed: fails });
+      } else if (m.go === 'blip') {
+        for (const c of conns) c?.destroy();
+        const r: SliceResult = { ready: [], loginLat: [], fails: 0, resumed: 0, full: 0, errors: {}, tls: tlsCounters };
+        await pool(range(0, d.users.length), d.concurrency, async (k) => {
+          const [u, p] = t.user(k);
+          const c = mkConn(t, u, p, 'storm');
+          const ts = now();
+          try {
+            await c.login(d.login);
+            r.ready.push(wallMs() - m.t0);
+            r.loginLat.push(now() - ts);
+            if (c.tlsInfo?.resumed) r.resumed++;
+            else if (c.tlsInfo) r.full++;
+            conns[k] = c;
+          } catch (e) {
+            r.fails++;
+            const msg = (e as Error).message.slice(0, 80);
+            r.errors[msg] = (r.errors[msg] ?? 0) + 1;
+            c.destroy();
+            conns[k] = null;
+          }
+        });
+        post({ stormed: r });
+      } else {
+        await Promise.all(conns.map((c) => c?.close(2000)));
+        post({ closed: true });
+      }
+    })().catch((e: unknown) => post({ error: (e as Error).message }));
+  });
+}
+
+if (!isMainThread && (workerData as ClientsWorkerData | null)?.stormClients) void clientsWorker(workerData as ClientsWorkerData);
+
+/** Send `msg` to every worker and wait for each one's answer. */
+async function all<T>(ws: Worker[], msg: ToClients, pick: (m: FromClients) => T | undefined): Promise<T[]> {
+  return Promise.all(
+    ws.map(async (w) => {
+      const answer = next(w) as Promise<FromClients>;
+      w.postMessage(msg);
+      const m = await answer;
+      if ('error' in m) throw new Error(`storm clients: ${m.error}`);
+      const v = pick(m);
+      if (v === undefined) throw new Error(`storm clients: unexpected ${JSON.stringify(m).slice(0, 100)}`);
+      return v;
+    }),
+  );
+}
+
+function next(w: Worker): Promise<FromWorker | FromClients> {
   return new Promise((resolve, reject) => {
     w.once('message', resolve);
     w.once('error', reject);
@@ -192,24 +304,26 @@ export async function storm(t: Target, o: StormOpts): Promise<Result> {
   if ('error' in hello) throw new Error(`stream: ${hello.error}`);
   const stream = { setPhase: (phase: string): void => worker.postMessage({ phase } satisfies ToWorker) };
 
-  // 2. The storm's clients log in once (slowly: this is not measured) and get their tickets.
+  // 2. The storm's clients, spread over `threads` workers, log in once (slowly: this is not
+  // measured) and get their tickets.
   const first = o.start + nStream;
-  const conns: Array<XmppConn | null> = new Array(o.count).fill(null);
-  let primeFails = 0;
+  const threads = Math.max(1, Math.min(o.threads ?? 1, o.count));
+  const slices: Array<Array<[string, string]>> = Array.from({ length: threads }, () => []);
+  for (let k = 0; k < o.count; k++) (slices[k % threads] as Array<[string, string]>).push(t.user(first + k));
+  const clients = slices.map(
+    (users) =>
+      new Worker(new URL(import.meta.url), {
+        workerData: {
+          stormClients: true, host: t.host, port: t.port, domain: t.domain, mech: t.mech, tls: t.tls, resume: t.tlsSessions !== undefined,
+          localAddrs: t.localAddrs ?? [], users, login, concurrency: Math.max(1, Math.ceil(o.concurrency / threads)),
+          primeConcurrency: Math.max(1, Math.ceil(100 / threads)),
+        } satisfies ClientsWorkerData,
+      }),
+  );
   const tp = now();
-  await pool(range(0, o.count), 100, async (k) => {
-    const [u, p] = t.user(first + k);
-    const c = mkConn(t, u, p, 'storm');
-    try {
-      await c.login(login);
-      conns[k] = c;
-    } catch (e) {
-      if (++primeFails < 5) log(`prime login ${u}: ${(e as Error).message}`);
-      c.destroy();
-    }
-  });
+  const primeFails = (await all(clients, { go: 'prime' }, (m) => ('primed' in m ? m.primed : undefined))).reduce((x, y) => x + y, 0);
   const primeSecs = (now() - tp) / 1000;
-  log(`storm: ${o.count - primeFails} clients online in ${primeSecs.toFixed(1)} s`);
+  log(`storm: ${o.count - primeFails} clients online in ${primeSecs.toFixed(1)} s (${threads} client thread${threads > 1 ? 's' : ''})`);
   await sleep(o.settle * 1000);
   const rssOnline = readRssKb(t.pid);
 
@@ -227,33 +341,25 @@ export async function storm(t: Target, o: StormOpts): Promise<Result> {
   const cpu = new CpuMeter(t.pid);
   cpu.start();
   const t0 = now();
-  for (const c of conns) c?.destroy();
+  const parts = await all(clients, { go: 'blip', t0: wallMs() }, (m) => ('stormed' in m ? m.stormed : undefined));
   const ready = new DoubleList();
   const loginLat = new DoubleList();
   let fails = 0;
   let resumed = 0;
   let full = 0;
   const errors = new Map<string, number>();
-  await pool(range(0, o.count), o.concurrency, async (k) => {
-    const [u, p] = t.user(first + k);
-    const c = mkConn(t, u, p, 'storm');
-    const ts = now();
-    try {
-      await c.login(login);
-      const tr = now();
-      ready.push(tr - t0);
-      loginLat.push(tr - ts);
-      if (c.tlsInfo?.resumed) resumed++;
-      else if (c.tlsInfo) full++;
-      conns[k] = c;
-    } catch (e) {
-      fails++;
-      const m = (e as Error).message.slice(0, 80);
-      errors.set(m, (errors.get(m) ?? 0) + 1);
-      c.destroy();
-      conns[k] = null;
-    }
-  });
+  for (const r of parts) {
+    r.ready.forEach((x) => ready.push(x));
+    r.loginLat.forEach((x) => loginLat.push(x));
+    fails += r.fails;
+    resumed += r.resumed;
+    full += r.full;
+    for (const [m, n] of Object.entries(r.errors)) errors.set(m, (errors.get(m) ?? 0) + n);
+    // The handshake counters the report prints live in each thread: add the workers' to ours.
+    tlsCounters.handshakes += r.tls.handshakes;
+    tlsCounters.resumed += r.tls.resumed;
+    for (const [k, n] of Object.entries(r.tls.protocols)) tlsCounters.protocols[k] = (tlsCounters.protocols[k] ?? 0) + n;
+  }
   const stormSecs = (now() - t0) / 1000;
   const cpuw = cpu.stop();
   stream.setPhase('after');
@@ -269,13 +375,14 @@ export async function storm(t: Target, o: StormOpts): Promise<Result> {
   const during = fin.summaries['storm'] as Result;
   const ratio = typeof base['p99_ms'] === 'number' && typeof during['p99_ms'] === 'number' && base['p99_ms'] > 0 ? round(during['p99_ms'] / base['p99_ms'], 2) : null;
   const res: Result = {
-    scenario: 'storm', count: o.count, concurrency: o.concurrency, mech: t.mech, prime_secs: round(primeSecs, 2), prime_fails: primeFails,
+    scenario: 'storm', count: o.count, concurrency: o.concurrency, client_threads: threads, mech: t.mech, prime_secs: round(primeSecs, 2), prime_fails: primeFails,
     fails, errors: Object.fromEntries(errors), storm_secs: round(stormSecs, 2), logins_per_s: round((o.count - fails) / stormSecs, 1),
     time_to_ready: latSummary(ready.view()), login_latency: latSummary(loginLat.view()), tls_resumed: resumed, tls_full: full,
     rss_online_kb: rssOnline, rss_peak_kb: rssPeak, rss_after_kb: rssAfter,
     stream: { rate: o.rate, pairs: o.pairs, baseline: base, storm: during, after: fin.summaries['after'], p99_ratio: ratio },
     ...cpuw,
   };
-  await Promise.all(conns.map((c) => c?.close(2000)));
+  await all(clients, { go: 'close' }, (m) => ('closed' in m ? true : undefined));
+  await Promise.all(clients.map((w) => w.terminate()));
   return res;
 }
